@@ -1,0 +1,121 @@
+"""The sensor in one process: configuration, tracer, reporter. Started exactly once,
+whether by the autowrapt groups (any combination), ``spyglass.init()`` or ``spyglass run``.
+
+Starting is cheap on purpose: it reads the configuration and registers lazy import hooks.
+The tracer is built when first needed, the reporter's thread when there is something to
+send, httpx is imported on that thread.
+"""
+import logging
+import os
+import signal
+import sys
+import threading
+
+from . import config as config_module
+
+log = logging.getLogger("spyglass")
+
+_lock = threading.RLock()
+_agent = None
+
+
+class Agent:
+    def __init__(self, config, started_by):
+        from .report.reporter import Reporter
+
+        self.config = config
+        self.started_by = [started_by]
+        self.instrumented = []  # library names patched so far, in order
+        self.reporter = Reporter(config, self._resource_attributes)
+        if config.metrics_interval > 0:
+            self.reporter.add_periodic(self.reporter.self_metrics, config.metrics_interval)
+        self._tracer = None
+
+    def _resource_attributes(self):
+        # On the reporter thread, when first needed: platform and socket stay off startup.
+        from .report.resource import resource_attributes
+
+        return resource_attributes(self.config)
+
+    @property
+    def tracer(self):
+        tracer = self._tracer
+        if tracer is None:
+            with _lock:
+                if self._tracer is None:
+                    from .trace.tracer import Tracer
+
+                    self._tracer = Tracer(export=self.reporter.submit_trace,
+                                          sample_rate=self.config.sample_rate,
+                                          max_spans_per_trace=self.config.max_spans_per_trace)
+                tracer = self._tracer
+        return tracer
+
+
+def get():
+    """The running agent, or None."""
+    return _agent
+
+
+def start(started_by="code", config_file=None, **settings):
+    """Start the sensor once per process; later calls only note who asked. Never raises."""
+    global _agent
+    with _lock:
+        if _agent is not None:
+            if started_by not in _agent.started_by:
+                _agent.started_by.append(started_by)
+            return _agent
+        try:
+            config = config_module.load(config_file=config_file, **settings)
+            if config.debug:
+                _enable_debug_logging()
+            if not config.enabled:
+                log.info("spyglass: disabled by configuration (%s)", config.sources["enabled"])
+                return None
+            _agent = Agent(config, started_by)
+            from .instrument import register_hooks
+
+            register_hooks(_agent)
+            _drain_on_sigterm(_agent.reporter)
+            log.debug("spyglass: started by %s, sending to %s as %r", started_by,
+                      config.endpoint, config.service_name)
+        except Exception:
+            log.exception("spyglass: could not start; the app runs without it")
+            _agent = None
+        return _agent
+
+
+def _enable_debug_logging():
+    logger = logging.getLogger("spyglass")
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s spyglass[%(process)d] %(message)s"))
+        logger.addHandler(handler)
+
+
+def _drain_on_sigterm(reporter):
+    """SIGTERM's default action kills the process without running atexit; where the app
+    left it at the default, drain the queue first and then die of SIGTERM as before.
+
+    Not under uWSGI: it installs C-level handlers that Python's signal module cannot see.
+    """
+    if "uwsgi" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _make_sigterm_handler(reporter))
+    except (ValueError, OSError, AttributeError):
+        pass
+
+
+def _make_sigterm_handler(reporter):
+    def on_sigterm(signum, frame):
+        try:
+            reporter.at_exit()
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return on_sigterm

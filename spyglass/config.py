@@ -1,0 +1,415 @@
+"""One Config object: defaults < ini file < environment < code.
+
+``KEYS`` is the single table of settings; Configuration.md, ``spyglass makeini`` and the
+validation all derive from it. A value that does not parse gives one warning on the
+``spyglass`` logger naming the key and where it came from, and the default is used.
+"""
+import configparser
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+log = logging.getLogger("spyglass")
+
+INI_SECTION = "spyglass"
+ENV_PREFIX = "SPYGLASS_"
+
+
+class Key(NamedTuple):
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    doc: str
+    type_name: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace(".", "_")
+
+    @property
+    def ini(self) -> str:
+        return "spyglass." + self.name
+
+
+# -- parsers: each takes a str (from ini/env) or a Python value (from code) ----------------
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def parse_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_float(value):
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if number != number or number < 0:
+        raise ValueError("expected a number >= 0")
+    return number
+
+
+def parse_int(value):
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, str):
+        value = value.strip()
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected a whole number >= 0")
+    return number
+
+
+def parse_rate(value):
+    rate = parse_float(value)
+    if rate > 1:
+        raise ValueError("expected a number between 0 and 1")
+    return rate
+
+
+def parse_str(value):
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    return value.strip()
+
+
+def parse_endpoint(value):
+    url = parse_str(value).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
+def parse_level(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    level = logging.getLevelName(str(value).strip().upper())
+    if not isinstance(level, int):
+        raise ValueError("expected a logging level such as WARNING")
+    return level
+
+
+def parse_mapping(value):
+    """``k1=v1,k2=v2`` (the OTLP headers / resource attributes syntax) or a dict."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    result = {}
+    for item in parse_str(value).split(","):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        from urllib.parse import unquote
+
+        result[unquote(key.strip())] = unquote(val.strip())
+    return result
+
+
+def parse_list(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(v.strip() for v in parse_str(value).split(",") if v.strip())
+
+
+def parse_threshold(value):
+    """A slow-call threshold in seconds, or ``false`` to switch the library off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "off", "no")):
+        return False
+    return parse_float(value)
+
+
+def parse_temporality(value):
+    text = parse_str(value).lower()
+    if text not in ("delta", "cumulative"):
+        raise ValueError("expected delta or cumulative")
+    return text
+
+
+def parse_callable_path(value):
+    text = parse_str(value)
+    if text and ":" not in text:
+        raise ValueError("expected module:callable")
+    return text
+
+
+def _key(name, parse, default, doc):
+    type_name = {
+        parse_temporality: "delta or cumulative",
+        parse_callable_path: "module:callable",
+        parse_bool: "bool", parse_float: "float", parse_int: "int", parse_rate: "float 0..1",
+        parse_str: "str", parse_endpoint: "url", parse_level: "level", parse_mapping: "key=value,…",
+        parse_list: "list", parse_threshold: "seconds or false",
+    }[parse]
+    return Key(name, parse, default, doc, type_name)
+
+
+# Slow-call thresholds per instrumented library: name -> (default, what it covers).
+TIMING = {
+    "dbapi2_sqlite3": (0.1, "sqlite3"),
+    "dbapi2_psycopg2": (0.1, "psycopg2 / psycopg2-binary"),
+    "dbapi2_psycopg": (0.1, "psycopg 3"),
+    "dbapi2_pymysql": (0.1, "PyMySQL"),
+    "dbapi2_mysqldb": (0.1, "mysqlclient (MySQLdb)"),
+    "dbapi2_generic": (0.1, "drivers named in dbapi2_modules"),
+    "pysolr": (0.1, "pysolr"),
+    "redis": (0.1, "redis-py, sync and asyncio"),
+    "jinja2": (0.15, "Jinja2 templates"),
+    "django_templates": (0.15, "Django templates"),
+    "urllib3": (3.0, "urllib3 (and requests on it)"),
+    "requests": (3.0, "requests"),
+    "httpx": (3.0, "httpx, sync and async"),
+    "httplib": (3.0, "urllib / http.client"),
+}
+
+KEYS: Tuple[Key, ...] = (
+    _key("enabled", parse_bool, True, "Master switch: false leaves the process untouched."),
+    _key("service_name", parse_str, "", "Service name on every export. Empty: derived from "
+         "OTEL_SERVICE_NAME, the uWSGI/gunicorn app, the Django settings module, the Flask app, "
+         "else the script name."),
+    _key("environment", parse_str, "", "Deployment environment (`deployment.environment.name`)."),
+    _key("release", parse_str, "", "Version of the app (`service.version`)."),
+    _key("endpoint", parse_endpoint, "http://127.0.0.1:4318", "OTLP/HTTP base URL; "
+         "`/v1/traces`, `/v1/metrics` and `/v1/logs` are appended. Falls back to "
+         "OTEL_EXPORTER_OTLP_ENDPOINT."),
+    _key("headers", parse_mapping, {}, "Extra HTTP headers on every export, e.g. an API key: "
+         "`x-api-key=secret`. Falls back to OTEL_EXPORTER_OTLP_HEADERS."),
+    _key("resource_attributes", parse_mapping, {}, "Extra resource attributes "
+         "(`k=v,…`). Falls back to OTEL_RESOURCE_ATTRIBUTES."),
+    _key("sample_rate", parse_rate, 1.0, "Head sampling probability for new traces; an incoming "
+         "sampled flag is respected. Slow and errored requests are kept regardless."),
+    _key("flush_interval", parse_float, 1.0, "Seconds between exports of whatever is queued."),
+    _key("batch_size", parse_int, 512, "Items (traces, log records) per export request."),
+    _key("max_queue_size", parse_int, 2048, "Cap of the export queue; when full, new data is "
+         "dropped and counted, the app never waits."),
+    _key("timeout", parse_float, 5.0, "Seconds allowed for one export request."),
+    _key("shutdown_timeout", parse_float, 5.0, "Seconds allowed at exit (or SIGTERM) to drain "
+         "the queue."),
+    _key("max_spans_per_trace", parse_int, 1000, "Spans kept per trace in this process; the "
+         "number dropped is recorded on the local root."),
+    _key("metrics_interval", parse_float, 10.0, "Seconds between exports of metrics (runtime, "
+         "requests, custom, and the sensor's own counters)."),
+    _key("debug", parse_bool, False, "Log the sensor's own activity at DEBUG on the `spyglass` "
+         "logger (to stderr if nothing else handles it)."),
+    # -- requests and errors (web frameworks) ---------------------------------------------
+    _key("slow_request_time", parse_float, 1.0, "Seconds after which a request is slow; slow "
+         "requests are always exported, even when head sampling dropped the trace."),
+    _key("report_404", parse_bool, False, "Treat 404 responses as errors."),
+    _key("report_local_vars", parse_bool, False, "Send each frame's local variables with error "
+         "events (repr'd, size-capped, scrubbed)."),
+    _key("ignore_paths", parse_list, (), "URL path prefixes not traced at all (health checks, "
+         "static files), comma-separated."),
+    _key("ignore_slow_paths", parse_list, (), "URL path prefixes never reported as slow "
+         "(long polls, downloads), comma-separated."),
+    _key("send_default_pii", parse_bool, False, "Send user names, e-mail addresses and client "
+         "IP addresses; by default only a user's id is sent."),
+    _key("scrub_keys", parse_list, (), "Extra key names (headers, query parameters, form/JSON "
+         "keys, locals) whose values are replaced by [Filtered], on top of the built-in list."),
+    _key("in_app_include", parse_list, (), "Module prefixes counted as the app's own code in "
+         "stacks (overrides the site-packages rule)."),
+    _key("in_app_exclude", parse_list, (), "Module prefixes never counted as the app's own "
+         "code in stacks."),
+    _key("filter_callable", parse_callable_path, "", "`module:callable` run on every error "
+         "event before it is sent: return None to drop it, or the (changed) event."),
+    _key("logging.level", parse_level, logging.WARNING, "Records at or above this level from "
+         "the stdlib logging module are sent as OTLP log records."),
+    _key("logging_on_error", parse_bool, False, "Send a request's log records only when the "
+         "request errored or was slow."),
+    # -- calls (databases, HTTP, templates) -----------------------------------------------
+    _key("dbapi2_modules", parse_list, (), "Module names of other PEP 249 drivers to "
+         "instrument, comma-separated."),
+    _key("span_min_duration", parse_float, 0.0, "Calls faster than this many seconds are not "
+         "exported as spans (they still count in the request's aggregates)."),
+    _key("capture_sql_parameters", parse_bool, False, "Send SQL bind parameters (scrubbed) "
+         "with statements. Off: parameters never leave the process."),
+    _key("compress_repeated_calls", parse_bool, True, "Export a run of identical fast calls "
+         "(an N+1 loop) as one span with a count."),
+    # -- metrics --------------------------------------------------------------------------
+    _key("runtime_metrics", parse_bool, True, "Collect the process's runtime metrics "
+         "(CPU, memory, threads, GC …) every metrics_interval."),
+    _key("metrics_temporality", parse_temporality, "delta", "Aggregation temporality of "
+         "exported sums and histograms."),
+    _key("metrics_max_series", parse_int, 1000, "Cap of distinct label sets per custom metric; "
+         "beyond it values go to one overflow series and one warning is logged."),
+) + tuple(
+    _key("timing." + name, parse_threshold, default,
+         f"Slow-call threshold in seconds for {what}; false switches it off.")
+    for name, (default, what) in TIMING.items()
+)
+
+KEYS_BY_NAME: Dict[str, Key] = {key.name: key for key in KEYS}
+
+
+def format_default(value) -> str:
+    """A default as it is written in an ini file (and in Configuration.md)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(value)
+    return str(value)
+
+
+def format_key_default(key: Key) -> str:
+    if key.parse is parse_level:
+        return logging.getLevelName(key.default)
+    return format_default(key.default)
+
+
+def keys_markdown_table() -> str:
+    """The table of Configuration.md, made from ``KEYS`` (tools/update_docs.py writes it)."""
+    rows = ["| key | env var | ini key | type | default | meaning |", "|---|---|---|---|---|---|"]
+    for key in KEYS:
+        rows.append(f"| `{key.name}` | `{key.env}` | `{key.ini}` | {key.type_name} | "
+                    f"`{format_key_default(key)}` | {key.doc} |")
+    return "\n".join(rows)
+
+# OpenTelemetry's standard variables, honoured when spyglass's own are not set.
+OTEL_FALLBACKS = {
+    "endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "headers": "OTEL_EXPORTER_OTLP_HEADERS",
+    "service_name": "OTEL_SERVICE_NAME",
+    "resource_attributes": "OTEL_RESOURCE_ATTRIBUTES",
+}
+
+
+def attribute_name(key_name: str) -> str:
+    return key_name.replace(".", "_")
+
+
+class Config:
+    """Effective settings as attributes (``config.sample_rate``, ``config.timing_redis``).
+
+    ``sources`` maps each key to where its value came from: default, ini:<path>:<line>,
+    env:<VAR>, code.
+    """
+
+    def __init__(self):
+        self.sources: Dict[str, str] = {}
+        for key in KEYS:
+            setattr(self, attribute_name(key.name), key.default)
+            self.sources[key.name] = "default"
+
+    def get(self, name: str) -> Any:
+        return getattr(self, attribute_name(name))
+
+    def threshold(self, library: str):
+        """Slow threshold for an instrumented library, or False when it is switched off."""
+        return getattr(self, "timing_" + library, False)
+
+    def set(self, name: str, raw: Any, source: str) -> bool:
+        """Parse and set one value; on a bad value warn once and keep the default."""
+        key = KEYS_BY_NAME.get(name)
+        if key is None:
+            log.warning("spyglass: unknown configuration key %r (from %s) ignored", name, source)
+            return False
+        try:
+            value = key.parse(raw)
+        except (TypeError, ValueError) as exc:
+            log.warning("spyglass: bad value %r for %s (from %s): %s; using the default %r",
+                        raw, key.name, source, exc, key.default)
+            return False
+        setattr(self, attribute_name(name), value)
+        self.sources[name] = source
+        return True
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {key.name: self.get(key.name) for key in KEYS}
+
+
+def read_ini(path: str):
+    """Yield (key name, raw value, source) from the ``[spyglass]`` section of an ini file."""
+    parser = configparser.RawConfigParser()
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read()
+    parser.read_string(lines, source=path)
+    if not parser.has_section(INI_SECTION):
+        return
+    line_of = _line_numbers(lines)
+    for option, value in parser.items(INI_SECTION):
+        name = option[len("spyglass."):] if option.startswith("spyglass.") else option
+        yield name, value, f"ini:{path}:{line_of.get(option, '?')}"
+
+
+def _line_numbers(text: str) -> Dict[str, int]:
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        option, sep, _ = line.partition("=")
+        if sep and not line[:1].isspace():
+            found.setdefault(option.strip().lower(), number)
+    return found
+
+
+def load(config_file: Optional[str] = None, environ=None, **overrides) -> Config:
+    """Build the effective configuration from every source, later sources winning."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    path = config_file or environ.get("SPYGLASS_INI")
+    if path:
+        try:
+            for name, raw, source in read_ini(path):
+                config.set(name, raw, source)
+        except (OSError, configparser.Error) as exc:
+            log.warning("spyglass: cannot read config file %s (%s); ignoring it", path, exc)
+    for key in KEYS:
+        otel_var = OTEL_FALLBACKS.get(key.name)
+        if key.env in environ:
+            config.set(key.name, environ[key.env], "env:" + key.env)
+        elif otel_var and environ.get(otel_var) and config.sources[key.name] == "default":
+            config.set(key.name, environ[otel_var], "env:" + otel_var)
+    for name, value in overrides.items():
+        config.set(name.replace("timing_", "timing.", 1) if name.startswith("timing_") else name,
+                   value, "code")
+    if not config.service_name:
+        config.service_name = default_service_name(environ)
+        config.sources["service_name"] = "derived"
+    return config
+
+
+def default_service_name(environ=None) -> str:
+    """The best name we can find without the user telling us."""
+    environ = os.environ if environ is None else environ
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is not None:
+        for option in (b"module", b"wsgi", b"wsgi-file", b"file", b"procname"):
+            value = getattr(uwsgi, "opt", {}).get(option.decode()) or getattr(uwsgi, "opt", {}).get(option)
+            if value:
+                return _clean_app_name(value)
+    if "gunicorn" in sys.modules or "gunicorn" in os.path.basename(sys.argv[0] if sys.argv else ""):
+        for arg in (sys.argv or [])[1:]:
+            if ":" in arg and not arg.startswith("-"):
+                return _clean_app_name(arg)
+    settings = environ.get("DJANGO_SETTINGS_MODULE")
+    if settings:
+        return settings.split(".")[0]
+    flask_app = environ.get("FLASK_APP")
+    if flask_app:
+        return _clean_app_name(flask_app)
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    if script:
+        base = os.path.basename(script)
+        return base[:-3] if base.endswith(".py") else base
+    return "python"
+
+
+def _clean_app_name(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    value = str(value).split(":")[0]
+    base = os.path.basename(value)
+    base = base[:-3] if base.endswith(".py") else base
+    return base or "python"

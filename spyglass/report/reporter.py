@@ -1,0 +1,261 @@
+"""The reporter: a bounded queue drained by one daemon thread per process.
+
+The app's threads only append to a deque (dropping and counting when it is full); the
+thread batches, encodes and exports. It is started on first use and restarted in a forked
+child: ``os.register_at_fork`` covers ``os.fork``, and a pid comparison on every submit
+covers forks done in C (uWSGI), which skip those hooks.
+
+At interpreter exit, and on SIGTERM where nothing else handles it, what is queued is
+drained within ``shutdown_timeout``. A process that queued nothing exits at once.
+"""
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+
+from ..trace import ids, suppressed
+from . import otlp
+
+log = logging.getLogger("spyglass")
+
+TRACES, LOGS, METRICS = "traces", "logs", "metrics"
+PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
+ENCODERS = {TRACES: otlp.encode_traces, LOGS: otlp.encode_logs, METRICS: otlp.encode_metrics}
+# A batch that cannot be sent is retried for this long at most (outside shutdown).
+BATCH_RETRY_BUDGET = 30.0
+
+
+class Reporter:
+    def __init__(self, config, resource_attributes):
+        self.config = config
+        self._resource_attributes = resource_attributes
+        self._periodic = []  # [callable returning OTLP metric dicts, interval, next due]
+        self._reset()
+        os.register_at_fork(after_in_child=self._after_fork)
+        atexit.register(self.at_exit)
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._generation = ids.generation
+        self._max_queue_size = self.config.max_queue_size
+        self._batch_size = self.config.batch_size
+        self._queue = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._interrupt = threading.Event()  # cuts a retry's backoff short on flush/exit
+        self._idle = threading.Condition(threading.Lock())
+        self._thread = None
+        self._busy = False
+        self._deadline = None
+        self._transport = None
+        self.resource = None
+        # "queued" is derived (taken + still waiting) so the app's side counts nothing.
+        self.counters = {"taken": 0, "dropped": 0, "sent": 0, "failed": 0}
+        self._counters_start_ns = time.time_ns()
+
+    def _after_fork(self):
+        """In a forked child: a fresh queue, lock and thread; what the parent had queued
+        is the parent's to send."""
+        if self._pid != os.getpid():
+            self._reset()
+            if self._periodic:
+                now = time.monotonic()
+                for task in self._periodic:
+                    task[2] = now + task[1]
+                self.start()
+        self._generation = ids.generation
+
+    # -- the app's side: cheap, never blocks ---------------------------------------------
+
+    def submit_trace(self, spans):
+        self._submit(TRACES, spans)
+
+    def submit_log(self, record):
+        ids.check_fork()  # logs can come before any trace does in a forked child
+        self._submit(LOGS, record)
+
+    def submit_metrics(self, metrics):
+        self._submit(METRICS, metrics)
+
+    def _submit(self, kind, item):
+        # No lock and no syscall here: every new local trace has just compared the pid
+        # (ids.check_fork), and a deque append is atomic. Under a race the cap can be
+        # passed by a few items, never more than one per thread.
+        if self._generation != ids.generation:
+            self._after_fork()
+        queue = self._queue
+        if len(queue) >= self._max_queue_size:
+            with self._lock:
+                self.counters["dropped"] += 1
+            return
+        queue.append((kind, item))
+        if self._thread is None:
+            self.start()
+        elif len(queue) >= self._batch_size:
+            self._wake.set()
+
+    def add_periodic(self, collect, interval):
+        """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
+        time one interval from now); it returns OTLP metric dicts to export."""
+        self._periodic.append([collect, interval, time.monotonic() + interval])
+        self.start()
+
+    def start(self):
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            thread = threading.Thread(target=self._run, name="spyglass-reporter", daemon=True)
+            self._thread = thread
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: at_exit drains synchronously
+            self._thread = None
+
+    # -- draining --------------------------------------------------------------------------
+
+    def flush(self, timeout=None) -> bool:
+        """Export everything queued now; True when all of it was handled in time."""
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return self._drain(deadline)
+        self._deadline = deadline
+        self._interrupt.set()
+        with self._idle:
+            self._wake.set()
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle.wait(remaining)
+        self._deadline = None
+        self._interrupt.clear()
+        return not self._queue and not self._busy
+
+    def at_exit(self):
+        if self._pid != os.getpid() or not self._queue and not self._busy:
+            return
+        try:
+            if not self.flush(self.config.shutdown_timeout):
+                log.warning("spyglass: exiting with %d items not exported (shutdown_timeout=%ss)",
+                            len(self._queue), self.config.shutdown_timeout)
+        except Exception:
+            log.exception("spyglass: error while draining at exit")
+
+    def _run(self):
+        suppressed.set(True)
+        while True:
+            self._wake.wait(self._seconds_to_next_due())
+            self._wake.clear()
+            try:
+                self._run_periodic()
+                self._drain(time.monotonic() + BATCH_RETRY_BUDGET)
+            except Exception:
+                log.exception("spyglass: reporter error (continuing)")
+            with self._idle:
+                self._idle.notify_all()
+
+    def _seconds_to_next_due(self):
+        wait = self.config.flush_interval
+        now = time.monotonic()
+        for _collect, _interval, due in self._periodic:
+            wait = min(wait, max(0.0, due - now))
+        return wait
+
+    def _run_periodic(self):
+        now = time.monotonic()
+        for task in self._periodic:
+            collect, interval, due = task
+            if now >= due:
+                task[2] = now + interval
+                try:
+                    metrics = collect()
+                except Exception:
+                    log.exception("spyglass: metrics collector %r failed", collect)
+                    continue
+                if metrics:
+                    self.submit_metrics(metrics)
+
+    def _drain(self, deadline) -> bool:
+        """Send what is queued, batch by batch, until empty or past ``deadline`` (or the
+        earlier deadline of a flush under way)."""
+        ok = True
+        while self._queue and time.monotonic() < self._current_deadline(deadline):
+            self._busy = True
+            try:
+                batches = self._take_batch()
+                for kind, items in batches.items():
+                    ok &= self._export(kind, items, deadline)
+            finally:
+                self._busy = False
+        return ok and not self._queue
+
+    def _take_batch(self):
+        batches = {}
+        queue = self._queue
+        for _ in range(self._batch_size):
+            try:
+                kind, item = queue.popleft()
+            except IndexError:
+                break
+            self.counters["taken"] += 1
+            if kind == METRICS:
+                batches.setdefault(kind, []).extend(item)
+            else:
+                batches.setdefault(kind, []).append(item)
+        return batches
+
+    def _export(self, kind, items, deadline) -> bool:
+        try:
+            if self._transport is None:
+                from .transport import Transport  # httpx: imported here, off the app's path
+                self._transport = Transport(self.config.endpoint, self.config.headers,
+                                            self.config.timeout)
+            if self.resource is None:
+                self.resource = self._resource_attributes()
+            body = otlp.dumps(ENCODERS[kind](self.resource, items))
+            sent = self._transport.send(PATHS[kind], body,
+                                        lambda: self._current_deadline(deadline), self._sleep)
+        except Exception:
+            log.exception("spyglass: could not export %s", kind)
+            sent = False
+        self.counters["sent" if sent else "failed"] += len(items) if kind != METRICS else 1
+        return sent
+
+    def _current_deadline(self, deadline):
+        flush_deadline = self._deadline
+        return deadline if flush_deadline is None else min(deadline, flush_deadline)
+
+    def _sleep(self, seconds):
+        """Backoff between retries. A flush or exit interrupts it, and what is left of it
+        is then slept within the flush's deadline."""
+        end = time.monotonic() + seconds
+        if not self._interrupt.wait(seconds):
+            return
+        remaining = self._current_deadline(end) - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+    # -- the sensor's own health ------------------------------------------------------------
+
+    def self_metrics(self):
+        now = time.time_ns()
+        start = self._counters_start_ns
+        counters = dict(self.counters)
+        waiting = len(self._queue)
+        return [
+            otlp.sum_metric("spyglass.queue.queued", "{item}", "Items queued for export",
+                            [otlp.number_point(counters["taken"] + waiting, now, start)]),
+            otlp.sum_metric("spyglass.queue.dropped", "{item}",
+                            "Items dropped because the export queue was full",
+                            [otlp.number_point(counters["dropped"], now, start)]),
+            otlp.sum_metric("spyglass.export.sent", "{item}", "Items exported",
+                            [otlp.number_point(counters["sent"], now, start)]),
+            otlp.sum_metric("spyglass.export.failed", "{item}", "Items whose export failed",
+                            [otlp.number_point(counters["failed"], now, start)]),
+            otlp.gauge_metric("spyglass.queue.size", "{item}", "Items waiting in the queue",
+                              [otlp.number_point(waiting, now)]),
+        ]

@@ -1,0 +1,146 @@
+"""OTLP/HTTP export with httpx: gzip, a timeout per request, retries with exponential
+backoff and jitter on network errors, 429 and 5xx, honouring ``Retry-After``.
+
+httpx is imported here, and this module only on the reporter thread, so the app's
+startup never pays for it. Failures are logged once when exporting stops working and once
+when it works again, never per request.
+"""
+import email.utils
+import gzip
+import logging
+import random
+import time
+
+import httpx
+
+from .resource import SDK_VERSION
+
+log = logging.getLogger("spyglass")
+
+RETRYABLE_STATUS = frozenset((408, 429, 500, 502, 503, 504))
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 60.0
+MAX_ATTEMPTS = 6
+
+
+class Transport:
+    def __init__(self, endpoint, headers, timeout):
+        self.endpoint = endpoint
+        self._client = httpx.Client(timeout=timeout, headers={
+            **headers,
+            "content-type": "application/json",
+            "content-encoding": "gzip",
+            "user-agent": f"spyglass/{SDK_VERSION}",
+        })
+        self.healthy = True
+        self.lost_while_down = 0
+        self._rejections_logged = False
+
+    def close(self):
+        self._client.close()
+
+    def send(self, path, body: bytes, deadline, sleep=time.sleep) -> bool:
+        """POST one batch; retry until it is accepted, refused for good, or ``deadline()``
+        (a ``time.monotonic()`` value, asked anew before each retry) would pass.
+        True when accepted."""
+        url = self.endpoint + path
+        data = gzip.compress(body, compresslevel=5)
+        for attempt in range(MAX_ATTEMPTS):
+            reason, delay = self._attempt(url, data)
+            if reason is None:
+                self._recovered()
+                return True
+            self._failing(url, reason)
+            if delay is None:
+                break  # refused for good: retrying would not help
+            delay = min(delay, MAX_RETRY_AFTER) if delay else _backoff(attempt)
+            if time.monotonic() + delay >= deadline():
+                break
+            sleep(delay)
+            if time.monotonic() >= deadline():
+                break
+        self.lost_while_down += 1
+        return False
+
+    def _attempt(self, url, data):
+        """(None, None) on success, else (reason, retry delay or None for 'do not retry');
+        a delay of 0 means 'retry after the usual backoff'."""
+        try:
+            response = self._client.post(url, content=data)
+        except httpx.TimeoutException:
+            return "timed out", 0
+        except httpx.TransportError as exc:
+            return _describe_transport_error(exc), 0
+        status = response.status_code
+        if 200 <= status < 300:
+            self._note_partial_success(response)
+            return None, None
+        reason = f"HTTP {status} {response.reason_phrase}".strip()
+        if status in RETRYABLE_STATUS:
+            return reason, _retry_after(response.headers.get("retry-after")) or 0
+        return reason + _advice(status), None
+
+    def _failing(self, url, reason):
+        if self.healthy:
+            log.warning("spyglass: cannot export to %s (%s); retrying, and dropping telemetry "
+                        "while this lasts; the app is not affected", url, reason)
+            self.healthy = False
+
+    def _recovered(self):
+        if not self.healthy:
+            log.warning("spyglass: exporting to %s works again (%d batches lost meanwhile)",
+                        self.endpoint, self.lost_while_down)
+            self.healthy = True
+            self.lost_while_down = 0
+
+    def _note_partial_success(self, response):
+        if self._rejections_logged or not response.content:
+            return
+        try:
+            partial = response.json().get("partialSuccess") or {}
+        except (ValueError, AttributeError):
+            return
+        rejected = {k: v for k, v in partial.items() if k.startswith("rejected") and int(v or 0)}
+        if rejected:
+            self._rejections_logged = True
+            log.warning("spyglass: the collector rejected part of an export: %s %s",
+                        rejected, partial.get("errorMessage", ""))
+
+
+def _backoff(attempt):
+    # Exponential, with full jitter around the nominal value so workers do not stampede.
+    return min(MAX_BACKOFF, FIRST_BACKOFF * (2 ** attempt)) * random.uniform(0.5, 1.5)
+
+
+def _retry_after(value):
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _describe_transport_error(exc):
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused: is the collector running?"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return f"unknown host ({text})"
+    return text
+
+
+def _advice(status):
+    if status in (401, 403):
+        return ": check the API key in spyglass.headers"
+    if status == 413:
+        return ": the collector's body size limit is below spyglass.batch_size's payloads"
+    if status == 404:
+        return ": is spyglass.endpoint the OTLP/HTTP base URL (without /v1/...)?"
+    return ""

@@ -1,0 +1,274 @@
+"""Spans, span contexts and the local part of a trace.
+
+A ``LocalTrace`` holds the finished spans of one trace in this process until its local root
+finishes, then hands them to the exporter as one unit. An unsampled trace keeps only what
+must be seen anyway: its root when that is slow, errored or forced, and calls marked
+``keep`` (slow or failed). Everything else about an unsampled span is a few attribute sets.
+"""
+import time
+import traceback
+
+import opentracing
+
+# OTLP span kinds
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
+KIND_BY_TAG = {"server": SERVER, "client": CLIENT, "producer": PRODUCER, "consumer": CONSUMER}
+
+# OTLP status codes
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+
+MAX_STACKTRACE = 16 * 1024
+
+_time_ns = time.time_ns
+
+
+class SpanContext(opentracing.SpanContext):
+    """Ids, sampled flag, baggage and tracestate; immutable once made.
+
+    ``local`` links a context to its process-local trace, so that ``child_of=span.context``
+    still joins the same local trace; contexts extracted from a carrier have none.
+    """
+
+    __slots__ = ("trace_id", "span_id", "sampled", "_baggage", "tracestate", "local")
+
+    def __init__(self, trace_id, span_id, sampled=True, baggage=None, tracestate=(), local=None):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self._baggage = baggage
+        self.tracestate = tracestate
+        self.local = local
+
+    @property
+    def baggage(self):
+        return self._baggage if self._baggage is not None else {}
+
+    def with_baggage_item(self, key, value):
+        baggage = dict(self.baggage)
+        baggage[key] = value
+        return SpanContext(self.trace_id, self.span_id, self.sampled, baggage,
+                           self.tracestate, self.local)
+
+    def __repr__(self):
+        return (f"SpanContext(trace_id={self.trace_id:032x}, span_id={self.span_id:016x}, "
+                f"sampled={self.sampled})")
+
+
+class LocalTrace:
+    """What the spans of one trace in this process share: ids, sampling, the buffer."""
+
+    # No __slots__: class-level defaults keep a new one cheap (one is made per request).
+    dropped = 0
+    root = None
+    closed = False
+    aggregates = None  # category -> [count, total ns], for the calls made in this trace
+
+    def __init__(self, trace_id, sampled, tracestate, tracer):
+        self.trace_id = trace_id
+        self.tracestate = tracestate
+        self.sampled = sampled
+        self.tracer = tracer
+        self.spans = []
+
+    def add(self, span):
+        if self.closed:
+            # A child that outlived its root (a background task): ship it on its own.
+            self.tracer.export([span])
+        elif len(self.spans) < self.tracer.max_spans_per_trace:
+            self.spans.append(span)
+        else:
+            self.dropped += 1
+
+    def count_call(self, category, duration_ns):
+        """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
+        root), whether or not the call itself is exported."""
+        aggregates = self.aggregates
+        if aggregates is None:
+            aggregates = self.aggregates = {}
+        totals = aggregates.get(category)
+        if totals is None:
+            aggregates[category] = [1, duration_ns]
+        else:
+            totals[0] += 1
+            totals[1] += duration_ns
+
+    def close(self):
+        self.closed = True
+        root, spans = self.root, self.spans
+        self.spans = None
+        if not (self.sampled or root.keep or spans):
+            return
+        if self.aggregates:
+            attributes = root.attributes
+            for category, (count, total_ns) in self.aggregates.items():
+                attributes[f"spyglass.agg.{category}.count"] = count
+                attributes[f"spyglass.agg.{category}.duration_ms"] = total_ns / 1e6
+        if self.dropped:
+            root.attributes["spyglass.dropped_spans"] = self.dropped
+        if not self.sampled:
+            root.attributes["spyglass.sampled"] = False
+        spans.append(root)
+        self.tracer.export(spans)
+
+
+class Span(opentracing.Span):
+    # No __slots__: with class-level defaults a new span sets only what differs, which is
+    # the cheapest way to make one. The SpanContext is made only when asked for.
+    _context = None
+    end_ns = 0
+    events = None
+    status = STATUS_UNSET
+    status_message = ""
+    keep = False
+
+    def __init__(self, tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL,
+                 baggage=None):
+        self._tracer = tracer
+        self.local = local
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.baggage = baggage
+        self.name = name
+        self.start_ns = start_ns
+        self.kind = kind
+        self.attributes = {}
+
+    @property
+    def context(self):
+        context = self._context
+        if context is None:
+            local = self.local
+            context = self._context = SpanContext(local.trace_id, self.span_id, local.sampled,
+                                                  self.baggage, local.tracestate, local)
+        return context
+
+    @property
+    def trace_id(self):
+        return self.local.trace_id
+
+    # -- OpenTracing API ------------------------------------------------------------------
+
+    @property
+    def operation_name(self):
+        return self.name
+
+    def set_operation_name(self, operation_name):
+        self.name = operation_name
+        return self
+
+    def set_tag(self, key, value):
+        if key in _SPECIAL_TAGS:
+            _SPECIAL_TAGS[key](self, value)
+        else:
+            self.attributes[key] = value
+        return self
+
+    def log_kv(self, key_values, timestamp=None):
+        when = _time_ns() if timestamp is None else int(timestamp * 1e9)
+        error = key_values.get("error.object")
+        if isinstance(error, BaseException):
+            self.record_exception(error, when)
+            return self
+        fields = dict(key_values)
+        name = str(fields.pop("event", "log"))
+        if name == "error":
+            self.mark_error(str(fields.get("message", "")))
+        self.add_event(name, fields, when)
+        return self
+
+    def set_baggage_item(self, key, value):
+        baggage = dict(self.baggage) if self.baggage else {}
+        baggage[key] = value
+        self.baggage = baggage
+        self._context = None
+        return self
+
+    def get_baggage_item(self, key):
+        return self.baggage.get(key) if self.baggage else None
+
+    def finish(self, finish_time=None):
+        if self.end_ns:
+            return
+        self.end_ns = _time_ns() if finish_time is None else int(finish_time * 1e9)
+        local = self.local
+        if local.root is self:
+            local.close()
+        elif local.sampled or self.keep:
+            local.add(self)
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_value is not None:
+            self.record_exception(exc_value)
+        self.finish()
+
+    # -- spyglass's own -------------------------------------------------------------------
+
+    def add_event(self, name, attributes=None, when=None):
+        if self.events is None:
+            self.events = []
+        self.events.append((_time_ns() if when is None else when, name, attributes or {}))
+
+    def mark_error(self, message=""):
+        """Status ERROR; the span (and so its trace) is exported even if unsampled."""
+        self.status = STATUS_ERROR
+        self.status_message = message
+        self.keep = True
+
+    def record_exception(self, exc, when=None):
+        """An ``exception`` event by OpenTelemetry's conventions, and status ERROR."""
+        kind = type(exc)
+        module = kind.__module__
+        type_name = kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+        message = _safe_str(exc)
+        stack = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        self.add_event("exception", {
+            "exception.type": type_name,
+            "exception.message": message,
+            "exception.stacktrace": stack[-MAX_STACKTRACE:],
+        }, when)
+        self.mark_error(f"{type_name}: {message}" if message else type_name)
+
+    @property
+    def duration_ns(self):
+        return (self.end_ns or _time_ns()) - self.start_ns
+
+    def __repr__(self):
+        return f"<Span {self.name!r} {self.context!r}>"
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        return "<unprintable>"
+
+
+def _set_kind(span, value):
+    span.kind = KIND_BY_TAG.get(str(value).lower(), INTERNAL)
+
+
+def _set_error(span, value):
+    if value:
+        span.mark_error(span.status_message)
+    span.attributes["error"] = value
+
+
+def _set_sampling_priority(span, value):
+    # OpenTracing's way to force (priority > 0) keeping a trace.
+    try:
+        keep = float(value) > 0
+    except (TypeError, ValueError):
+        keep = False
+    if keep:
+        span.keep = True
+        root = span.local.root
+        if root is not None:
+            root.keep = True
+    span.attributes["sampling.priority"] = value
+
+
+_SPECIAL_TAGS = {
+    "span.kind": _set_kind,
+    "error": _set_error,
+    "sampling.priority": _set_sampling_priority,
+}

@@ -1,0 +1,179 @@
+"""spyglass's OpenTracing 2.x tracer.
+
+The same tracer serves two callers: the app through the OpenTracing API
+(``opentracing.tracer``), and spyglass's instrumentation, which uses the cheaper
+``start_child`` / ``record_call`` to skip what a leaf call does not need.
+"""
+import os
+import time
+
+import opentracing
+from opentracing import Format, UnsupportedFormatException, InvalidCarrierException
+from opentracing import SpanContextCorruptedException
+
+from . import propagation
+from . import ids
+from .ids import new_span_id as _new_span_id
+from .context import Scope, ScopeManager, get_active_scope
+from .sampling import Sampler
+from .span import INTERNAL, LocalTrace, Span, SpanContext, KIND_BY_TAG
+
+_time_ns = time.time_ns
+_getpid = os.getpid
+_getrandbits = ids._getrandbits
+_TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
+
+
+def _discard(spans):
+    pass
+
+
+class Tracer(opentracing.Tracer):
+    def __init__(self, export=_discard, sample_rate=1.0, max_spans_per_trace=1000,
+                 scope_manager=None):
+        super().__init__(scope_manager or ScopeManager())
+        self.export = export
+        self.sampler = Sampler(sample_rate)
+        self.max_spans_per_trace = max_spans_per_trace
+
+    # -- OpenTracing API ------------------------------------------------------------------
+
+    def start_active_span(self, operation_name, child_of=None, references=None, tags=None,
+                          start_time=None, ignore_active_span=False, finish_on_close=True):
+        manager = self._scope_manager
+        if (child_of is None and references is None and tags is None and start_time is None
+                and not ignore_active_span and manager.__class__ is ScopeManager):
+            # The common case, flattened: child of the active span, activated at once.
+            active = get_active_scope()
+            if active is None:
+                span = self._new_local_root(operation_name, None, _time_ns(), INTERNAL)
+            else:
+                span = self._new_span(operation_name, active.span, _time_ns(), INTERNAL)
+            return Scope(manager, span, finish_on_close, active)
+        span = self.start_span(operation_name, child_of, references, tags, start_time,
+                               ignore_active_span)
+        return manager.activate(span, finish_on_close)
+
+    def start_span(self, operation_name=None, child_of=None, references=None, tags=None,
+                   start_time=None, ignore_active_span=False):
+        parent = child_of
+        if parent is None and references:
+            parent = _parent_from_references(references)
+        if parent is None and not ignore_active_span:
+            scope = get_active_scope()
+            if scope is not None:
+                parent = scope.span
+        start_ns = _time_ns() if start_time is None else int(start_time * 1e9)
+        span = self._new_span(operation_name, parent, start_ns, INTERNAL)
+        if tags:
+            for key, value in tags.items():
+                span.set_tag(key, value)
+        return span
+
+    def inject(self, span_context, format, carrier):
+        if format in _TEXT_FORMATS:
+            if not hasattr(carrier, "__setitem__"):
+                raise InvalidCarrierException("carrier must be a mutable mapping")
+            propagation.inject(carrier, span_context.trace_id, span_context.span_id,
+                               span_context.sampled, span_context.tracestate,
+                               span_context.baggage)
+        elif format == Format.BINARY:
+            if not isinstance(carrier, bytearray):
+                raise InvalidCarrierException("carrier must be a bytearray")
+            carrier.extend(propagation.to_binary(span_context.trace_id, span_context.span_id,
+                                                 span_context.sampled, span_context.baggage))
+        else:
+            raise UnsupportedFormatException(format)
+
+    def extract(self, format, carrier):
+        if format in _TEXT_FORMATS:
+            if not hasattr(carrier, "items") and not isinstance(carrier, (list, tuple)):
+                raise InvalidCarrierException("carrier must be a mapping")
+            found = propagation.extract(carrier)
+        elif format == Format.BINARY:
+            if not isinstance(carrier, (bytes, bytearray)):
+                raise InvalidCarrierException("carrier must be bytes or a bytearray")
+            found = propagation.from_binary(carrier) if carrier else None
+            if carrier and found is None:
+                raise SpanContextCorruptedException("unreadable binary trace context")
+        else:
+            raise UnsupportedFormatException(format)
+        if found is None:
+            return None
+        return SpanContext(found.trace_id, found.span_id, found.sampled,
+                           found.baggage or None, found.tracestate)
+
+    # -- for spyglass's instrumentation ---------------------------------------------------
+
+    def start_child(self, name, kind=INTERNAL, parent=None):
+        """A span under ``parent`` (default: the active span), not activated."""
+        if parent is None:
+            scope = get_active_scope()
+            parent = scope.span if scope is not None else None
+        return self._new_span(name, parent, _time_ns(), kind)
+
+    def start_server_span(self, name, headers=None, kind=KIND_BY_TAG["server"]):
+        """A request's local root, continuing the W3C context found in ``headers``."""
+        parent = None
+        if headers is not None:
+            found = propagation.extract(headers)
+            if found is not None:
+                parent = SpanContext(found.trace_id, found.span_id, found.sampled,
+                                     found.baggage or None, found.tracestate)
+        return self._new_span(name, parent, _time_ns(), kind)
+
+    def record_call(self, parent, name, kind, start_ns, end_ns, attributes, keep=False):
+        """Record an already finished leaf call under ``parent`` (a Span).
+
+        The cheapest way to trace a call: nothing is activated, and in an unsampled trace
+        nothing is made at all unless the call is to be kept (slow or failed).
+        """
+        local = parent.local
+        if not (local.sampled or keep):
+            return None
+        span = Span(self, local, _new_span_id(), parent.span_id, name, start_ns, kind,
+                    parent.baggage)
+        span.attributes = attributes
+        span.keep = keep
+        span.end_ns = end_ns
+        local.add(span)
+        return span
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _new_span(self, name, parent, start_ns, kind):
+        if parent.__class__ is Span:
+            return Span(self, parent.local, _new_span_id(), parent.span_id, name, start_ns,
+                        kind, parent.baggage)
+        if isinstance(parent, Span):
+            parent = parent.context
+        if isinstance(parent, SpanContext) and parent.local is not None:
+            # A local span's context, passed as child_of: join its local trace.
+            return Span(self, parent.local, _new_span_id(), parent.span_id, name, start_ns,
+                        kind, parent._baggage)
+        return self._new_local_root(name, parent, start_ns, kind)
+
+    def _new_local_root(self, name, parent, start_ns, kind):
+        """A fresh trace, or the local part of a trace that came from elsewhere."""
+        if _getpid() != ids._pid:  # a fork that skipped the at-fork hooks (uWSGI)
+            ids.reseed()
+        if isinstance(parent, SpanContext):
+            sampled = parent.sampled  # parent-based: the caller decided
+            trace_id, parent_id = parent.trace_id, parent.span_id
+            baggage, tracestate = parent._baggage, parent.tracestate
+        else:  # None, or another tracer's context, which carries nothing we can continue
+            rate = self.sampler.rate
+            sampled = rate >= 1.0 or self.sampler.sample_new_trace()
+            trace_id, parent_id, baggage, tracestate = _getrandbits(128) or 1, None, None, ()
+        local = LocalTrace(trace_id, sampled, tracestate, self)
+        span = Span(self, local, _getrandbits(64) or 1, parent_id, name, start_ns, kind, baggage)
+        local.root = span
+        return span
+
+
+def _parent_from_references(references):
+    # The first child_of reference wins; a follows_from reference is a parent if alone.
+    for reference in references:
+        if reference.type == opentracing.ReferenceType.CHILD_OF:
+            return reference.referenced_context
+    return references[0].referenced_context
