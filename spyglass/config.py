@@ -4,7 +4,6 @@
 validation all derive from it. A value that does not parse gives one warning on the
 ``spyglass`` logger naming the key and where it came from, and the default is used.
 """
-import configparser
 import logging
 import os
 import sys
@@ -300,6 +299,7 @@ class Config:
 
     def __init__(self):
         self.sources: Dict[str, str] = {}
+        self.problems = []  # (source, key, message), for `spyglass testini` and `check`
         for key in KEYS:
             setattr(self, attribute_name(key.name), key.default)
             self.sources[key.name] = "default"
@@ -315,11 +315,13 @@ class Config:
         """Parse and set one value; on a bad value warn once and keep the default."""
         key = KEYS_BY_NAME.get(name)
         if key is None:
+            self.problems.append((source, name, "unknown key"))
             log.warning("spyglass: unknown configuration key %r (from %s) ignored", name, source)
             return False
         try:
             value = key.parse(raw)
         except (TypeError, ValueError) as exc:
+            self.problems.append((source, name, f"bad value {raw!r}: {exc}"))
             log.warning("spyglass: bad value %r for %s (from %s): %s; using the default %r",
                         raw, key.name, source, exc, key.default)
             return False
@@ -333,6 +335,8 @@ class Config:
 
 def read_ini(path: str):
     """Yield (key name, raw value, source) from the ``[spyglass]`` section of an ini file."""
+    import configparser  # only when there is an ini file: it is not free to import
+
     parser = configparser.RawConfigParser()
     with open(path, encoding="utf-8") as handle:
         lines = handle.read()
@@ -363,7 +367,8 @@ def load(config_file: Optional[str] = None, environ=None, **overrides) -> Config
         try:
             for name, raw, source in read_ini(path):
                 config.set(name, raw, source)
-        except (OSError, configparser.Error) as exc:
+        except Exception as exc:  # OSError, configparser.Error, UnicodeDecodeError: never fatal
+            config.problems.append((path, "", f"cannot read: {exc}"))
             log.warning("spyglass: cannot read config file %s (%s); ignoring it", path, exc)
     for key in KEYS:
         otel_var = OTEL_FALLBACKS.get(key.name)

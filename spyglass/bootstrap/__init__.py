@@ -51,7 +51,10 @@ def _start(group):
     try:
         from .. import agent
 
-        agent.start(started_by="autowrapt:" + group)
+        # `spyglass run` marks the processes it starts, for the process snapshot.
+        launcher = os.environ.get("SPYGLASS_LAUNCHER")
+        started_by = f"{launcher} (autowrapt:{group})" if launcher else "autowrapt:" + group
+        agent.start(started_by=started_by)
     except Exception:  # the app must start whatever happens to us
         import logging
 
