@@ -37,3 +37,87 @@ def flush(timeout=None) -> bool:
 
     running = agent.get()
     return running.reporter.flush(timeout) if running else True
+
+
+# -- errors and scopes (spyglass.errors.capture, spyglass.scope) ---------------------------
+
+def capture_exception(exc=None, **context):
+    """Send an error event for ``exc`` (default: the exception being handled). ``context``:
+    ``tags``, ``user``, ``contexts``, ``fingerprint``, ``level``, ``handled``; other
+    keywords go into the event's ``extra`` context. Returns the event id or None."""
+    from .errors import capture
+
+    return capture.capture_exception(exc, **context)
+
+
+def capture_message(message, level="info", **context):
+    """Send ``message`` as an event of ``level``; returns the event id or None."""
+    from .errors import capture
+
+    return capture.capture_message(message, level, **context)
+
+
+def set_user(user=None, **fields):
+    """The user for events from here on (this request, or the enclosing ``scope()``):
+    a dict such as ``{"id": 42}``, or keywords; None clears it. Only the id is sent
+    unless ``send_default_pii`` is on."""
+    from . import scopes as scope_module
+
+    scope_module.current().set_user({**(user or {}), **fields})
+
+
+def set_tag(key, value):
+    from . import scopes as scope_module
+
+    scope_module.current().set_tag(key, value)
+
+
+def set_tags(tags):
+    from . import scopes as scope_module
+
+    current = scope_module.current()
+    for key, value in dict(tags).items():
+        current.set_tag(key, value)
+
+
+def set_context(name, values):
+    """A named block of data (a dict) for events; None removes it."""
+    from . import scopes as scope_module
+
+    scope_module.current().set_context(name, values)
+
+
+def add_breadcrumb(message=None, category=None, level="info", data=None):
+    from . import scopes as scope_module
+
+    scope_module.current().add_breadcrumb(message, category, level, data)
+
+
+def scope():
+    """``with spyglass.scope() as s:``: user, tags, contexts and breadcrumbs set inside
+    stay inside (per thread and per asyncio task)."""
+    from . import scopes as scope_module
+
+    return scope_module.isolated()
+
+
+def set_request_options(**options):
+    """Per-request controls for the request being handled (the API twin of the WSGI
+    environ's ``spyglass.*`` keys): ``username``, ``report_local_vars``, ``ignore_slow``,
+    ``ignore_error``, ``view_name``, ``group_string``, ``message``, ``force_logs``,
+    ``force_send``. Returns False outside a traced request."""
+    from . import scopes as scope_module
+
+    request = scope_module.current_request()
+    if request is None:
+        return False
+    request.set_options(options)
+    return True
+
+
+def set_before_send(function):
+    """``function(event)`` runs on every error event before it is sent: return None to
+    drop it, or the (changed) event. If it raises, the event is sent unchanged."""
+    from .errors import capture
+
+    capture.set_before_send(function)

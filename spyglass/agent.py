@@ -27,9 +27,34 @@ class Agent:
         self.started_by = [started_by]
         self.instrumented = []  # library names patched so far, in order
         self.reporter = Reporter(config, self._resource_attributes)
+        self.metrics = None
+        if _inside_uwsgi():
+            self.reporter.hold()  # see spyglass.instrument.uwsgi
         if config.metrics_interval > 0:
-            self.reporter.add_periodic(self.reporter.self_metrics, config.metrics_interval)
+            from . import metrics
+
+            self.metrics = metrics.enable(config)
+            self.reporter.add_periodic(self._collect_metrics, config.metrics_interval)
+            # Folding what the app recorded keeps the pending values few between exports.
+            self.reporter.add_periodic(self.metrics.fold, min(config.flush_interval or 1.0,
+                                                              config.metrics_interval))
+            self.reporter.add_final(self.metrics.collect_at_exit)
         self._tracer = None
+        self._building_tracer = False
+
+    def resume_in_child(self):
+        """In a process forked in C (a uWSGI worker, from its post-fork hook): new trace
+        ids, fresh metrics, and the reporter thread running, before any request."""
+        from . import process
+
+        process.check_fork()
+        if self.metrics is not None and self.metrics.generation != process.generation:
+            self.metrics.after_fork()
+        self.reporter.release()
+
+    def _collect_metrics(self):
+        """Every metric of this process, in one export (on the reporter thread)."""
+        return self.reporter.self_metrics() + self.metrics.collect()
 
     def _resource_attributes(self):
         # On the reporter thread, when first needed: platform and socket stay off startup.
@@ -43,13 +68,32 @@ class Agent:
         if tracer is None:
             with _lock:
                 if self._tracer is None:
-                    from .trace.tracer import Tracer
+                    self._building_tracer = True
+                    try:
+                        from .trace.tracer import Tracer  # imports opentracing: see below
 
-                    self._tracer = Tracer(export=self.reporter.submit_trace,
-                                          sample_rate=self.config.sample_rate,
-                                          max_spans_per_trace=self.config.max_spans_per_trace)
+                        self._tracer = Tracer(export=self.reporter.submit_trace,
+                                              sample_rate=self.config.sample_rate,
+                                              max_spans_per_trace=self.config.max_spans_per_trace)
+                    finally:
+                        self._building_tracer = False
+                    self.register_global_tracer()
                 tracer = self._tracer
         return tracer
+
+    def register_global_tracer(self):
+        """Make ours ``opentracing.tracer``, unless the app registered one of its own.
+
+        Called by the opentracing import hook and once the tracer is built. When building
+        the tracer is what first imports opentracing, the hook fires during the build and
+        leaves the registering to the builder (see spyglass/trace/__init__.py).
+        """
+        if self._building_tracer:
+            return
+        import opentracing
+
+        if not opentracing.is_global_tracer_registered():
+            opentracing.set_global_tracer(self.tracer)
 
 
 def get():
@@ -76,6 +120,10 @@ def start(started_by="code", config_file=None, **settings):
             from .instrument import register_hooks
 
             register_hooks(_agent)
+            if _inside_uwsgi():
+                from .instrument import uwsgi
+
+                uwsgi.watch(_agent)
             _drain_on_sigterm(_agent.reporter)
             log.debug("spyglass: started by %s, sending to %s as %r", started_by,
                       config.endpoint, config.service_name)
@@ -83,6 +131,13 @@ def start(started_by="code", config_file=None, **settings):
             log.exception("spyglass: could not start; the app runs without it")
             _agent = None
         return _agent
+
+
+def _inside_uwsgi():
+    """True in a process started by the uwsgi binary, known before its ``uwsgi`` module
+    exists: it exports UWSGI_ORIGINAL_PROC_NAME and embeds Python without a command line
+    (a Python subprocess inheriting the variable has one)."""
+    return "UWSGI_ORIGINAL_PROC_NAME" in os.environ and not getattr(sys, "orig_argv", None)
 
 
 def _enable_debug_logging():

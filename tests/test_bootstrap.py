@@ -93,3 +93,15 @@ def test_pip_under_the_variable_is_left_alone():
 ])
 def test_packaging_tool_detection(argv, expected):
     assert is_packaging_tool(argv) is expected
+
+
+def test_the_tracer_built_before_the_app_imports_opentracing_is_the_global_one():
+    # Building the tracer imports opentracing, whose import hook asks for the tracer.
+    result = run_python("""
+        import spyglass.agent
+        tracer = spyglass.agent.get().tracer
+        import opentracing
+        print(opentracing.tracer is tracer)
+    """, AUTOWRAPT_BOOTSTRAP="runtime")
+    assert result.stdout.strip() == "True", result.stderr
+    assert "could not instrument" not in result.stderr

@@ -140,6 +140,28 @@ def gauge_metric(name, unit, description, points):
             "gauge": {"dataPoints": points}}
 
 
+def histogram_point(count, total, bucket_counts, boundaries, time_ns, start_ns=0, attrs=None,
+                    minimum=None, maximum=None):
+    """One explicit-bucket HistogramDataPoint; ``bucket_counts`` has one more entry than
+    ``boundaries`` (the last bucket is everything above the last boundary)."""
+    point = {"timeUnixNano": str(time_ns), "attributes": attributes(attrs or {}),
+             "count": str(count), "sum": float(total),
+             "bucketCounts": [str(n) for n in bucket_counts],
+             "explicitBounds": [float(b) for b in boundaries]}
+    if start_ns:
+        point["startTimeUnixNano"] = str(start_ns)
+    if count:
+        point["min"] = float(minimum)
+        point["max"] = float(maximum)
+    return point
+
+
+def histogram_metric(name, unit, description, points,
+                     temporality=AGGREGATION_TEMPORALITY_CUMULATIVE):
+    return {"name": name, "unit": unit, "description": description, "histogram": {
+        "dataPoints": points, "aggregationTemporality": temporality}}
+
+
 def dumps(payload) -> bytes:
     import json
 

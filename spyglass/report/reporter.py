@@ -15,7 +15,8 @@ import os
 import threading
 import time
 
-from ..trace import ids, suppressed
+from .. import process
+from ..process import suppressed
 from . import otlp
 
 log = logging.getLogger("spyglass")
@@ -32,13 +33,14 @@ class Reporter:
         self.config = config
         self._resource_attributes = resource_attributes
         self._periodic = []  # [callable returning OTLP metric dicts, interval, next due]
+        self._final = []  # callables returning OTLP metric dicts, run once at exit
         self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
         atexit.register(self.at_exit)
 
     def _reset(self):
         self._pid = os.getpid()
-        self._generation = ids.generation
+        self._generation = process.generation
         self._max_queue_size = self.config.max_queue_size
         self._batch_size = self.config.batch_size
         self._queue = collections.deque()
@@ -47,6 +49,7 @@ class Reporter:
         self._interrupt = threading.Event()  # cuts a retry's backoff short on flush/exit
         self._idle = threading.Condition(threading.Lock())
         self._thread = None
+        self._held = False  # True: no thread in this process (a uWSGI master), see hold()
         self._busy = False
         self._deadline = None
         self._transport = None
@@ -65,7 +68,7 @@ class Reporter:
                 for task in self._periodic:
                     task[2] = now + task[1]
                 self.start()
-        self._generation = ids.generation
+        self._generation = process.generation
 
     # -- the app's side: cheap, never blocks ---------------------------------------------
 
@@ -73,7 +76,7 @@ class Reporter:
         self._submit(TRACES, spans)
 
     def submit_log(self, record):
-        ids.check_fork()  # logs can come before any trace does in a forked child
+        process.check_fork()  # logs can come before any trace does in a forked child
         self._submit(LOGS, record)
 
     def submit_metrics(self, metrics):
@@ -81,9 +84,9 @@ class Reporter:
 
     def _submit(self, kind, item):
         # No lock and no syscall here: every new local trace has just compared the pid
-        # (ids.check_fork), and a deque append is atomic. Under a race the cap can be
+        # (process.check_fork), and a deque append is atomic. Under a race the cap can be
         # passed by a few items, never more than one per thread.
-        if self._generation != ids.generation:
+        if self._generation != process.generation:
             self._after_fork()
         queue = self._queue
         if len(queue) >= self._max_queue_size:
@@ -96,13 +99,37 @@ class Reporter:
         elif len(queue) >= self._batch_size:
             self._wake.set()
 
-    def add_periodic(self, collect, interval):
+    def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
-        time one interval from now); it returns OTLP metric dicts to export."""
-        self._periodic.append([collect, interval, time.monotonic() + interval])
+        time ``first_delay`` from now, by default one interval); it returns OTLP metric
+        dicts to export."""
+        delay = interval if first_delay is None else first_delay
+        self._periodic.append([collect, interval, time.monotonic() + delay])
+        self.start()
+
+    def add_final(self, collect):
+        """Run ``collect()`` once at exit, before draining: what a periodic task would
+        have exported next (so a worker's last interval of metrics is not lost)."""
+        self._final.append(collect)
+
+    def hold(self):
+        """Never start the thread in this process (its forked children are not held);
+        what it queues waits for exit. For a process that forks in C at any moment, like
+        the uWSGI master: a thread of ours holding a lock at that moment would deadlock
+        the child."""
+        self._held = True
+
+    def release(self):
+        """In a child forked in C: fresh state (if not reset already), and the thread
+        starts now rather than at the first submit."""
+        self._held = False
+        if self._pid != os.getpid() or self._generation != ids.generation:
+            self._after_fork()
         self.start()
 
     def start(self):
+        if self._held:
+            return
         with self._lock:
             if self._thread is not None and self._pid == os.getpid():
                 return
@@ -136,7 +163,10 @@ class Reporter:
         return not self._queue and not self._busy
 
     def at_exit(self):
-        if self._pid != os.getpid() or not self._queue and not self._busy:
+        if self._pid != os.getpid():
+            return
+        self._run_final()
+        if not self._queue and not self._busy:
             return
         try:
             if not self.flush(self.config.shutdown_timeout):
@@ -178,6 +208,16 @@ class Reporter:
                     continue
                 if metrics:
                     self.submit_metrics(metrics)
+
+    def _run_final(self):
+        for collect in self._final:
+            try:
+                metrics = collect()
+            except Exception:
+                log.exception("spyglass: metrics collector %r failed at exit", collect)
+                continue
+            if metrics:
+                self.submit_metrics(metrics)
 
     def _drain(self, deadline) -> bool:
         """Send what is queued, batch by batch, until empty or past ``deadline`` (or the

@@ -1,10 +1,8 @@
-"""Tracing: tracer, spans, context, ids, propagation, sampling, SQL normalization.
+"""Tracing: tracer, spans, context, propagation, sampling, SQL normalization.
 
-``suppressed`` lives here, not in ``context`` (which needs opentracing), so that the
-reporter can use it without loading the tracer at startup.
+opentracing is imported here, before any module of this package: its import fires
+spyglass's opentracing hook, which builds the tracer from these very modules, so it must
+fire while none of them is half-loaded. (Process-wide state the reporter needs at startup,
+without opentracing, is in ``spyglass.process``.)
 """
-from contextvars import ContextVar
-
-# True in spyglass's own threads (the reporter): instrumentation records nothing there,
-# so the sensor's export requests are never traced.
-suppressed: ContextVar = ContextVar("spyglass.suppressed", default=False)
+import opentracing  # noqa: F401

@@ -11,7 +11,7 @@ import opentracing
 _active_scope: ContextVar = ContextVar("spyglass.active_scope", default=None)
 get_active_scope = _active_scope.get
 
-from . import suppressed  # noqa: F401  (re-exported: instrumentation imports it from here)
+from ..process import suppressed  # noqa: F401  (re-exported for instrumentation)
 
 
 def current_span():

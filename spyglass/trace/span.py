@@ -62,6 +62,11 @@ class LocalTrace:
     root = None
     closed = False
     aggregates = None  # category -> [count, total ns], for the calls made in this trace
+    # Fast calls (spyglass.instrument._calls): the last one added and its key, to fold an
+    # N+1 run of identical calls into one span; and those span_min_duration may drop.
+    last_call = None
+    last_call_key = None
+    short_calls = None  # [(span, min duration ns)]
 
     def __init__(self, trace_id, sampled, tracestate, tracer):
         self.trace_id = trace_id
@@ -78,6 +83,32 @@ class LocalTrace:
             self.spans.append(span)
         else:
             self.dropped += 1
+
+    def fold_repeat(self, parent_id, key, end_ns):
+        """Count one more identical fast call into the last span added, when that span is
+        the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
+        True when folded."""
+        last = self.last_call
+        if last is None or key != self.last_call_key or last.parent_id != parent_id:
+            return False
+        spans = self.spans
+        if not spans or spans[-1] is not last:  # something else came in between
+            return False
+        attributes = last.attributes
+        attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
+        if end_ns > last.end_ns:
+            last.end_ns = end_ns
+        return True
+
+    def note_fast_call(self, span, key, min_duration_ns):
+        """Remember a fast call just added: foldable under ``key`` (None: never), and
+        dropped at export if it (with what folds into it) stays under ``min_duration_ns``."""
+        self.last_call = span
+        self.last_call_key = key
+        if min_duration_ns:
+            if self.short_calls is None:
+                self.short_calls = []
+            self.short_calls.append((span, min_duration_ns))
 
     def count_call(self, category, duration_ns):
         """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
@@ -98,6 +129,8 @@ class LocalTrace:
         self.spans = None
         if not (self.sampled or root.keep or spans):
             return
+        if self.short_calls:
+            spans = self._without_short_calls(spans)
         if self.aggregates:
             attributes = root.attributes
             for category, (count, total_ns) in self.aggregates.items():
@@ -109,6 +142,12 @@ class LocalTrace:
             root.attributes["spyglass.sampled"] = False
         spans.append(root)
         self.tracer.export(spans)
+
+    def _without_short_calls(self, spans):
+        short = {id(span) for span, min_ns in self.short_calls
+                 if span.end_ns - span.start_ns < min_ns and not span.keep}
+        self.short_calls = self.last_call = None
+        return [span for span in spans if id(span) not in short] if short else spans
 
 
 class Span(opentracing.Span):

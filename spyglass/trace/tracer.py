@@ -12,15 +12,15 @@ from opentracing import Format, UnsupportedFormatException, InvalidCarrierExcept
 from opentracing import SpanContextCorruptedException
 
 from . import propagation
-from . import ids
-from .ids import new_span_id as _new_span_id
+from .. import process
+from ..process import new_span_id as _new_span_id
 from .context import Scope, ScopeManager, get_active_scope
 from .sampling import Sampler
 from .span import INTERNAL, LocalTrace, Span, SpanContext, KIND_BY_TAG
 
 _time_ns = time.time_ns
 _getpid = os.getpid
-_getrandbits = ids._getrandbits
+_getrandbits = process._getrandbits
 _TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
 
 
@@ -155,8 +155,8 @@ class Tracer(opentracing.Tracer):
 
     def _new_local_root(self, name, parent, start_ns, kind):
         """A fresh trace, or the local part of a trace that came from elsewhere."""
-        if _getpid() != ids._pid:  # a fork that skipped the at-fork hooks (uWSGI)
-            ids.reseed()
+        if _getpid() != process._pid:  # a fork that skipped the at-fork hooks (uWSGI)
+            process.reseed()
         if isinstance(parent, SpanContext):
             sampled = parent.sampled  # parent-based: the caller decided
             trace_id, parent_id = parent.trace_id, parent.span_id

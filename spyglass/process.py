@@ -1,4 +1,9 @@
-"""Trace and span ids: 128-bit and 64-bit, never zero, unique across forked workers.
+"""Process-wide state shared by the tracer and the reporter, kept light on purpose (the
+reporter imports it at startup; it must not pull in opentracing or the tracer):
+
+- trace and span ids: 128-bit and 64-bit, never zero, unique across forked workers;
+- fork detection: ``generation`` changes in a forked child;
+- ``suppressed``: true in spyglass's own threads, where instrumentation records nothing.
 
 A forked child inherits the parent's generator state, so two uWSGI workers would hand out
 the same ids. ``os.register_at_fork`` covers ``os.fork``; uWSGI forks in C and skips it,
@@ -6,6 +11,11 @@ so every new local trace also compares the pid (``check_fork``) and re-seeds on 
 """
 import os
 import random
+from contextvars import ContextVar
+
+# True in spyglass's own threads (the reporter): instrumentation records nothing there,
+# so the sensor's export requests are never traced.
+suppressed: ContextVar = ContextVar("spyglass.suppressed", default=False)
 
 _generator = random.Random()
 _getrandbits = _generator.getrandbits

@@ -1,0 +1,159 @@
+"""Timing and recording of the calls an app makes: databases, Solr, Redis, templates and
+outbound HTTP. Every instrumentation of such a library holds one ``Calls``.
+
+What happens to a finished call (``Calls.record``, for leaf calls that propagate nothing):
+
+1. It is added to the request's aggregates by category (``spyglass.agg.<category>.*`` on the
+   local root), always, whether or not a span is exported.
+2. At or over the library's ``timing.<library>`` threshold it is slow: ``spyglass.slow`` and
+   the app's own part of the stack (``spyglass.stack``, innermost last) are set, and the span
+   is kept even when the trace is unsampled. A failed call is kept too.
+3. A fast call in a sampled trace that repeats the previous call under the same parent (an
+   N+1 loop) is folded into that span as ``spyglass.count``; a fast call under
+   ``span_min_duration`` is dropped at export (see ``LocalTrace``).
+
+Calls whose span must exist before they run (outbound HTTP injects its id) use
+``Calls.finish`` on a span started with the tracer instead.
+
+Errors here are the sensor's: ``Calls.failed`` logs the first one per library and the app's
+call goes on untouched.
+"""
+import linecache
+import logging
+import os
+import sys
+import time
+
+from ..errors.event import in_app
+from ..trace.span import CLIENT
+
+log = logging.getLogger("spyglass")
+
+SQL, NOSQL, REMOTE, TEMPLATE = "sql", "nosql", "remote", "template"
+MAX_STACK_FRAMES = 30
+
+time_ns = time.time_ns
+
+
+class Calls:
+    """The calls of one instrumented library: its threshold, category and span kind."""
+
+    def __init__(self, agent, timing_key, category, kind=CLIENT):
+        config = agent.config
+        threshold = config.threshold(timing_key)
+        self.agent = agent
+        self.library = timing_key
+        self.category = category
+        self.kind = kind
+        # A library switched off is never installed; the guard is for direct use.
+        self.slow_ns = int(threshold * 1e9) if threshold is not False else 1 << 62
+        self.min_ns = int(config.span_min_duration * 1e9)
+        self.compress = bool(config.compress_repeated_calls)
+        self.in_app_include = tuple(config.in_app_include)
+        self.in_app_exclude = tuple(config.in_app_exclude)
+        self._logged = False
+
+    def record(self, parent, name, start_ns, end_ns, attributes, error=None, repeat_key=None):
+        """A finished leaf call under ``parent`` (a Span); returns its span, if one was made.
+
+        ``repeat_key`` (say, the statement's hash; it must tell calls of different names
+        apart too) makes the call foldable into an identical previous one under the same
+        parent; ``None`` never folds.
+        """
+        duration = end_ns - start_ns
+        local = parent.local
+        local.count_call(self.category, duration)
+        attributes["spyglass.category"] = self.category
+        keep = error is not None
+        if duration >= self.slow_ns:
+            self.mark_slow(attributes)
+            keep = True
+        if not keep:
+            if not local.sampled:
+                return None
+            if repeat_key is None or not self.compress:
+                repeat_key = None
+            elif local.fold_repeat(parent.span_id, repeat_key, end_ns):
+                return None
+        span = parent._tracer.record_call(parent, name, self.kind, start_ns, end_ns,
+                                          attributes, keep)
+        if error is not None:
+            span.record_exception(error)
+        elif not keep:
+            local.note_fast_call(span, repeat_key, self.min_ns if duration < self.min_ns else 0)
+        return span
+
+    def finish(self, span, error=None):
+        """Finish a call's span that was started beforehand (and whose id may have been
+        propagated, so it is never folded or dropped)."""
+        end_ns = time_ns()
+        duration = end_ns - span.start_ns
+        span.local.count_call(self.category, duration)
+        attributes = span.attributes
+        attributes["spyglass.category"] = self.category
+        if duration >= self.slow_ns:
+            self.mark_slow(attributes)
+            span.keep = True
+        if error is not None:
+            span.record_exception(error)
+        span.finish()
+
+    def mark_slow(self, attributes):
+        attributes["spyglass.slow"] = True
+        stack = in_app_stack(self.in_app_include, self.in_app_exclude)
+        if stack:
+            attributes["spyglass.stack"] = stack
+
+    def failed(self):
+        """Call from an ``except`` block inside spyglass: log the first error per library."""
+        if not self._logged:
+            self._logged = True
+            log.exception("spyglass: error while recording a %s call (logged once; the "
+                          "app's call is unaffected)", self.library)
+        else:
+            log.debug("spyglass: error while recording a %s call", self.library, exc_info=True)
+
+
+def in_app_stack(include=(), exclude=(), limit=MAX_STACK_FRAMES):
+    """The app's own frames of the current stack, formatted as a traceback, innermost last.
+
+    Only called for slow calls: walking the stack costs a few microseconds.
+    """
+    frame = sys._getframe(1)
+    lines = []
+    while frame is not None and len(lines) < limit:
+        code = frame.f_code
+        filename = code.co_filename
+        module = frame.f_globals.get("__name__")
+        if in_app(module, _absolute(filename), include, exclude):
+            entry = f'  File "{filename}", line {frame.f_lineno}, in {code.co_name}\n'
+            source = linecache.getline(filename, frame.f_lineno, frame.f_globals).strip()
+            lines.append(entry + f"    {source}\n" if source else entry)
+        frame = frame.f_back
+    lines.reverse()
+    return "".join(lines)
+
+
+def _absolute(path):
+    if not path or path.startswith("<") or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
+# -- db.client.operation.duration, owned by spyglass.metrics (lazily, if it exists) ----------
+
+def db_metric_recorder():
+    """``record(system, operation, duration_ns)`` feeding spyglass.metrics.record_db_call,
+    or None when this build has no such function."""
+    try:
+        from ..metrics import record_db_call
+    except Exception:
+        return None
+
+    def record(system, operation, duration_ns):
+        try:
+            record_db_call(system, operation, duration_ns / 1e9)
+        except Exception:
+            log.debug("spyglass: record_db_call failed", exc_info=True)
+
+    return record

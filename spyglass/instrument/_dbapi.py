@@ -1,0 +1,437 @@
+"""What every PEP 249 instrumentation shares: the span of a statement, a commit, a connect.
+
+Drivers are instrumented in one of two ways, both keeping the app's objects the driver's:
+
+* C drivers (sqlite3, psycopg2) through their own factory hooks: the connection and cursor
+  classes are replaced by *subclasses* made on demand (``subclass``) of whatever class the
+  app asked for, so ``isinstance`` and C-level type checks hold and a user's
+  ``factory``/``cursor_factory`` keeps working.
+* Pure-Python drivers (PyMySQL, mysqlclient's cursors, psycopg 3) by replacing methods on
+  the driver's own classes: ``type(cursor)`` is exactly what it was.
+
+Either way a wrapped method does one ContextVar read when no span is active, and calls the
+driver's method directly.
+"""
+import contextvars
+import functools
+
+from ._calls import SQL, Calls, db_metric_recorder, time_ns
+from ..trace.context import get_active_scope
+from ..trace.sql import normalize
+
+# True while a traced executemany/callproc runs: the driver's own nested execute() calls
+# (PyMySQL, mysqlclient loop over execute) are part of that span, not spans of their own.
+_inside_call = contextvars.ContextVar("spyglass.dbapi.inside", default=False)
+
+MAX_PARAMETER_LENGTH = 256
+STATEMENT_CACHE_SIZE = 1024
+_STATEMENT_KEYWORDS = ("query", "sql", "operation", "statement")
+_PARAMETER_KEYWORDS = ("vars", "args", "params", "parameters", "seq_of_parameters",
+                       "vars_list", "argslist")
+
+
+class Database:
+    """One driver's instrumentation state: its calls and how to describe a connection."""
+
+    def __init__(self, agent, timing_key, system, dialect, describe=None):
+        self.calls = Calls(agent, timing_key, SQL)
+        self.system = system
+        self.dialect = dialect
+        self.capture_parameters = agent.config.capture_sql_parameters
+        self._describe = describe  # connection -> {"db.namespace": …, "server.address": …}
+        self._scrubber = None
+        self._statements = {}  # statement text -> what _describe_statement made of it
+        self._db_metric = db_metric_recorder()
+
+    # -- the connection's part of every span ----------------------------------------------
+
+    def connection_attributes(self, connection):
+        """``db.system``, ``db.namespace``, ``server.*`` of a connection, worked out once."""
+        try:
+            return connection._spyglass_db
+        except AttributeError:
+            pass
+        attributes = {"db.system": self.system}
+        if self._describe is not None and connection is not None:
+            try:
+                found = self._describe(connection)
+            except Exception:
+                found = {}
+            attributes.update((key, value) for key, value in found.items()
+                              if value is not None and value != "")
+        try:
+            connection._spyglass_db = attributes
+        except Exception:  # a connection class with __slots__: described each time
+            pass
+        return attributes
+
+    # -- spans ----------------------------------------------------------------------------
+
+    def statement(self, parent, cursor, args, kwargs, start_ns, end_ns, error, batch):
+        """Record one execute/executemany/executescript that has run."""
+        try:
+            statement = args[0] if args else _argument(args, kwargs, 0, _STATEMENT_KEYWORDS)
+            described = self._statements.get(statement) if type(statement) is str else None
+            if described is None:
+                described = self._describe_statement(statement, cursor)
+            name, statement_attributes, operation, key = described
+            connection = cursor.connection
+            try:
+                base = connection._spyglass_db
+            except AttributeError:
+                base = self.connection_attributes(connection)
+            attributes = {**base, **statement_attributes}
+            if batch:
+                size = _length(_argument(args, kwargs, 1, _PARAMETER_KEYWORDS))
+                if size is not None:
+                    attributes["db.operation.batch.size"] = size
+                key = (key, "batch")
+            elif self.capture_parameters:
+                parameters = _argument(args, kwargs, 1, _PARAMETER_KEYWORDS)
+                if parameters:
+                    self._add_parameters(attributes, parameters)
+            if error is None:
+                _add_rows(attributes, cursor)
+            self.calls.record(parent, name, start_ns, end_ns, attributes, error, key)
+            if self._db_metric is not None:
+                self._db_metric(self.system, operation, end_ns - start_ns)
+        except Exception:
+            self.calls.failed()
+
+    def _describe_statement(self, statement, cursor):
+        """(span name, the statement's attributes, operation, repeat key), cached by text."""
+        text = statement
+        if statement is not None and not isinstance(statement, (str, bytes)):
+            text = _composed_text(statement, cursor)
+        normalized = normalize(text if text is not None else "", self.dialect)
+        attributes = {"spyglass.category": SQL}
+        if normalized.operation:
+            attributes["db.operation.name"] = normalized.operation
+        attributes["db.query.text"] = normalized.text
+        if normalized.signature:
+            attributes["db.query.summary"] = normalized.signature
+        attributes["spyglass.statement.hash"] = normalized.hash
+        described = (normalized.signature or self.system, attributes, normalized.operation,
+                     normalized.hash)
+        if type(statement) is str:
+            statements = self._statements
+            if len(statements) >= STATEMENT_CACHE_SIZE:
+                statements.clear()  # a churn of distinct statements: start over, cheaply
+            statements[statement] = described
+        return described
+
+    def operation(self, parent, connection, operation, start_ns, end_ns, error, extra=None):
+        """Record a call without a statement: connect, commit, rollback, callproc."""
+        try:
+            attributes = dict(self.connection_attributes(connection))
+            attributes["db.operation.name"] = operation
+            name = operation
+            if extra:
+                attributes.update(extra)
+                procedure = extra.get("db.stored_procedure.name")
+                if procedure:
+                    name = f"{operation} {procedure}"
+            self.calls.record(parent, name, start_ns, end_ns, attributes, error, name)
+            if self._db_metric is not None:
+                self._db_metric(self.system, operation, end_ns - start_ns)
+        except Exception:
+            self.calls.failed()
+
+    def _add_parameters(self, attributes, parameters):
+        if self._scrubber is None:
+            from ..errors.scrub import Scrubber
+
+            self._scrubber = Scrubber(extra_keys=self.calls.agent.config.scrub_keys)
+        scrubber = self._scrubber
+        if isinstance(parameters, dict):
+            items = parameters.items()
+        elif isinstance(parameters, (list, tuple)):
+            items = enumerate(parameters)
+        else:
+            return
+        for key, value in items:
+            text = "[Filtered]" if scrubber.is_secret_key(key) else scrubber.text(_short_repr(value))
+            attributes[f"db.query.parameter.{key}"] = text
+
+    # -- wrappers -------------------------------------------------------------------------
+
+    def wrap_statement(self, method, batch=False):
+        """A traced replacement for a cursor's execute-like ``method``."""
+        record = self.statement
+
+        if batch:
+            def traced(cursor, *args, **kwargs):
+                scope = get_active_scope()
+                if scope is None or _inside_call.get():
+                    return method(cursor, *args, **kwargs)
+                token = _inside_call.set(True)
+                start = time_ns()
+                try:
+                    result = method(cursor, *args, **kwargs)
+                except Exception as error:
+                    _inside_call.reset(token)
+                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, True)
+                    raise
+                end = time_ns()
+                _inside_call.reset(token)
+                record(scope.span, cursor, args, kwargs, start, end, None, True)
+                return result
+        else:
+            def traced(cursor, *args, **kwargs):
+                scope = get_active_scope()
+                if scope is None or _inside_call.get():
+                    return method(cursor, *args, **kwargs)
+                start = time_ns()
+                try:
+                    result = method(cursor, *args, **kwargs)
+                except Exception as error:
+                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, False)
+                    raise
+                record(scope.span, cursor, args, kwargs, start, time_ns(), None, False)
+                return result
+
+        return _like(traced, method)
+
+    def wrap_operation(self, method, operation, connection_of=None):
+        """A traced replacement for a method without a statement (commit, rollback,
+        callproc). ``connection_of(self_object)`` finds the connection (default: itself)."""
+        record = self.operation
+        is_callproc = operation == "CALL"
+
+        def traced(target, *args, **kwargs):
+            scope = get_active_scope()
+            if scope is None or _inside_call.get():
+                return method(target, *args, **kwargs)
+            connection = connection_of(target) if connection_of is not None else target
+            extra = None
+            if is_callproc:
+                procedure = _argument(args, kwargs, 0, ("procname", "name"))
+                extra = {"db.stored_procedure.name": str(procedure)} if procedure else None
+            token = _inside_call.set(True)
+            start = time_ns()
+            try:
+                result = method(target, *args, **kwargs)
+            except Exception as error:
+                _inside_call.reset(token)
+                record(scope.span, connection, operation, start, time_ns(), error, extra)
+                raise
+            end = time_ns()
+            _inside_call.reset(token)
+            record(scope.span, connection, operation, start, end, None, extra)
+            return result
+
+        return _like(traced, method)
+
+    def wrap_statement_async(self, method, batch=False):
+        """``wrap_statement`` for a coroutine method (asyncio drivers)."""
+        record = self.statement
+
+        async def traced(cursor, *args, **kwargs):
+            scope = get_active_scope()
+            if scope is None or _inside_call.get():
+                return await method(cursor, *args, **kwargs)
+            start = time_ns()
+            try:
+                result = await method(cursor, *args, **kwargs)
+            except Exception as error:
+                record(scope.span, cursor, args, kwargs, start, time_ns(), error, batch)
+                raise
+            record(scope.span, cursor, args, kwargs, start, time_ns(), None, batch)
+            return result
+
+        return _like(traced, method)
+
+    def wrap_operation_async(self, method, operation):
+        """``wrap_operation`` for a coroutine method of a connection (commit, rollback)."""
+        record = self.operation
+
+        async def traced(connection, *args, **kwargs):
+            scope = get_active_scope()
+            if scope is None:
+                return await method(connection, *args, **kwargs)
+            start = time_ns()
+            try:
+                result = await method(connection, *args, **kwargs)
+            except Exception as error:
+                record(scope.span, connection, operation, start, time_ns(), error)
+                raise
+            record(scope.span, connection, operation, start, time_ns(), None)
+            return result
+
+        return _like(traced, method)
+
+    def wrap_connect_async(self, connect):
+        """``wrap_connect`` for a coroutine connect."""
+        record = self.operation
+
+        async def traced_connect(*args, **kwargs):
+            scope = get_active_scope()
+            if scope is None:
+                return await connect(*args, **kwargs)
+            start = time_ns()
+            try:
+                connection = await connect(*args, **kwargs)
+            except Exception as error:
+                record(scope.span, None, "connect", start, time_ns(), error)
+                raise
+            record(scope.span, connection, "connect", start, time_ns(), None)
+            return connection
+
+        return _like(traced_connect, connect)
+
+    def wrap_connect(self, connect, prepare=None):
+        """A traced ``connect``; ``prepare(args, kwargs)`` may change its arguments first
+        (to ask for traced classes) and returns them."""
+        record = self.operation
+        calls = self.calls
+
+        def traced_connect(*args, **kwargs):
+            if prepare is not None:
+                try:
+                    args, kwargs = prepare(args, kwargs)
+                except Exception:
+                    calls.failed()
+            scope = get_active_scope()
+            if scope is None:
+                return connect(*args, **kwargs)
+            start = time_ns()
+            try:
+                connection = connect(*args, **kwargs)
+            except Exception as error:
+                record(scope.span, None, "connect", start, time_ns(), error)
+                raise
+            record(scope.span, connection, "connect", start, time_ns(), None)
+            return connection
+
+        return _like(traced_connect, connect)
+
+
+class ClassCache:
+    """Traced subclasses made on demand, one per class the app asks for."""
+
+    def __init__(self, make):
+        self._make = make
+        self._made = {}
+        self._traced = set()
+
+    def __call__(self, cls):
+        """The traced subclass of ``cls``; ``cls`` itself if it is one already or cannot be
+        subclassed (a factory function rather than a class)."""
+        made = self._made.get(cls)
+        if made is not None:
+            return made
+        if cls in self._traced or not isinstance(cls, type):
+            return cls
+        try:
+            made = self._make(cls)
+        except Exception:  # a final class: leave it untraced rather than break the app
+            return cls
+        self._traced.add(made)
+        self._made[cls] = made
+        return made
+
+    def is_traced(self, cls):
+        return cls in self._traced
+
+
+def subclass(base, methods, keep_dict=False):
+    """A subclass of ``base`` that looks like it (same name, module, doc) with ``methods``
+    (name -> function) added. ``__slots__ = ()`` keeps instances exactly as the base's
+    (no new ``__dict__``) unless ``keep_dict``."""
+    namespace = dict(methods, __module__=base.__module__, __doc__=base.__doc__)
+    if not keep_dict:
+        namespace["__slots__"] = ()
+    cls = type(base.__name__, (base,), namespace)
+    cls.__qualname__ = base.__qualname__
+    return cls
+
+
+# Driver classes whose methods were replaced -> {name: original method}.
+PATCHED = {}
+
+
+def patch_methods(cls, replacements, inherited=()):
+    """Replace methods on a driver's (pure Python) class, once; remembers the originals.
+
+    Only methods the class defines are replaced (never one it lacks), and those named in
+    ``inherited`` that it has from a (C) base class, set on the class itself.
+    """
+    if cls in PATCHED:
+        return
+    originals = PATCHED[cls] = {}
+    for name, make in replacements.items():
+        original = cls.__dict__.get(name)
+        if original is None and name in inherited:
+            original = getattr(cls, name, None)
+        if original is None:
+            continue
+        originals[name] = original
+        setattr(cls, name, make(original))
+
+
+def _like(wrapper, wrapped):
+    try:
+        functools.update_wrapper(wrapper, wrapped)
+    except Exception:
+        pass
+    return wrapper
+
+
+def _argument(args, kwargs, position, keywords):
+    if len(args) > position:
+        return args[position]
+    for keyword in keywords:
+        if keyword in kwargs:
+            return kwargs[keyword]
+    return None
+
+
+def _connection_of(cursor):
+    try:
+        return cursor.connection
+    except Exception:
+        return None
+
+
+def _composed_text(statement, cursor):
+    """psycopg's ``sql.Composed`` and the like, as the text sent (obfuscated after)."""
+    as_string = getattr(statement, "as_string", None)
+    if as_string is not None:
+        try:
+            return as_string(cursor)
+        except Exception:
+            pass
+    return "?"  # unknown: never risk sending a repr full of values
+
+
+def _length(value):
+    try:
+        return len(value)
+    except Exception:
+        return None
+
+
+def _add_rows(attributes, cursor):
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        return
+    if not isinstance(rowcount, int) or rowcount < 0 or rowcount >= 1 << 63:
+        return
+    try:
+        returns_rows = cursor.description is not None
+    except Exception:
+        returns_rows = False
+    if returns_rows:
+        attributes["db.response.returned_rows"] = rowcount
+    else:
+        attributes["spyglass.db.rows_affected"] = rowcount
+
+
+def _short_repr(value):
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:
+        return "<unrepresentable>"
+    return text if len(text) <= MAX_PARAMETER_LENGTH else text[:MAX_PARAMETER_LENGTH] + "…"
+

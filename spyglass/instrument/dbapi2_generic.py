@@ -1,0 +1,98 @@
+"""Any PEP 249 driver named in the ``dbapi2_modules`` setting, e.g.
+``dbapi2_modules = pg8000, oracledb``. Nothing is known about such a driver beyond PEP 249,
+so its objects are wrapped in ``wrapt.ObjectProxy``s (``isinstance`` still holds through
+them), made per driver class with only the methods that class has.
+
+| patched | how |
+|---|---|
+| ``<module>.connect`` | returns a proxy of the connection; a ``connect`` span |
+| connection ``cursor()`` | returns a proxy of the cursor |
+| connection ``commit/rollback`` | spans |
+| cursor ``execute/executemany/callproc`` | spans; ``db.system`` guessed from the module's name (``other_sql`` when unknown) |
+
+The drivers spyglass knows (sqlite3, psycopg2, psycopg, pymysql, MySQLdb) have their own,
+cheaper instrumentation; naming them here changes nothing.
+"""
+import wrapt
+
+from ._dbapi import ClassCache, Database
+
+# module-name fragment -> (db.system, obfuscator dialect)
+KNOWN_SYSTEMS = (
+    ("sqlite", ("sqlite", "sqlite")),
+    ("psycopg", ("postgresql", "postgresql")),
+    ("pg", ("postgresql", "postgresql")),
+    ("mysql", ("mysql", "mysql")),
+    ("maria", ("mariadb", "mysql")),
+    ("oracle", ("oracle", "generic")),
+    ("cx_oracle", ("oracle", "generic")),
+    ("pyodbc", ("mssql", "generic")),
+    ("pymssql", ("mssql", "generic")),
+    ("duckdb", ("duckdb", "generic")),
+)
+
+
+def install(agent, module):
+    system, dialect = system_of(module.__name__)
+    database = Database(agent, "dbapi2_generic", system, dialect)
+
+    def cursor_proxy(cls):
+        methods = {}
+        for name, batch in (("execute", False), ("executemany", True)):
+            if hasattr(cls, name):
+                methods[name] = database.wrap_statement(_forward(name), batch=batch)
+        if hasattr(cls, "callproc"):
+            methods["callproc"] = database.wrap_operation(_forward("callproc"), "CALL",
+                                                          _connection_of)
+        return type("TracedCursor", (wrapt.ObjectProxy,), methods)
+
+    cursor_proxies = ClassCache(cursor_proxy)
+
+    def connection_proxy(cls):
+        methods = {}
+        if hasattr(cls, "cursor"):
+            methods["cursor"] = _cursor_method(cursor_proxies)
+        for name, operation in (("commit", "COMMIT"), ("rollback", "ROLLBACK")):
+            if hasattr(cls, name):
+                methods[name] = database.wrap_operation(_forward(name), operation)
+        return type("TracedConnection", (wrapt.ObjectProxy,), methods)
+
+    connection_proxies = ClassCache(connection_proxy)
+    connect = module.connect
+
+    def connect_and_wrap(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        return connection_proxies(type(connection))(connection)
+
+    traced = database.wrap_connect(connect_and_wrap)
+    traced.__wrapped__ = connect
+    module.connect = traced
+
+
+def system_of(module_name):
+    name = module_name.lower()
+    for fragment, found in KNOWN_SYSTEMS:
+        if fragment in name:
+            return found
+    return "other_sql", "generic"
+
+
+def _forward(name):
+    """A method of the proxy that calls the wrapped object's method of that name."""
+    def forward(proxy, *args, **kwargs):
+        return getattr(proxy.__wrapped__, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    return forward
+
+
+def _cursor_method(cursor_proxies):
+    def cursor(proxy, *args, **kwargs):
+        made = proxy.__wrapped__.cursor(*args, **kwargs)
+        return cursor_proxies(type(made))(made)
+
+    return cursor
+
+
+def _connection_of(cursor_proxy):
+    return getattr(cursor_proxy.__wrapped__, "connection", None)

@@ -1,0 +1,122 @@
+"""Flask: a SERVER span per request, named by the URL rule; unhandled exceptions reported.
+
+===================================  ===================================================
+patched / connected                   why
+===================================  ===================================================
+``flask.Flask.wsgi_app``              the request's span (spyglass.wsgi's tracing), inside
+                                      any middleware the app put around ``wsgi_app``
+``flask.Flask.full_dispatch_request`` read the URL rule (``/users/<int:uid>``) and the
+                                      user while the request context is there
+``flask.got_request_exception``       report the exception Flask turns into a 500 (the
+                                      response and Flask's own logging are unchanged)
+===================================  ===================================================
+
+Class attributes are patched, so an app whose module did ``from flask import Flask``
+first, and subclasses of Flask, are covered alike. The user is read only if the app
+already loaded it (flask-login's ``current_user``, or ``g.user``): reading never runs
+the app's user loader.
+"""
+import functools
+
+from .. import wsgi
+from ..errors import capture
+from ..scopes import current_request
+from ..web import user_from
+
+_ORIGINAL = "__spyglass_original__"
+
+
+def install(agent, module):
+    flask_class = module.Flask
+    if getattr(flask_class.wsgi_app, _ORIGINAL, None) is not None:
+        return  # already patched (a second agent start in one process)
+    from flask import globals as flask_globals
+
+    _patch(flask_class, "wsgi_app", _traced_wsgi_app)
+    _patch(flask_class, "full_dispatch_request", _reading_route(flask_globals))
+    module.got_request_exception.connect(_on_exception, weak=False)
+
+
+def _patch(cls, name, make_wrapper):
+    original = getattr(cls, name)
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    setattr(wrapper, _ORIGINAL, original)
+    setattr(cls, name, wrapper)
+
+
+def _traced_wsgi_app(original):
+    call = wsgi.call
+
+    def wsgi_app(self, environ, start_response):
+        return call(original.__get__(self), environ, start_response)
+
+    return wsgi_app
+
+
+def _reading_route(flask_globals):
+    request_var = getattr(flask_globals, "_cv_request", None)
+    app_var = getattr(flask_globals, "_cv_app", None)
+
+    def make(original):
+        def full_dispatch_request(self):
+            try:
+                return original(self)
+            finally:
+                request = current_request()
+                if request is not None and request_var is not None:
+                    _annotate(request, request_var.get(None), app_var.get(None))
+
+        return full_dispatch_request
+
+    return make
+
+
+def _annotate(request, request_context, app_context):
+    """What only the request context knows: the URL rule, the user, the parsed body."""
+    try:
+        if request_context is not None:
+            flask_request = request_context.request
+            rule = flask_request.url_rule
+            if rule is not None:
+                request.route = rule.rule
+            request.data = functools.partial(_parsed_body, flask_request)
+        if app_context is not None:
+            request.framework_user = _loaded_user(app_context.g, request.agent.config.send_default_pii)
+    except Exception:
+        pass  # the span is then named by the method alone
+
+
+def _loaded_user(g, send_pii):
+    attributes = getattr(g, "__dict__", {})
+    user = attributes.get("_login_user")  # flask-login, once the app asked for current_user
+    if user is None:
+        user = attributes.get("user")
+    return user_from(user, send_pii) if user is not None else None
+
+
+def _parsed_body(flask_request):
+    """The form or JSON the view already read (never reads the body itself)."""
+    cached = flask_request.__dict__
+    form = cached.get("form")
+    if form:
+        return {key: form.getlist(key) if len(form.getlist(key)) > 1 else form[key] for key in form}
+    json_body = getattr(flask_request, "_cached_json", (Ellipsis, Ellipsis))
+    for value in json_body:
+        if value is not Ellipsis:
+            return value
+    return None
+
+
+def _on_exception(sender, exception=None, **extra):
+    request = current_request()
+    if request is None or exception is None:
+        return
+    try:
+        from flask import globals as flask_globals
+
+        request_context = flask_globals._cv_request.get(None)
+        app_context = flask_globals._cv_app.get(None)
+        _annotate(request, request_context, app_context)
+    except Exception:
+        pass
+    capture.capture_unhandled(exception, request)

@@ -1,0 +1,78 @@
+"""pysolr: each Solr operation is a CLIENT span in the ``nosql`` category, with the core,
+the query (scrubbed), and for searches the hits and QTime. The HTTP request pysolr makes
+underneath (requests) is part of it, not a span of its own.
+
+| patched | how |
+|---|---|
+| ``pysolr.Solr.search/more_like_this`` | span ``solr.search <core>``: ``db.query.text``, ``spyglass.solr.hits``, ``spyglass.solr.qtime_ms`` |
+| ``pysolr.Solr.add/delete/commit/optimize/extract/suggest_terms`` | span ``solr.<operation> <core>`` |
+"""
+import functools
+from urllib.parse import urlsplit
+
+from ._calls import NOSQL, Calls, time_ns
+from ._http import _in_request
+from ..trace.context import get_active_scope
+
+OPERATIONS = ("search", "add", "delete", "commit", "optimize", "extract", "more_like_this",
+              "suggest_terms")
+
+
+def install(agent, module):
+    from ..errors.scrub import Scrubber
+
+    calls = Calls(agent, "pysolr", NOSQL)
+    scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
+    for operation in OPERATIONS:
+        original = module.Solr.__dict__.get(operation)
+        if original is not None:
+            setattr(module.Solr, operation, _traced(calls, scrubber, operation, original))
+
+
+def _traced(calls, scrubber, operation, method):
+    @functools.wraps(method)
+    def traced(self, *args, **kwargs):
+        scope = get_active_scope()
+        if scope is None:
+            return method(self, *args, **kwargs)
+        token = _in_request.set(True)  # requests underneath: part of this span
+        start = time_ns()
+        try:
+            result = method(self, *args, **kwargs)
+        except Exception as error:
+            _in_request.reset(token)
+            _record(calls, scrubber, operation, scope.span, self, args, kwargs, start, None, error)
+            raise
+        _in_request.reset(token)
+        _record(calls, scrubber, operation, scope.span, self, args, kwargs, start, result, None)
+        return result
+
+    return traced
+
+
+def _record(calls, scrubber, operation, parent, solr, args, kwargs, start, result, error):
+    end = time_ns()
+    try:
+        core = _core(solr.url)
+        parts = urlsplit(solr.url)
+        attributes = {"db.system": "solr", "db.operation.name": operation,
+                      "db.namespace": core, "server.address": parts.hostname,
+                      "server.port": parts.port or (443 if parts.scheme == "https" else 80)}
+        query = args[0] if args and operation in ("search", "more_like_this") else kwargs.get("q")
+        if isinstance(query, str):
+            attributes["db.query.text"] = scrubber.text(query)
+        hits = getattr(result, "hits", None)
+        if isinstance(hits, int):
+            attributes["spyglass.solr.hits"] = hits
+        qtime = getattr(result, "qtime", None)
+        if isinstance(qtime, int):
+            attributes["spyglass.solr.qtime_ms"] = qtime
+        name = f"solr.{operation} {core}" if core else f"solr.{operation}"
+        calls.record(parent, name, start, end, attributes, error, name)
+    except Exception:
+        calls.failed()
+
+
+def _core(url):
+    path = urlsplit(url).path.rstrip("/")
+    return path.rsplit("/", 1)[-1] if "/" in path else ""

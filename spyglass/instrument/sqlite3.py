@@ -1,0 +1,122 @@
+"""sqlite3, through its own ``factory=`` hooks: no proxies.
+
+| patched | how |
+|---|---|
+| ``sqlite3.connect`` (= ``sqlite3.dbapi2.connect``) | asks for a traced subclass of the ``factory`` class requested (default ``sqlite3.Connection``); a ``connect`` span |
+| ``Connection.cursor`` | a traced subclass of the ``factory`` cursor class requested |
+| ``Connection.execute/executemany/executescript`` | the shortcuts, through a traced cursor |
+| ``Connection.commit/rollback`` | spans |
+| ``Cursor.execute/executemany/executescript`` | statement spans, ``db.system`` = ``sqlite`` |
+
+Connections and cursors are instances of subclasses of the driver's classes (or of the
+app's own factory classes) with the same names: ``isinstance``, ``Connection.backup`` and
+``row_factory`` work as before. A ``factory`` that is a function, not a class, is used as
+given and its objects are not traced.
+"""
+from ._dbapi import ClassCache, Database, subclass
+
+STATEMENT_METHODS = ("execute", "executemany", "executescript")
+
+
+def install(agent, module):
+    database = Database(agent, "dbapi2_sqlite3", "sqlite", "sqlite")
+    cursor_classes = ClassCache(lambda base: subclass(base, {
+        "execute": database.wrap_statement(base.execute),
+        "executemany": database.wrap_statement(base.executemany, batch=True),
+        "executescript": database.wrap_statement(base.executescript),
+    }))
+    default_cursor = cursor_classes(module.Cursor)
+    connection_classes = ClassCache(
+        lambda base: _connection_subclass(base, module, database, cursor_classes, default_cursor))
+
+    def prepare(args, kwargs):
+        # connect(database, timeout, detect_types, isolation_level, check_same_thread,
+        #         factory, cached_statements, uri, *, autocommit)
+        if len(args) > 5:
+            args = args[:5] + (connection_classes(args[5]),) + args[6:]
+        else:
+            kwargs["factory"] = connection_classes(kwargs.get("factory", module.Connection))
+        return args, kwargs
+
+    connect = database.wrap_connect(module.connect, prepare)
+    original = module.connect
+
+    def connect_and_describe(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        _remember_name(connection, database, args, kwargs)
+        return connection
+
+    connect_and_describe.__wrapped__ = original
+    connect_and_describe.__doc__ = original.__doc__
+    connect_and_describe.__name__ = connect_and_describe.__qualname__ = "connect"
+    module.connect = connect_and_describe
+    dbapi2 = getattr(module, "dbapi2", None)
+    if dbapi2 is not None and getattr(dbapi2, "connect", None) is original:
+        dbapi2.connect = connect_and_describe
+
+
+def _connection_subclass(base, module, database, cursor_classes, default_cursor):
+    base_cursor = base.cursor
+    methods = {
+        "cursor": _traced_cursor_method(base_cursor, cursor_classes, default_cursor,
+                                        base_cursor is module.Connection.cursor),
+        "commit": database.wrap_operation(base.commit, "COMMIT"),
+        "rollback": database.wrap_operation(base.rollback, "ROLLBACK"),
+    }
+    for name in STATEMENT_METHODS:
+        # The C shortcuts make a plain Cursor internally; do what they do with a traced
+        # one. A factory class that defines its own shortcut keeps it.
+        if getattr(base, name) is getattr(module.Connection, name):
+            methods[name] = _shortcut(name, default_cursor, getattr(base, name),
+                                      module.Connection.cursor)
+    # A __dict__ on connections holds what describes them (db.namespace).
+    return subclass(base, methods, keep_dict=True)
+
+
+def _traced_cursor_method(base_cursor, cursor_classes, default_cursor, driver_default):
+    # driver_default: the factory class does not define cursor() itself, so the default
+    # cursor class is the driver's and can be swapped for the traced one.
+    def cursor(self, *args, **kwargs):
+        if args:
+            args = (cursor_classes(args[0]),) + args[1:]
+        elif "factory" in kwargs:
+            kwargs["factory"] = cursor_classes(kwargs["factory"])
+        elif driver_default:
+            return base_cursor(self, default_cursor)
+        return base_cursor(self, *args, **kwargs)
+
+    cursor.__wrapped__ = base_cursor
+    cursor.__doc__ = base_cursor.__doc__
+    return cursor
+
+
+def _shortcut(name, default_cursor, original, driver_cursor):
+    method = getattr(default_cursor, name)
+
+    def shortcut(self, *args, **kwargs):
+        # As the C shortcut does: the driver's cursor() (which applies row_factory), not
+        # an override of it, then the statement.
+        return method(driver_cursor(self, default_cursor), *args, **kwargs)
+
+    shortcut.__name__ = shortcut.__qualname__ = name
+    shortcut.__doc__ = original.__doc__
+    shortcut.__wrapped__ = original
+    return shortcut
+
+
+def _remember_name(connection, database, args, kwargs):
+    try:
+        name = args[0] if args else kwargs.get("database")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        attributes = {"db.system": "sqlite"}
+        if name is not None:
+            attributes["db.namespace"] = _without_uri_query(str(name))
+        connection._spyglass_db = attributes
+    except Exception:  # an untraced factory's connection may refuse attributes
+        pass
+
+
+def _without_uri_query(name):
+    # file:db?mode=ro&… : the query holds options, never the database's name.
+    return name.split("?", 1)[0] if name.startswith("file:") else name

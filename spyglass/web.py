@@ -1,0 +1,253 @@
+"""A traced request, whatever serves it: what WSGI, ASGI, Flask and Django share.
+
+A ``RequestTrace`` owns the request's SERVER span and what is learnt about the request
+while it runs (route template, status, user, per-request options, exceptions already
+reported, log records held back). ``finish()`` names and marks the span, decides slow
+and error, releases or drops held log records, and records the request metric.
+
+Per-request options (AppEnlight's environ keys, and ``spyglass.set_request_options``):
+
+==================  ==================================================================
+username            the user's id for this request
+report_local_vars   send frames' local variables with this request's errors
+ignore_slow         never report this request as slow
+ignore_error        do not report this request's error
+view_name           name the request by this instead of its route template
+group_string        group this request's errors by this string (the fingerprint)
+message             a message attached to this request's error events
+force_logs          send this request's log records even under ``logging_on_error``
+force_send          export this request's trace even if head sampling dropped it
+==================  ==================================================================
+"""
+import logging
+import time
+
+from .errors import capture
+
+log = logging.getLogger("spyglass")
+
+OPTIONS = ("username", "report_local_vars", "ignore_slow", "ignore_error", "view_name",
+           "group_string", "message", "force_logs", "force_send")
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
+                     "PATCH", "QUERY"))
+MAX_HELD_LOGS = 200
+
+_time_ns = time.time_ns
+
+
+def span_method(method):
+    """The method for span names: the known ones as they are, anything else ``_OTHER``
+    (OpenTelemetry's rule, which keeps span names few)."""
+    return method if method in METHODS else "_OTHER"
+
+
+class RequestTrace:
+    # No __slots__: class-level defaults keep a new one cheap (one is made per request).
+    route = None            # the route template, once the framework has matched one
+    status_code = 0
+    errored = False
+    options = None          # set through spyglass.set_request_options
+    captured = None         # exceptions already reported in this request
+    held_logs = None        # OTLP log records held back under logging_on_error
+    framework_user = None   # {"id": ..., ...} found by a framework integration
+    data = None             # callable -> the body the app already parsed (form/JSON)
+    finished = False
+    path = ""
+
+    def __init__(self, agent, span, method):
+        self.agent = agent
+        self.span = span
+        self.method = method
+
+    # -- what the request says about itself (overridden per server interface) ----------
+
+    def _request_option(self, name):
+        """An option set on the request itself (the WSGI environ)."""
+        return None
+
+    def _remote_user(self):
+        return None
+
+    def describe(self, scrubber):
+        """The ``request`` block of an error event (built on the error path only)."""
+        return {"method": self.method, "route": self.route_name()}
+
+    # -- options, user, route ------------------------------------------------------------
+
+    def option(self, name):
+        options = self.options
+        if options is not None and name in options:
+            return options[name]
+        return self._request_option(name)
+
+    def set_options(self, options):
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown request option(s): {', '.join(sorted(unknown))}")
+        if self.options is None:
+            self.options = {}
+        self.options.update(options)
+
+    def route_name(self):
+        return self.option("view_name") or self.route
+
+    def user_info(self):
+        username = self.option("username")
+        if username:
+            return {"id": str(username), "username": str(username)}
+        if self.framework_user:
+            return self.framework_user
+        remote = self._remote_user()
+        return {"id": str(remote), "username": str(remote)} if remote else None
+
+    # -- exceptions and logs met during the request ----------------------------------------
+
+    def already_captured(self, exc):
+        captured = self.captured
+        return captured is not None and any(known is exc for known in captured)
+
+    def captured_exception(self, exc):
+        if self.captured is None:
+            self.captured = []
+        self.captured.append(exc)
+
+    def hold_log(self, record):
+        """Under ``logging_on_error``: keep ``record`` until the request's outcome is
+        known; False when it is to be sent now."""
+        if self.finished or _truthy(self.option("force_logs")):
+            return False
+        held = self.held_logs
+        if held is None:
+            held = self.held_logs = []
+        if len(held) < MAX_HELD_LOGS:
+            held.append(record)
+        return True
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def fail(self, exc):
+        """The app raised ``exc`` (it goes on to the server after this)."""
+        if isinstance(exc, Exception):
+            capture.capture_unhandled(exc, self)
+            capture.note_propagated(exc)
+            if not self.status_code:
+                self.status_code = 500
+        self.finish()
+
+    def finish(self):
+        if self.finished:
+            return
+        self.finished = True
+        span = self.span
+        route = None
+        try:
+            route = self.route_name()
+            duration_s = self._complete(span, route)
+        except Exception:
+            log.exception("spyglass: error while finishing a request's span")
+            duration_s = None
+        span.finish()
+        if duration_s is not None:
+            _record_metric(route or "", self.method, self.status_code, duration_s)
+
+    def _complete(self, span, route):
+        config = self.agent.config
+        attributes = span.attributes
+        status = self.status_code
+        method = span_method(self.method)
+        if route:
+            span.name = f"{method} {route}"
+            attributes["http.route"] = route
+        if status:
+            attributes["http.response.status_code"] = status
+        user = self.user_info()
+        if user and user.get("id"):
+            attributes["enduser.id"] = str(user["id"])
+        if not self.errored and status >= 500 and not _truthy(self.option("ignore_error")):
+            span.mark_error("")
+            self.errored = True
+        elif status == 404 and config.report_404 and not _truthy(self.option("ignore_error")):
+            span.mark_error("Not Found")
+            self.errored = True
+            capture.capture_request_message(self, "404 Not Found", "error",
+                                            fingerprint=["404", route or self.path])
+        duration_s = (_time_ns() - span.start_ns) / 1e9
+        slow = duration_s >= config.slow_request_time and self._may_be_slow(config)
+        if slow:
+            attributes["spyglass.slow"] = True
+            span.keep = True
+        if _truthy(self.option("force_send")):
+            span.keep = True
+        if self.held_logs:
+            if self.errored or slow or _truthy(self.option("force_logs")):
+                submit = self.agent.reporter.submit_log
+                for record in self.held_logs:
+                    submit(record)
+            self.held_logs = None
+        return duration_s
+
+    def _may_be_slow(self, config):
+        if _truthy(self.option("ignore_slow")):
+            return False
+        prefixes = config.ignore_slow_paths
+        return not (prefixes and self.path.startswith(prefixes))
+
+
+def _truthy(value):
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
+# -- request metrics (spyglass.metrics, when it is there) ---------------------------------
+
+_record_request = None
+
+
+def _record_metric(route, method, status_code, duration_s):
+    global _record_request
+    record = _record_request
+    if record is None:
+        try:
+            from .metrics import record_request as record
+        except Exception:  # no request metrics in this build
+            record = False
+        _record_request = record
+    if record is False:
+        return
+    try:
+        record(route, method, status_code, duration_s)
+    except Exception:
+        _record_request = False
+        log.exception("spyglass: request metrics failed; no more will be recorded")
+
+
+def user_from(obj, send_pii):
+    """A user dict from a framework's user object (Django's ``request.user``, a
+    flask-login user, ``g.user``) or a plain id; None for anonymous users."""
+    if obj is None or getattr(obj, "is_anonymous", False) is True:
+        return None
+    if isinstance(obj, (str, int)):
+        return {"id": str(obj)}
+    user_id = None
+    get_id = getattr(obj, "get_id", None)  # flask-login's UserMixin
+    if callable(get_id):
+        user_id = get_id()
+    if user_id is None:
+        user_id = getattr(obj, "pk", None)
+        if user_id is None:
+            user_id = getattr(obj, "id", None)
+    if user_id is None:
+        return None
+    user = {"id": str(user_id)}
+    if send_pii:
+        get_username = getattr(obj, "get_username", None)
+        username = get_username() if callable(get_username) else getattr(obj, "username", None)
+        if username:
+            user["username"] = str(username)
+        email = getattr(obj, "email", None)
+        if email:
+            user["email"] = str(email)
+    return user

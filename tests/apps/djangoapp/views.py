@@ -1,0 +1,36 @@
+import asyncio
+
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+
+def user(request, uid):
+    return JsonResponse({"id": uid, "q": request.GET.get("q")})
+
+
+async def async_view(request, name):
+    await asyncio.sleep(0)
+    return HttpResponse(f"hello {name}")
+
+
+def boom(request):
+    return 1 / 0
+
+
+async def async_boom(request):
+    await asyncio.sleep(0)
+    raise RuntimeError("async failure")
+
+
+def stream(request):
+    return StreamingHttpResponse(f"part {i}\n" for i in range(3))
+
+
+@csrf_exempt
+def login(request):
+    password = request.POST["password"]
+    raise ValueError("login failed" + password[:0])
+
+
+def missing(request):
+    raise Http404("no such thing")

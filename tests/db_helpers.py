@@ -1,0 +1,154 @@
+"""Shared by the call-instrumentation tests (databases, Redis, Solr, HTTP, templates).
+
+In-process tests instrument a library with ``instrumented(name)`` under a ``TestAgent``
+whose tracer exports into a list, to look at the Span objects themselves. What depends on
+settings (thresholds, span_min_duration, compression) and everything shown end to end runs
+in a fresh interpreter under AUTOWRAPT_BOOTSTRAP with ``conftest.run_python`` and the real
+OTLP receiver.
+"""
+import os
+
+import pytest
+
+from conftest import require_tcp
+
+POSTGRES = ("SPYGLASS_TEST_POSTGRES", "127.0.0.1:5432", "PostgreSQL")
+MYSQL = ("SPYGLASS_TEST_MYSQL", "127.0.0.1:3306", "MariaDB/MySQL")
+REDIS = ("SPYGLASS_TEST_REDIS", "127.0.0.1:6379", "Redis")
+
+
+class Exported:
+    """The test agent's exporter: keeps every span exported."""
+
+    def __init__(self):
+        self.spans = []
+
+    def __call__(self, spans):
+        self.spans.extend(spans)
+
+    def clear(self):
+        self.spans.clear()
+
+    def calls(self):
+        return [span for span in self.spans if "spyglass.category" in span.attributes]
+
+    def named(self, name):
+        return [span for span in self.spans if span.name == name]
+
+
+class TestAgent:
+    """What ``install(agent, module)`` needs, without the reporter thread or any other
+    library's hooks: the tests in this process stay untouched by the rest of the sensor."""
+
+    def __init__(self):
+        from spyglass import config
+        from spyglass.trace.tracer import Tracer
+
+        self.config = config.load(environ={}, service_name="tests")
+        self.tracer = Tracer(export=_exported)
+        self.instrumented = []
+
+
+_exported = Exported()
+_agent = None
+
+
+def agent():
+    global _agent
+    if _agent is None:
+        _agent = TestAgent()
+    return _agent
+
+
+def instrumented(module_name):
+    """Import ``module_name`` and instrument it in this process (once), as the import hook
+    would; returns the module."""
+    import importlib
+
+    from spyglass.instrument import REGISTRY, install
+
+    module = importlib.import_module(module_name)
+    running = agent()
+    if module_name not in running.instrumented:
+        instrumentation, timing_key = REGISTRY[module_name]
+        install(running, module, instrumentation, timing_key)
+        assert module_name in running.instrumented, f"{module_name} was not instrumented"
+    return module
+
+
+@pytest.fixture
+def exported():
+    _exported.clear()
+    yield _exported
+    _exported.clear()
+
+
+def request_span(name="request"):
+    """An active local root, as a web framework's middleware would open it."""
+    return agent().tracer.start_active_span(name)
+
+
+def postgres_dsn():
+    host, port = require_tcp(*POSTGRES)
+    user = os.environ.get("SPYGLASS_TEST_POSTGRES_USER", "postgres")
+    return dict(host=host, port=port, user=user, dbname="test")
+
+
+def mysql_params():
+    host, port = require_tcp(*MYSQL)
+    return dict(host=host, port=port, user=os.environ.get("SPYGLASS_TEST_MYSQL_USER", "root"),
+                password=os.environ.get("SPYGLASS_TEST_MYSQL_PASSWORD", ""), database="test")
+
+
+def redis_address():
+    return require_tcp(*REDIS)
+
+
+# -- end to end: a fresh interpreter under AUTOWRAPT_BOOTSTRAP=spyglass ---------------------
+
+TRACED_PROGRAM = """
+import spyglass
+tracer = spyglass.tracer()
+with tracer.start_active_span("request"):
+{body}
+"""
+
+
+def run_traced(receiver, body, expect_spans=1, **env):
+    """Run ``body`` (code, any indentation) inside an active span in a fresh interpreter
+    that exports to ``receiver``; returns (spans received, the process's stdout).
+
+    The program runs from a file, not ``-c``: the command line is exported as a resource
+    attribute, and the literals a test looks for must not be there."""
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+
+    from conftest import clean_env
+
+    code = TRACED_PROGRAM.format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    settings = dict(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
+                    SPYGLASS_SERVICE_NAME="tests", SPYGLASS_METRICS_INTERVAL="0")
+    settings.update(env)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="traced_app_") as program:
+        program.write(code)
+        program.flush()
+        result = subprocess.run([sys.executable, program.name], env=clean_env(**settings),
+                                capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\n"
+                             f"stderr:\n{result.stderr}")
+    spans = receiver.wait_for(lambda r: len(r.spans()) >= expect_spans and r.spans())
+    assert receiver.schema_errors == []
+    return spans or [], result.stdout
+
+
+def by_name(spans):
+    found = {}
+    for span in spans:
+        found.setdefault(span["name"], []).append(span)
+    return found
+
+
+CLIENT_KIND = 3  # OTLP SPAN_KIND_CLIENT, as spyglass encodes it (JSON number)
