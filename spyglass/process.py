@@ -7,7 +7,9 @@ reporter imports it at startup; it must not pull in opentracing or the tracer):
 
 A forked child inherits the parent's generator state, so two uWSGI workers would hand out
 the same ids. ``os.register_at_fork`` covers ``os.fork``; uWSGI forks in C and skips it,
-so every new local trace also compares the pid (``check_fork``) and re-seeds on a change.
+so every new local trace compares the pid (and uWSGI's post-fork hook calls
+``check_fork``); a change re-seeds and bumps ``generation``, which the reporter compares
+on every submit without another syscall.
 """
 import os
 import random

@@ -140,3 +140,23 @@ def test_unsampled_run_end_to_end_exports_only_what_must_be_seen(receiver):
     event, = failing["events"]
     attrs = {a["key"]: a["value"]["stringValue"] for a in event["attributes"]}
     assert attrs["exception.type"] == "ZeroDivisionError"
+
+
+def test_a_finished_trace_leaves_no_cyclic_garbage():
+    import gc
+
+    t, exported = tracer()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            with t.start_active_span("root") as scope:
+                scope.span.context  # made lazily; it refers to the trace too
+                for _ in range(3):
+                    with t.start_active_span("child"):
+                        pass
+                t.record_call(scope.span, "call", CLIENT, 1, 2, {})
+        exported.clear()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -68,7 +68,7 @@ def _span(span):
 
 def _span_flags(span):
     # W3C trace flags in bits 0-7; bit 8 says bit 9 is known; bit 9: the parent is remote.
-    remote_parent = bool(span.parent_id) and span.local.root is span
+    remote_parent = span.local_root and bool(span.parent_id)
     return 0x100 | (0x200 if remote_parent else 0) | (1 if span.local.sampled else 0)
 
 

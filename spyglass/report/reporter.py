@@ -21,6 +21,8 @@ from . import otlp
 
 log = logging.getLogger("spyglass")
 
+_getpid = os.getpid
+
 TRACES, LOGS, METRICS = "traces", "logs", "metrics"
 PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
 ENCODERS = {TRACES: otlp.encode_traces, LOGS: otlp.encode_logs, METRICS: otlp.encode_metrics}
@@ -60,7 +62,8 @@ class Reporter:
 
     def _after_fork(self):
         """In a forked child: a fresh queue, lock and thread; what the parent had queued
-        is the parent's to send."""
+        is the parent's to send. New trace ids too, if the at-fork hooks did not run."""
+        process.check_fork()
         if self._pid != os.getpid():
             self._reset()
             if self._periodic:
@@ -73,31 +76,45 @@ class Reporter:
     # -- the app's side: cheap, never blocks ---------------------------------------------
 
     def submit_trace(self, spans):
-        self._submit(TRACES, spans)
+        # _submit, written out: this runs once per trace. The tracer has just compared the
+        # pid when the trace began (process.check_fork), so the generation says it all.
+        if self._generation != process.generation:
+            self._after_fork()
+        queue = self._queue
+        if len(queue) >= self._max_queue_size:
+            self._count_dropped()
+            return
+        queue.append((TRACES, spans))
+        if self._thread is None:
+            self.start()
+        elif len(queue) >= self._batch_size:
+            self._wake.set()
 
     def submit_log(self, record):
-        process.check_fork()  # logs can come before any trace does in a forked child
         self._submit(LOGS, record)
 
     def submit_metrics(self, metrics):
         self._submit(METRICS, metrics)
 
     def _submit(self, kind, item):
-        # No lock and no syscall here: every new local trace has just compared the pid
-        # (process.check_fork), and a deque append is atomic. Under a race the cap can be
-        # passed by a few items, never more than one per thread.
-        if self._generation != process.generation:
+        # One getpid() per submit is all fork detection costs the app: it catches forks made
+        # in C (uWSGI) that skipped the at-fork hooks. A deque append is atomic, so there is
+        # no lock: under a race the cap can be passed by a few items, one per thread at most.
+        if self._pid != _getpid():
             self._after_fork()
         queue = self._queue
         if len(queue) >= self._max_queue_size:
-            with self._lock:
-                self.counters["dropped"] += 1
+            self._count_dropped()
             return
         queue.append((kind, item))
         if self._thread is None:
             self.start()
         elif len(queue) >= self._batch_size:
             self._wake.set()
+
+    def _count_dropped(self):
+        with self._lock:
+            self.counters["dropped"] += 1
 
     def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
@@ -123,7 +140,7 @@ class Reporter:
         """In a child forked in C: fresh state (if not reset already), and the thread
         starts now rather than at the first submit."""
         self._held = False
-        if self._pid != os.getpid() or self._generation != ids.generation:
+        if self._pid != os.getpid() or self._generation != process.generation:
             self._after_fork()
         self.start()
 
@@ -168,6 +185,7 @@ class Reporter:
         self._run_final()
         if not self._queue and not self._busy:
             return
+        log.debug("spyglass: draining %d items at exit", len(self._queue))
         try:
             if not self.flush(self.config.shutdown_timeout):
                 log.warning("spyglass: exiting with %d items not exported (shutdown_timeout=%ss)",

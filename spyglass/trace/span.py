@@ -124,11 +124,20 @@ class LocalTrace:
             totals[1] += duration_ns
 
     def close(self):
+        # Dropping the references back to spans breaks the span <-> trace cycles, so a
+        # finished trace is freed by reference counting, not left to the cyclic GC.
         self.closed = True
         root, spans = self.root, self.spans
-        self.spans = None
-        if not (self.sampled or root.keep or spans):
-            return
+        self.root = self.spans = self.last_call = None
+        if self.sampled and not (self.short_calls or self.aggregates or self.dropped):
+            spans.append(root)  # the common case: nothing to add to the root
+            self.tracer.export(spans)
+        elif self.sampled or root.keep or spans:
+            self._export_with_summary(root, spans)
+
+    def _export_with_summary(self, root, spans):
+        """Export with what the root says about its trace: aggregates, dropped spans,
+        whether it was sampled; without the calls span_min_duration leaves out."""
         if self.short_calls:
             spans = self._without_short_calls(spans)
         if self.aggregates:
@@ -146,7 +155,7 @@ class LocalTrace:
     def _without_short_calls(self, spans):
         short = {id(span) for span, min_ns in self.short_calls
                  if span.end_ns - span.start_ns < min_ns and not span.keep}
-        self.short_calls = self.last_call = None
+        self.short_calls = None
         return [span for span in spans if id(span) not in short] if short else spans
 
 
@@ -154,6 +163,7 @@ class Span(opentracing.Span):
     # No __slots__: with class-level defaults a new span sets only what differs, which is
     # the cheapest way to make one. The SpanContext is made only when asked for.
     _context = None
+    local_root = False  # the first span of its trace in this process
     end_ns = 0
     events = None
     status = STATUS_UNSET
@@ -230,7 +240,7 @@ class Span(opentracing.Span):
             return
         self.end_ns = _time_ns() if finish_time is None else int(finish_time * 1e9)
         local = self.local
-        if local.root is self:
+        if self.local_root:
             local.close()
         elif local.sampled or self.keep:
             local.add(self)

@@ -167,6 +167,7 @@ class Tracer(opentracing.Tracer):
             trace_id, parent_id, baggage, tracestate = _getrandbits(128) or 1, None, None, ()
         local = LocalTrace(trace_id, sampled, tracestate, self)
         span = Span(self, local, _getrandbits(64) or 1, parent_id, name, start_ns, kind, baggage)
+        span.local_root = True
         local.root = span
         return span
 
