@@ -12,6 +12,14 @@ GROUPS = ("runtime", "flask", "django", "fastapi", "spyglass")
 COLLECTOR = [
     "protobuf>=4.21",
     "opentelemetry-proto>=1.20",
+    "googleapis-common-protos>=1.56",  # google.rpc.Status error bodies
+    "jinja2>=3.0",                      # the web UI's pages
+]
+
+# `spyglass demo`: the example Flask app under uWSGI (uWSGI compiles: needs a C compiler).
+DEMO = [
+    "flask>=2.2",
+    "uwsgi>=2.0.20",
 ]
 
 TEST = [
@@ -19,10 +27,15 @@ TEST = [
     "mock",  # opentracing's compatibility harness imports it
     "hypothesis",
     "basictracer",
-    "opentelemetry-proto>=1.20",
-    "protobuf>=4.21",
     "opentelemetry-sdk>=1.20",
     "opentelemetry-exporter-otlp-proto-http>=1.20",
+    "playwright>=1.40",  # drives Debian's chromium; its own browser download is not used
+    # frameworks and servers
+    "flask>=2.2", "flask-login", "django>=4.2", "fastapi", "starlette", "uvicorn",
+    "gunicorn", "uwsgi>=2.0.20",
+    # databases, caches, HTTP clients, templates
+    "psycopg2-binary", "psycopg[binary]", "pymysql", "mysqlclient", "redis", "pysolr",
+    "requests", "urllib3", "httpx", "jinja2",
 ]
 
 with open("README.md", encoding="utf-8") as readme:
@@ -37,7 +50,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["spyglass", "spyglass.*"]),
     include_package_data=True,
-    package_data={"spyglass.collector": ["static/*", "static/**/*", "templates/*"]},
+    package_data={"spyglass.collector": ["static/*", "static/**/*", "templates/*",
+                                         "templates/**/*"]},
     install_requires=[
         "wrapt>=1.14",
         "autowrapt>=1.0",
@@ -47,8 +61,9 @@ setup(
     ],
     extras_require={
         "collector": COLLECTOR,
-        "test": TEST,
-        "all": sorted(set(COLLECTOR)),
+        "demo": DEMO,
+        "test": sorted(set(TEST + COLLECTOR)),
+        "all": sorted(set(COLLECTOR + DEMO)),
     },
     entry_points={
         "console_scripts": ["spyglass = spyglass.cli:main"],

@@ -50,32 +50,45 @@ def start_spyglass():
     return agent_module
 
 
+# Each peer agent set up as its docs say, exporting to a sink (or nowhere) as ours does:
+# (importable module, set-up code run before ``app = hello_app()``, code run after it).
 PEERS = {
-    "sentry-sdk": ("sentry_sdk", "import sentry_sdk\n"
-                   "sentry_sdk.init(dsn='http://k@127.0.0.1:9/1', traces_sample_rate=1.0,"
-                   " transport=lambda event: None)\n"),
-    "elastic-apm": ("elasticapm", "from elasticapm.contrib.flask import ElasticAPM\n"
-                    "import elasticapm\n"
-                    "ElasticAPM(APP, client=elasticapm.Client(service_name='b', server_url="
-                    "'http://127.0.0.1:9', disable_send=True))\n"),
-    "ddtrace": ("ddtrace", "from ddtrace import patch\npatch(flask=True)\n"),
+    "sentry-sdk": ("sentry_sdk", (
+        "import sentry_sdk\n"
+        "from sentry_sdk.transport import Transport\n"
+        "class Sink(Transport):\n"
+        "    def capture_envelope(self, envelope):\n"
+        "        pass\n"
+        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', traces_sample_rate=1.0, transport=Sink)\n"
+    ), ""),
+    "elastic-apm": ("elasticapm", "", (
+        "import elasticapm\n"
+        "from elasticapm.contrib.flask import ElasticAPM\n"
+        "ElasticAPM(app, client=elasticapm.Client(service_name='bench', server_url="
+        "'http://127.0.0.1:9', disable_send=True, central_config=False, metrics_interval='0s'))\n"
+    )),
+    "ddtrace": ("ddtrace", "from ddtrace import patch\npatch(flask=True)\n", ""),
 }
+# Keep the peers quiet and off the network (their exporters would try a local agent).
+PEER_ENV = {"DD_TRACE_AGENT_URL": "http://127.0.0.1:9", "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+            "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false", "DD_TRACE_STARTUP_LOGS": "false",
+            "ELASTIC_APM_CENTRAL_CONFIG": "false"}
 
 
-def peer_ratio(name, module, setup):
-    """Measured in a fresh process: plain first, then with the peer set up."""
+def peer_ratio(before, after):
+    """Measured in a fresh process: plain first, then a new app with the peer set up."""
     code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
-            "from bench_flask import hello_app, request_loop, N\nfrom _util import per_call\n"
-            "APP = hello_app()\nplain = per_call(request_loop(APP), N)\n"
-            + setup.replace("APP", "APP") +
-            "APP2 = hello_app()\nAPP = APP2\n" + ("" if "APP)" not in setup else "") +
-            "ours = per_call(request_loop(APP2), N)\nprint(ours / plain)\n")
-    if "ElasticAPM" in setup:  # instruments one app object: use it
-        code = code.replace("APP2 = hello_app()\nAPP = APP2\n", "APP2 = APP\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            "from bench_flask import hello_app, request_loop, N\n"
+            "from _util import per_call\n"
+            "loop = request_loop(hello_app())\nloop(N)\nplain = per_call(loop, N)\n"
+            + before + "app = hello_app()\n" + after +
+            "loop = request_loop(app)\nloop(N)\ntheirs = per_call(loop, N)\n"
+            "print(theirs / plain)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **PEER_ENV}, timeout=600)
     if result.returncode != 0:
-        return None
-    return float(result.stdout.strip().splitlines()[-1])
+        return None, result.stderr.strip().splitlines()[-1:]
+    return float(result.stdout.strip().splitlines()[-1]), None
 
 
 def main():
@@ -89,13 +102,13 @@ def main():
     ratio = ours / plain
     print(f"flask hello-world (test client): plain {plain * 1e6:.1f} us, "
           f"spyglass {ours * 1e6:.1f} us -> ratio {ratio:.3f} (bar <= {BAR}) {verdict(ratio, BAR)}")
-    for name, (module, setup) in PEERS.items():
+    for name, (module, before, after) in PEERS.items():
         if subprocess.run([sys.executable, "-c", f"import {module}"],
                           capture_output=True).returncode != 0:
             print(f"{name}: not installed, skipped")
             continue
-        theirs = peer_ratio(name, module, setup)
-        print(f"{name}: ratio {theirs:.3f}" if theirs else f"{name}: could not run, skipped")
+        theirs, error = peer_ratio(before, after)
+        print(f"{name}: ratio {theirs:.3f}" if theirs else f"{name}: could not run: {error}")
 
 
 if __name__ == "__main__":

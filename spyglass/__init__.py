@@ -105,9 +105,12 @@ def set_request_options(**options):
     """Per-request controls for the request being handled (the API twin of the WSGI
     environ's ``spyglass.*`` keys): ``username``, ``report_local_vars``, ``ignore_slow``,
     ``ignore_error``, ``view_name``, ``group_string``, ``message``, ``force_logs``,
-    ``force_send``. Returns False outside a traced request."""
+    ``force_send``. Returns False outside a traced request; an unknown name raises
+    TypeError, with or without the sensor running."""
     from . import scopes as scope_module
+    from .web import check_options
 
+    check_options(options)
     request = scope_module.current_request()
     if request is None:
         return False

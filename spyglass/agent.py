@@ -39,8 +39,25 @@ class Agent:
             self.reporter.add_periodic(self.metrics.fold, min(config.flush_interval or 1.0,
                                                               config.metrics_interval))
             self.reporter.add_final(self.metrics.collect_at_exit)
+        self._add_process_snapshot()
         self._tracer = None
         self._building_tracer = False
+
+    def _add_process_snapshot(self):
+        """Sent a second after start (or a fork), when the app has imported its libraries,
+        and again whenever instrumentations change (made on the reporter thread)."""
+        snapshot = None
+
+        def collect():
+            nonlocal snapshot
+            if snapshot is None:
+                from .metrics.snapshot import ProcessSnapshot
+
+                snapshot = ProcessSnapshot(self)
+            return snapshot.collect()
+
+        every = self.config.metrics_interval or 60.0
+        self.reporter.add_periodic(collect, every, first_delay=min(1.0, every))
 
     def resume_in_child(self):
         """In a process forked in C (a uWSGI worker, from its post-fork hook): new trace

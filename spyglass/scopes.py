@@ -128,9 +128,10 @@ class isolated:
         return False
 
 
-def push_request_scope(request):
-    """Enter a fresh layer for one request; returns the token for ``pop_scope``."""
-    return _current.set(Scope(_current.get(), request))
+def push_request_scope(request, parent=None):
+    """Enter a fresh layer for one request over ``parent`` (default: the current scope,
+    for a caller that has not just read it); returns the token for ``pop_scope``."""
+    return _current.set(Scope(_current.get() if parent is None else parent, request))
 
 
 def pop_scope(token, parent):

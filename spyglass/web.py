@@ -81,9 +81,7 @@ class RequestTrace:
         return self._request_option(name)
 
     def set_options(self, options):
-        unknown = set(options) - set(OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown request option(s): {', '.join(sorted(unknown))}")
+        check_options(options)
         if self.options is None:
             self.options = {}
         self.options.update(options)
@@ -191,6 +189,14 @@ class RequestTrace:
             return False
         prefixes = config.ignore_slow_paths
         return not (prefixes and self.path.startswith(prefixes))
+
+
+def check_options(options):
+    """TypeError for a name that is not a request option (whether or not the sensor runs,
+    so that a typo shows in development too)."""
+    unknown = set(options).difference(OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown request option(s): {', '.join(sorted(unknown))}")
 
 
 def _truthy(value):

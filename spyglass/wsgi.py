@@ -16,12 +16,13 @@ import functools
 
 from . import agent as agent_module
 from . import web  # noqa: F401  (first: see the note on imports there)
-from .scopes import current_request, push_request_scope, pop_scope, current as current_scope
+from .scopes import push_request_scope, pop_scope, current as current_scope
 from .trace.context import Scope, suppressed
 from .web import METHODS as _METHODS, OPTIONS, RequestTrace
 
 _get_agent = agent_module.get
 _is_suppressed = suppressed.get
+_ENVIRON_KEYS = {name: "spyglass." + name for name in OPTIONS}
 
 
 def middleware(app):
@@ -38,7 +39,10 @@ class WSGIRequest(RequestTrace):
     status = None
 
     def __init__(self, agent, span, method, environ, start_response):
-        RequestTrace.__init__(self, agent, span, method)
+        # RequestTrace.__init__, inlined: one of these is made per request.
+        self.agent = agent
+        self.span = span
+        self.method = method
         self.environ = environ
         self._start_response = start_response
 
@@ -56,11 +60,11 @@ class WSGIRequest(RequestTrace):
                 pass
         RequestTrace.finish(self)
 
-    def option(self, name):
+    def option(self, name, _keys=_ENVIRON_KEYS):
         options = self.options
         if options is not None and name in options:
             return options[name]
-        return self.environ.get(_ENVIRON_KEYS[name])
+        return self.environ.get(_keys[name])
 
     def _request_option(self, name):
         return self.environ.get(_ENVIRON_KEYS[name])
@@ -75,27 +79,27 @@ class WSGIRequest(RequestTrace):
 def start(agent, environ, start_response):
     """A WSGIRequest for this request, its span started; None when not to be traced."""
     config = agent.config
-    path = environ.get("PATH_INFO") or "/"
-    script = environ.get("SCRIPT_NAME")
+    get = environ.get
+    path = get("PATH_INFO") or "/"
+    script = get("SCRIPT_NAME")
     if script:
         path = script + path
     prefixes = config.ignore_paths
     if prefixes and path.startswith(prefixes):
         return None
-    method = environ.get("REQUEST_METHOD") or "GET"
-    span = agent.tracer.start_server_span(
-        method if method in _METHODS else "_OTHER",
-        environ if "HTTP_TRACEPARENT" in environ else None)
+    method = get("REQUEST_METHOD") or "GET"
+    known = method if method in _METHODS else "_OTHER"
+    span = agent.tracer.start_server_span(known, environ if "HTTP_TRACEPARENT" in environ else None)
     attributes = span.attributes
-    attributes["http.request.method"] = method if method in _METHODS else "_OTHER"
-    if method not in _METHODS:
+    attributes["http.request.method"] = known
+    if known is not method:
         attributes["http.request.method_original"] = method
     attributes["url.path"] = path
-    attributes["url.scheme"] = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+    attributes["url.scheme"] = get("wsgi.url_scheme", "http")
+    host = get("HTTP_HOST") or get("SERVER_NAME")
     if host:
-        attributes["server.address"] = _host_only(host)
-    agent_header = environ.get("HTTP_USER_AGENT")
+        attributes["server.address"] = _host_only(host) if ":" in host else host
+    agent_header = get("HTTP_USER_AGENT")
     if agent_header:
         attributes["user_agent.original"] = agent_header
     if config.send_default_pii:
@@ -112,7 +116,8 @@ def call(app, environ, start_response):
     agent = _get_agent()
     if agent is None or _is_suppressed():
         return app(environ, start_response)
-    outer = current_request()
+    parent_scope = current_scope()
+    outer = parent_scope.request
     if outer is not None and getattr(outer, "environ", None) is environ:
         return app(environ, start_response)  # already traced by an outer layer
     try:
@@ -122,8 +127,7 @@ def call(app, environ, start_response):
         request = None
     if request is None:
         return app(environ, start_response)
-    parent_scope = current_scope()
-    token = push_request_scope(request)
+    token = push_request_scope(request, parent_scope)
     active = Scope(agent.tracer.scope_manager, request.span, False)
     try:
         result = app(environ, request.start_response)
@@ -215,7 +219,6 @@ def _host_only(host):
 
 
 _logged = set()
-_ENVIRON_KEYS = {name: "spyglass." + name for name in OPTIONS}
 
 
 def _log_once(what):

@@ -20,7 +20,7 @@ from .. import agent as agent_module
 from .. import scopes as scope_module
 from ..trace.context import current_span, suppressed
 from .event import build_error_event, fingerprint_of, format_stacktrace
-from .scrub import Scrubber
+from .scrub import FILTERED, Scrubber
 
 log = logging.getLogger("spyglass")
 
@@ -130,7 +130,7 @@ def capture_unhandled(exc, request):
         if not isinstance(exc, Exception) or request.already_captured(exc):
             return
         request.captured_exception(exc)
-        if request.option("ignore_error"):
+        if _truthy(request.option("ignore_error")):
             return
         agent = request.agent
         scrubber, _ = settings(agent)
@@ -231,9 +231,9 @@ def _decorate(event, agent, scrubber, request, context):
         extra = {key: value for key, value in context.items() if key not in _KNOWN_CONTEXT_KEYS}
         if extra:
             contexts["extra"] = extra
-    user = _allowed_user(user, agent.config.send_default_pii)
+    user = _allowed_user(user, agent.config.send_default_pii, scrubber)
     if user:
-        event["user"] = scrubber.mapping(user)
+        event["user"] = user
     if tags:
         event["tags"] = {str(k): _plain(v) for k, v in scrubber.mapping(tags).items()}
     if contexts:
@@ -244,13 +244,16 @@ def _decorate(event, agent, scrubber, request, context):
         event["fingerprint"] = fingerprint_of(event, custom=[str(part) for part in fingerprint])
 
 
-def _allowed_user(user, send_pii):
+def _allowed_user(user, send_pii, scrubber):
+    """Only the id, unless send_default_pii: then every field, e-mail addresses included
+    (not taken for secrets found in free text), but still none under a secret key."""
     if not user:
         return None
     if send_pii:
-        return dict(user)
+        return {str(key): FILTERED if scrubber.is_secret_key(key) else _plain(value)
+                for key, value in user.items()}
     user_id = user.get("id")
-    return {"id": str(user_id)} if user_id not in (None, "") else None
+    return {"id": scrubber.text(str(user_id))} if user_id not in (None, "") else None
 
 
 def _send(agent, event, exc, request, scrubber, span=None):
@@ -258,11 +261,14 @@ def _send(agent, event, exc, request, scrubber, span=None):
     event = _filtered(event)
     if event is None:
         return None
+    from ..report import otlp
+
     attributes = {"event.name": EVENT_NAME, "spyglass.error.fingerprint": str(event.get("fingerprint", ""))}
     if exc is not None:
         attributes["exception.type"] = _qualified_type(event)
         attributes["exception.message"] = str(event.get("message", ""))
-        attributes["exception.stacktrace"] = format_stacktrace(exc, scrubber=scrubber)
+        attributes["exception.stacktrace"] = format_stacktrace(exc, scrubber=scrubber,
+                                                               limit=otlp.MAX_STRING)
     user = event.get("user")
     if isinstance(user, dict) and user.get("id"):
         attributes["enduser.id"] = str(user["id"])
@@ -274,10 +280,8 @@ def _send(agent, event, exc, request, scrubber, span=None):
     if span is not None and hasattr(span, "local"):
         trace_id, span_id = span.local.trace_id, span.span_id
     level = str(event.get("level", "error")).lower()
-    from ..report import otlp
-
     record = otlp.log_record(time.time_ns(), SEVERITY.get(level, 17), level.upper(),
-                             json.dumps(event, default=str, ensure_ascii=False), attributes,
+                             _encoded_within(event, otlp.MAX_STRING), attributes,
                              trace_id, span_id)
     agent.reporter.submit_log(record)
     return event.get("event_id")
@@ -308,6 +312,92 @@ def _log_filter_failure(function, what):
     _failed_filters.add(id(function))
     log.warning("spyglass: before_send %r %s; events are sent unfiltered", function, what,
                 exc_info=what == "raised")
+
+
+# -- the body's size -------------------------------------------------------------------------
+# The exporter cuts any string past its cap; a cut JSON body would no longer parse. So the
+# event gives up its least useful parts first, until its JSON fits.
+
+_KEEP_FRAMES_HEAD, _KEEP_FRAMES_TAIL = 5, 20
+
+
+def _encoded_within(event, limit):
+    text = _encoded(event)
+    if len(text) <= limit:
+        return text
+    for shrink in (_drop_library_vars, _drop_vars, _drop_outer_context, _drop_breadcrumbs,
+                   _drop_middle_frames, _drop_request_and_contexts):
+        shrink(event)
+        text = _encoded(event)
+        if len(text) <= limit:
+            return text
+    for entry in _entries(event):  # what is left: type, message, where it broke
+        entry["frames"] = entry.get("frames", [])[-3:]
+        entry["message"] = str(entry.get("message", ""))[:1024]
+    event["chain"], event["group"] = event.get("chain", [])[:3], []
+    text = _encoded(event)
+    return text if len(text) <= limit else _encoded(
+        {key: event.get(key) for key in ("type", "module", "message", "fingerprint", "handled",
+                                         "level", "timestamp", "event_id")}
+        | {"frames": [], "chain": [], "group": []})
+
+
+def _encoded(event):
+    return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def _entries(event):
+    """The event and every exception described in it (chain links, group members)."""
+    pending = [event]
+    while pending:
+        entry = pending.pop()
+        yield entry
+        pending.extend(entry.get("chain") or ())
+        pending.extend(entry.get("group") or ())
+
+
+def _frames(event):
+    for entry in _entries(event):
+        yield from entry.get("frames") or ()
+
+
+def _drop_library_vars(event):
+    for frame in _frames(event):
+        if not frame.get("in_app"):
+            frame.pop("vars", None)
+
+
+def _drop_vars(event):
+    for frame in _frames(event):
+        frame.pop("vars", None)
+
+
+def _drop_outer_context(event):
+    """Source lines around the call are kept only for each exception's innermost frame."""
+    for entry in _entries(event):
+        for frame in (entry.get("frames") or [])[:-1]:
+            frame["pre_context"], frame["post_context"] = [], []
+
+
+def _drop_breadcrumbs(event):
+    if event.get("breadcrumbs"):
+        event["breadcrumbs"] = event["breadcrumbs"][-10:]
+
+
+def _drop_middle_frames(event):
+    for entry in _entries(event):
+        frames = entry.get("frames") or []
+        if len(frames) > _KEEP_FRAMES_HEAD + _KEEP_FRAMES_TAIL:
+            entry["frames"] = frames[:_KEEP_FRAMES_HEAD] + frames[-_KEEP_FRAMES_TAIL:]
+
+
+def _drop_request_and_contexts(event):
+    event.pop("breadcrumbs", None)
+    event.pop("contexts", None)
+    request = event.get("request")
+    if request:
+        event["request"] = {key: request[key] for key in ("method", "url", "route")
+                            if key in request}
 
 
 # -- the last exception that left a request ------------------------------------------------

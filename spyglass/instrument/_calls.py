@@ -142,18 +142,12 @@ def _absolute(path):
 
 # -- db.client.operation.duration, owned by spyglass.metrics (lazily, if it exists) ----------
 
-def db_metric_recorder():
-    """``record(system, operation, duration_ns)`` feeding spyglass.metrics.record_db_call,
-    or None when this build has no such function."""
+def db_call_metric():
+    """spyglass.metrics' ``record_db_call(system, operation, duration_s)``, or None when this
+    build has none. Called on the hot path of every query, so it is not wrapped: call it
+    inside the ``try`` that guards the recording of the call."""
     try:
         from ..metrics import record_db_call
     except Exception:
         return None
-
-    def record(system, operation, duration_ns):
-        try:
-            record_db_call(system, operation, duration_ns / 1e9)
-        except Exception:
-            log.debug("spyglass: record_db_call failed", exc_info=True)
-
-    return record
+    return record_db_call

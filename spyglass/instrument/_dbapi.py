@@ -15,7 +15,7 @@ driver's method directly.
 import contextvars
 import functools
 
-from ._calls import SQL, Calls, db_metric_recorder, time_ns
+from ._calls import SQL, Calls, db_call_metric, time_ns
 from ..trace.context import get_active_scope
 from ..trace.sql import normalize
 
@@ -40,8 +40,9 @@ class Database:
         self.capture_parameters = agent.config.capture_sql_parameters
         self._describe = describe  # connection -> {"db.namespace": …, "server.address": …}
         self._scrubber = None
-        self._statements = {}  # statement text -> what _describe_statement made of it
-        self._db_metric = db_metric_recorder()
+        self._statements = {}  # statement text -> its Statement
+        self._shared = {}  # connection attributes -> one dict holding them (see below)
+        self._record_db_call = db_call_metric()
 
     # -- the connection's part of every span ----------------------------------------------
 
@@ -59,28 +60,49 @@ class Database:
                 found = {}
             attributes.update((key, value) for key, value in found.items()
                               if value is not None and value != "")
+        attributes = self.shared(attributes)
         try:
             connection._spyglass_db = attributes
         except Exception:  # a connection class with __slots__: described each time
             pass
         return attributes
 
+    def shared(self, attributes):
+        """One dict for all connections described alike (the connections of a pool), so
+        that a statement's attributes merged with them are cached once, not per
+        connection. Never changed after: it is shared."""
+        try:
+            key = tuple(attributes.items())
+            hash(key)
+        except TypeError:
+            return attributes
+        shared = self._shared
+        if len(shared) >= STATEMENT_CACHE_SIZE:
+            shared.clear()
+        return shared.setdefault(key, attributes)
+
     # -- spans ----------------------------------------------------------------------------
 
     def statement(self, parent, cursor, args, kwargs, start_ns, end_ns, error, batch):
         """Record one execute/executemany/executescript that has run."""
+        # The hot path of every traced query: what can be worked out once is cached
+        # (the statement's description, and its attributes merged with the connection's).
         try:
             statement = args[0] if args else _argument(args, kwargs, 0, _STATEMENT_KEYWORDS)
             described = self._statements.get(statement) if type(statement) is str else None
             if described is None:
                 described = self._describe_statement(statement, cursor)
-            name, statement_attributes, operation, key = described
             connection = cursor.connection
             try:
                 base = connection._spyglass_db
             except AttributeError:
                 base = self.connection_attributes(connection)
-            attributes = {**base, **statement_attributes}
+            merged_for, merged = described.merged
+            if merged_for is not base:
+                merged = {**base, **described.attributes}
+                described.merged = (base, merged)  # one store: safe across threads
+            attributes = merged.copy()
+            key = described.key
             if batch:
                 size = _length(_argument(args, kwargs, 1, _PARAMETER_KEYWORDS))
                 if size is not None:
@@ -91,28 +113,33 @@ class Database:
                 if parameters:
                     self._add_parameters(attributes, parameters)
             if error is None:
-                _add_rows(attributes, cursor)
-            self.calls.record(parent, name, start_ns, end_ns, attributes, error, key)
-            if self._db_metric is not None:
-                self._db_metric(self.system, operation, end_ns - start_ns)
+                try:
+                    rowcount = cursor.rowcount
+                except Exception:
+                    rowcount = -1
+                if rowcount.__class__ is int and 0 <= rowcount < 1 << 63:  # -1: unknown
+                    _add_rows(attributes, cursor, rowcount)
+            self.calls.record(parent, described.name, start_ns, end_ns, attributes, error, key)
+            if self._record_db_call is not None:
+                self._record_db_call(self.system, described.operation, (end_ns - start_ns) / 1e9)
         except Exception:
             self.calls.failed()
 
     def _describe_statement(self, statement, cursor):
-        """(span name, the statement's attributes, operation, repeat key), cached by text."""
+        """What a statement's text makes (a ``Statement``), cached by text."""
         text = statement
         if statement is not None and not isinstance(statement, (str, bytes)):
             text = _composed_text(statement, cursor)
         normalized = normalize(text if text is not None else "", self.dialect)
-        attributes = {"spyglass.category": SQL}
+        attributes = {}  # spyglass.category: set by Calls.record
         if normalized.operation:
             attributes["db.operation.name"] = normalized.operation
         attributes["db.query.text"] = normalized.text
         if normalized.signature:
             attributes["db.query.summary"] = normalized.signature
         attributes["spyglass.statement.hash"] = normalized.hash
-        described = (normalized.signature or self.system, attributes, normalized.operation,
-                     normalized.hash)
+        described = Statement(normalized.signature or self.system, attributes,
+                              normalized.operation, normalized.hash)
         if type(statement) is str:
             statements = self._statements
             if len(statements) >= STATEMENT_CACHE_SIZE:
@@ -132,8 +159,8 @@ class Database:
                 if procedure:
                     name = f"{operation} {procedure}"
             self.calls.record(parent, name, start_ns, end_ns, attributes, error, name)
-            if self._db_metric is not None:
-                self._db_metric(self.system, operation, end_ns - start_ns)
+            if self._record_db_call is not None:
+                self._record_db_call(self.system, operation, (end_ns - start_ns) / 1e9)
         except Exception:
             self.calls.failed()
 
@@ -306,6 +333,21 @@ class Database:
         return _like(traced_connect, connect)
 
 
+class Statement:
+    """What a statement's text makes, worked out once: the span's name, the statement's
+    attributes, its operation and the key that folds repeats of it; ``merged``, the last
+    connection attributes seen with it and both merged, as one (connection's, merged)."""
+
+    __slots__ = ("name", "attributes", "operation", "key", "merged")
+
+    def __init__(self, name, attributes, operation, key):
+        self.name = name
+        self.attributes = attributes
+        self.operation = operation
+        self.key = key
+        self.merged = (None, None)
+
+
 class ClassCache:
     """Traced subclasses made on demand, one per class the app asks for."""
 
@@ -411,13 +453,7 @@ def _length(value):
         return None
 
 
-def _add_rows(attributes, cursor):
-    try:
-        rowcount = cursor.rowcount
-    except Exception:
-        return
-    if not isinstance(rowcount, int) or rowcount < 0 or rowcount >= 1 << 63:
-        return
+def _add_rows(attributes, cursor, rowcount):
     try:
         returns_rows = cursor.description is not None
     except Exception:

@@ -9,7 +9,7 @@ named by the command; only command names and key counts are recorded, never a va
 """
 import functools
 
-from ._calls import NOSQL, Calls, db_metric_recorder, time_ns
+from ._calls import NOSQL, Calls, db_call_metric, time_ns
 from ..trace.context import get_active_scope
 
 MAX_PIPELINE_NAMES = 20
@@ -17,7 +17,7 @@ MAX_PIPELINE_NAMES = 20
 
 def install(agent, module):
     calls = Calls(agent, "redis", NOSQL)
-    metric = db_metric_recorder()
+    metric = db_call_metric()
     import redis.client
 
     _patch(redis.client.Redis, "execute_command", _command_wrapper(calls, metric))
@@ -78,7 +78,7 @@ def _wrapper(calls, metric, describe, is_async):
             calls.record(scope.span, name, start, end, attributes, error,
                          attributes["db.query.text"])
             if metric is not None:
-                metric("redis", name, end - start)
+                metric("redis", name, (end - start) / 1e9)
         except Exception:
             calls.failed()
 

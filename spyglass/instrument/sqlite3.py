@@ -112,7 +112,7 @@ def _remember_name(connection, database, args, kwargs):
         attributes = {"db.system": "sqlite"}
         if name is not None:
             attributes["db.namespace"] = _without_uri_query(str(name))
-        connection._spyglass_db = attributes
+        connection._spyglass_db = database.shared(attributes)
     except Exception:  # an untraced factory's connection may refuse attributes
         pass
 

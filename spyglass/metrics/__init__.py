@@ -25,7 +25,7 @@ import threading
 import time
 
 from ..report import otlp
-from .. import process as ids
+from .. import process
 from . import aggregate
 
 log = logging.getLogger("spyglass")
@@ -50,7 +50,7 @@ def record_request(route: str, method: str, status_code: int, duration_s: float)
     status class ("2xx")."""
     registry = _registry
     if registry is not None:
-        if registry.generation != ids.generation:
+        if registry.generation != process.generation:
             registry.after_fork()
         pending = registry.pending
         if len(pending) < MAX_PENDING:
@@ -63,7 +63,7 @@ def record_db_call(system: str, operation: str, duration_s: float) -> None:
     """One finished database call: ``db.client.operation.duration`` by system and operation."""
     registry = _registry
     if registry is not None:
-        if registry.generation != ids.generation:
+        if registry.generation != process.generation:
             registry.after_fork()
         pending = registry.pending
         if len(pending) < MAX_PENDING:
@@ -97,7 +97,7 @@ def _record_custom(kind, name, value, labels, unit, description, boundaries):
     if registry is None:
         return
     try:
-        if registry.generation != ids.generation:
+        if registry.generation != process.generation:
             registry.after_fork()
         # The labels' items are copied now: the caller may reuse and change its dict.
         items = tuple(labels.items()) if labels else ()
@@ -161,7 +161,7 @@ class Registry:
 
     def after_fork(self):
         """Fresh state in a forked child: the parent's data is the parent's to export."""
-        self.generation = ids.generation
+        self.generation = process.generation
         self._pid = os.getpid()
         self.pending = collections.deque()
         self.dropped = 0

@@ -10,4 +10,6 @@ urlpatterns = [
     path("stream", views.stream),
     path("login", views.login),
     path("missing", views.missing),
+    path("whoami", views.whoami),
+    path("quiet", views.quiet),
 ]

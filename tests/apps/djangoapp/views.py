@@ -34,3 +34,13 @@ def login(request):
 
 def missing(request):
     raise Http404("no such thing")
+
+
+def whoami(request):
+    """Evaluates request.user (as most views do), then fails."""
+    raise RuntimeError(f"whoami {request.user.is_authenticated}")
+
+
+def quiet(request):
+    """Never looks at request.user."""
+    raise RuntimeError("quiet")

@@ -1,0 +1,160 @@
+"""The JSON API under ``/api/``: query parameters in, the store's answers out.
+
+The web UI renders these same payloads and ``spyglass report`` fetches them over HTTP,
+so the three always agree. ``openapi.py`` describes every endpoint.
+"""
+import json
+import re
+import time
+
+from .durations import parse_duration, parse_instant
+from .openapi import openapi_document
+
+NS = 1_000_000_000
+DEFAULT_WINDOW = "1h"
+
+
+class ApiError(Exception):
+    def __init__(self, status, reason):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _window(query):
+    """``(since_ns, until_ns)`` from ``start``/``end`` instants or a ``since`` duration."""
+    now = time.time()
+    try:
+        until = parse_instant(query["end"]) if query.get("end") else None
+        if query.get("start"):
+            since = parse_instant(query["start"])
+        else:
+            since = (until or now) - parse_duration(query.get("since") or DEFAULT_WINDOW)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return int(since * NS), (int(until * NS) if until is not None else None)
+
+
+def _number(query, name, default, kind=float):
+    try:
+        value = kind(query.get(name) or default)
+    except ValueError:
+        raise ApiError(400, f"{name}: not a number: {query.get(name)!r}") from None
+    if value < 0:
+        raise ApiError(400, f"{name}: must not be negative")
+    return value
+
+
+def _flag(query, name):
+    return str(query.get(name, "")).lower() in ("1", "true", "yes", "on")
+
+
+def _status(query):
+    status = (query.get("status") or "").strip().lower()
+    if status and not re.fullmatch(r"error|[1-5]xx|[1-5]\d\d", status):
+        raise ApiError(400, f"status: use a code (404), a class (5xx) or 'error', not {status!r}")
+    return status or None
+
+
+class Api:
+    """Routes ``/api/...`` paths to the store's queries."""
+
+    def __init__(self, store):
+        self.store = store
+        self._routes = [
+            (re.compile(r"/api/?"), self.index),
+            (re.compile(r"/api/openapi\.json"), lambda query: openapi_document()),
+            (re.compile(r"/api/health"), self.health),
+            (re.compile(r"/api/services"), self.services),
+            (re.compile(r"/api/routes"), self.routes),
+            (re.compile(r"/api/traces"), self.traces),
+            (re.compile(r"/api/traces/(?P<trace_id>[0-9a-fA-F]{32})"), self.trace),
+            (re.compile(r"/api/slow-calls"), self.slow_calls),
+            (re.compile(r"/api/errors"), self.error_groups),
+            (re.compile(r"/api/errors/(?P<group_id>\d+)"), self.error_group),
+            (re.compile(r"/api/metrics"), self.latest_metrics),
+            (re.compile(r"/api/metrics/(?P<name>[^/]+)"), self.metric_series),
+        ]
+
+    def handle(self, path, query):
+        """``(status, payload)`` for a GET of ``path`` with ``query`` (a dict of strings)."""
+        for pattern, endpoint in self._routes:
+            match = pattern.fullmatch(path)
+            if match:
+                payload = endpoint(query, **match.groupdict())
+                if payload is None:
+                    raise ApiError(404, f"nothing at {path}")
+                return 200, payload
+        raise ApiError(404, f"no API endpoint at {path}: see /api/openapi.json")
+
+    def get(self, path, query=None):
+        """The payload at ``path``, for in-process callers (the UI)."""
+        return self.handle(path, query or {})[1]
+
+    def handle_or_none(self, path, query=None):
+        """Like ``get``, but ``None`` where there is nothing at ``path``."""
+        try:
+            return self.get(path, query)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @staticmethod
+    def encode(payload):
+        return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def index(self, query):
+        return {"openapi": "/api/openapi.json",
+                "endpoints": sorted(path for path in openapi_document()["paths"])}
+
+    def health(self, query):
+        return {"status": "ok", "schema_version": getattr(self.store, "schema_version", None)}
+
+    def services(self, query):
+        since_ns, _ = _window(query)
+        return {"since_ns": since_ns, "services": self.store.services(since_ns)}
+
+    def routes(self, query):
+        since_ns, _ = _window(query)
+        return {"since_ns": since_ns, "routes": self.store.routes(since_ns, query.get("service") or None)}
+
+    def traces(self, query):
+        since_ns, until_ns = _window(query)
+        traces = self.store.traces(
+            since_ns, until_ns, service=query.get("service") or None, route=query.get("route") or None,
+            status=_status(query), min_duration_ns=int(_number(query, "min_duration_ms", 0) * 1e6),
+            errors_only=_flag(query, "errors"), limit=min(_number(query, "limit", 100, int), 1000))
+        return {"since_ns": since_ns, "until_ns": until_ns, "traces": traces}
+
+    def trace(self, query, trace_id):
+        return self.store.trace(trace_id)
+
+    def slow_calls(self, query):
+        since_ns, _ = _window(query)
+        sort = query.get("sort") or "total"
+        if sort not in ("total", "count", "p95"):
+            raise ApiError(400, f"sort: use total, count or p95, not {sort!r}")
+        calls = self.store.slow_calls(since_ns, service=query.get("service") or None, sort=sort,
+                                      limit=min(_number(query, "limit", 50, int), 1000))
+        return {"since_ns": since_ns, "sort": sort, "calls": calls}
+
+    def error_groups(self, query):
+        since_ns, _ = _window(query)
+        groups = self.store.error_groups(since_ns, service=query.get("service") or None,
+                                         limit=min(_number(query, "limit", 100, int), 1000))
+        return {"since_ns": since_ns, "groups": groups}
+
+    def error_group(self, query, group_id):
+        return self.store.error_group(int(group_id))
+
+    def latest_metrics(self, query):
+        since_ns, _ = _window(query)
+        return {"since_ns": since_ns, "metrics": self.store.latest_metrics(since_ns, query.get("service") or None)}
+
+    def metric_series(self, query, name):
+        since_ns, _ = _window(query)
+        series = self.store.metric_series(name, since_ns, service=query.get("service") or None,
+                                          instance=query.get("instance") or None)
+        return {"since_ns": since_ns, "name": name, "series": series}

@@ -1,0 +1,346 @@
+"""The HTTP side of ``spyglass serve``: OTLP receiver, JSON API, web UI, static files.
+
+The standard library's ``ThreadingHTTPServer`` serves it all: ingest time goes to decoding
+and SQLite, not to HTTP (a request of 512 spans spends well under 1% of its time in the
+server), so a framework would add a dependency and buy nothing. HTTP/1.1 keep-alive is
+on, which is what OTLP exporters use.
+"""
+import base64
+import hmac
+import logging
+import mimetypes
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from . import otlp_json, otlp_proto, wire
+from .api import Api, ApiError
+from .store import open_store
+from .ui import Ui
+
+logger = logging.getLogger("spyglass.collector")
+
+STATIC_DIR = Path(__file__).parent / "static"
+_SIGNALS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
+_DECODERS = {wire.JSON: otlp_json, wire.PROTOBUF: otlp_proto}
+_GRPC_CODES = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}  # google.rpc.Code
+
+
+class Reply:
+    """What a request gets back."""
+
+    def __init__(self, status, body=b"", content_type="application/json", headers=None):
+        self.status, self.body, self.content_type = status, body, content_type
+        self.headers = headers or {}
+
+
+class Collector:
+    """Everything but the sockets: ingest, API and UI over one store."""
+
+    def __init__(self, config, store):
+        self.config = config
+        self.store = store
+        self.api = Api(store)
+        self.ui = Ui(self.api)
+
+    def authorized(self, authorization, api_key_header):
+        """Whether a request carries the configured API key (always, when none is set).
+
+        The key may come as ``X-API-Key``, ``Authorization: Bearer KEY`` (what OTLP
+        exporters' header settings send) or as the password of Basic auth (what a browser
+        asks for).
+        """
+        expected = self.config.api_key
+        if not expected:
+            return True
+        offered = api_key_header or ""
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer":
+            offered = credentials.strip()
+        elif scheme.lower() == "basic":
+            try:
+                offered = base64.b64decode(credentials.strip()).decode().partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                offered = ""
+        return hmac.compare_digest(offered.encode(), expected.encode())
+
+    def ingest(self, signal_name, content_type, content_encoding, body):
+        """Decode one export request and store it whole; a refusal stores nothing."""
+        fmt = wire.JSON
+        try:
+            fmt = wire.content_format(content_type)
+            decoder = _DECODERS[fmt]
+            data = wire.inflate(body, content_encoding, self.config.max_body_bytes)
+            try:
+                batch = decoder.decode(signal_name, data)
+            except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+                raise wire.BadRequest(400, f"could not decode the {signal_name} request: {exc}") from None
+            try:
+                self.store.write(batch)
+            except OverflowError:  # the transaction rolled back: nothing of it is kept
+                raise wire.BadRequest(400, "a number is outside the int64 range") from None
+        except wire.BadRequest as exc:
+            return self.refuse(exc.status, exc.reason, fmt)
+        except sqlite3.OperationalError as exc:  # locked or full: the sender should retry later
+            logger.warning("store unavailable: %s", exc)
+            return self.refuse(503, f"store unavailable: {exc}", fmt, {"Retry-After": "5"})
+        return Reply(200, _DECODERS[fmt].success(signal_name, batch), fmt)
+
+    @staticmethod
+    def refuse(status, reason, fmt=wire.JSON, headers=None):
+        body = _DECODERS[fmt].failure(_GRPC_CODES.get(status, 2), reason)
+        return Reply(status, body, fmt, headers)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "spyglass-collector"
+    timeout = 60  # a stalled client frees its thread
+    # Headers and body go out in two writes; with Nagle on, the second waits for the
+    # client's delayed ACK (40 ms) and a keep-alive sender idles on every request.
+    disable_nagle_algorithm = True
+
+    @property
+    def collector(self):
+        return self.server.collector
+
+    def do_POST(self):
+        self._guarded(self._post)
+
+    def do_GET(self):
+        self._guarded(self._get)
+
+    def _guarded(self, method):
+        """Run ``method``; a bug in it costs this request a 500, not the connection or the server."""
+        try:
+            method()
+        except Exception:
+            logger.exception("%s %s failed", self.command, self.path)
+            self.close_connection = True
+            self._send(Reply(500, b'{"error": "internal error: see the collector\'s log"}'))
+
+    def _post(self):
+        path = urlsplit(self.path).path.rstrip("/")
+        signal_name = _SIGNALS.get(path)
+        if signal_name is None:
+            self._discard_body()
+            return self._send(Collector.refuse(404, f"no OTLP endpoint at {path}: use /v1/traces, "
+                                                    f"/v1/metrics or /v1/logs"))
+        if not self._authorized():
+            self._discard_body()
+            return self._send(Collector.refuse(401, "missing or wrong API key"))
+        body = self._read_body()
+        if isinstance(body, Reply):
+            return self._send(body)
+        self._send(self.collector.ingest(signal_name, self.headers.get("Content-Type"),
+                                         self.headers.get("Content-Encoding"), body))
+
+    def _get(self):
+        url = urlsplit(self.path)
+        path, query = unquote(url.path), dict(parse_qsl(url.query))
+        if path.startswith("/static/"):
+            return self._send(_static(path[len("/static/"):]))
+        if not self._authorized():
+            return self._send(Reply(401, b'{"error": "missing or wrong API key"}',
+                                    headers={"WWW-Authenticate": 'Basic realm="spyglass"'}))
+        if path == "/api" or path.startswith("/api/"):
+            return self._send(self._api(path, query))
+        status, content_type, html = self.collector.ui.page(path, query)
+        self._send(Reply(status, html, content_type))
+
+    def _api(self, path, query):
+        try:
+            status, payload = self.collector.api.handle(path, query)
+        except ApiError as exc:
+            status, payload = exc.status, {"error": exc.reason}
+        return Reply(status, Api.encode(payload))
+
+    def _authorized(self):
+        return self.collector.authorized(self.headers.get("Authorization"), self.headers.get("X-API-Key"))
+
+    def _read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            return Collector.refuse(411, "chunked bodies are not accepted: send Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            return Collector.refuse(411, "a Content-Length header is required")
+        limit = self.collector.config.max_body_bytes
+        if length < 0 or length > limit:
+            self.close_connection = True  # the unread body would poison the next request
+            return Collector.refuse(413, f"body of {length} bytes exceeds the limit of {limit}")
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            return Collector.refuse(400, "body shorter than its Content-Length")
+        return body
+
+    def _discard_body(self):
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if 0 <= length <= self.collector.config.max_body_bytes:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
+
+    def _send(self, reply):
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+    def log_error(self, format, *args):  # noqa: A002
+        logger.info("%s - %s", self.address_string(), format % args)
+
+
+def _static(relative):
+    """A file under ``static/``; nothing outside it, whatever the path says."""
+    root = STATIC_DIR.resolve()
+    target = (root / relative).resolve()
+    if root not in target.parents or not target.is_file():
+        return Reply(404, b"not found", "text/plain")
+    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type.endswith("javascript"):
+        content_type += "; charset=utf-8"
+    return Reply(200, target.read_bytes(), content_type, {"Cache-Control": "max-age=3600"})
+
+
+class CollectorServer(ThreadingHTTPServer):
+    """The listening socket; ``collector`` is attached once the process has its store."""
+
+    daemon_threads = True
+    request_queue_size = 128
+    parent_pid = None  # set in worker processes: they stop when the parent is gone
+
+    def __init__(self, config, collector=None):
+        if ":" in config.host:
+            self.address_family = socket.AF_INET6
+        self.collector = collector
+        super().__init__((config.host, config.port), Handler)
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def service_actions(self):
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            threading.Thread(target=self.shutdown).start()
+
+
+class RetentionThread(threading.Thread):
+    """Applies the store's retention now and then every ``interval`` seconds."""
+
+    def __init__(self, store, interval):
+        super().__init__(name="spyglass-retention", daemon=True)
+        self.store, self.interval = store, interval
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.is_set():
+            try:
+                self.store.apply_retention()
+            except Exception:  # keep serving; say why retention failed
+                logger.exception("retention failed")
+            self.stopped.wait(self.interval)
+
+
+def make_server(config, store=None):
+    """A bound, not yet serving, single-process collector for ``config``."""
+    return CollectorServer(config, Collector(config, store or open_store(config)))
+
+
+def default_workers():
+    """One process per core, up to 4: decoding is CPU-bound Python, so threads cannot scale it."""
+    return min(os.cpu_count() or 1, 4) if hasattr(os, "fork") else 1
+
+
+def _fork_workers(server, config, count):
+    """Start ``count`` worker processes accepting on ``server``'s socket; their pids."""
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # worker: its own store (SQLite connections must not cross a fork)
+            status = 1
+            try:
+                server.parent_pid = os.getppid()
+                server.collector = Collector(config, open_store(config, maintain=False))
+                signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+                server.serve_forever()
+                server.collector.store.close()
+                status = 0
+            finally:
+                os._exit(status)
+        pids.append(pid)
+    return pids
+
+
+def _stop_workers(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def serve(config, out=sys.stdout, workers=None):
+    """Run ``spyglass serve`` until SIGINT or SIGTERM.
+
+    ``workers`` processes (default: one per core, up to 4) accept on one socket and write
+    to one database; this process is one of them and also applies retention.
+    """
+    workers = max(1, workers or default_workers())
+    open_store(config, maintain=False).close()  # create or migrate the schema before any worker opens it
+    server = CollectorServer(config)
+    if config.binds_publicly and not config.api_key:
+        print(f"warning: listening on {config.host} without an API key: anyone who can reach "
+              f"port {server.server_address[1]} can send telemetry and read it. Set --api-key "
+              f"(or SPYGLASS_COLLECTOR_API_KEY), or bind to 127.0.0.1.", file=sys.stderr, flush=True)
+    sys.stdout.flush(), sys.stderr.flush()  # nothing buffered may be written twice by the workers
+    if workers > 1:
+        # Every process wakes on a new connection and one wins it: the others' accept()
+        # must fail fast (socketserver ignores that) instead of blocking their loop.
+        server.socket.setblocking(False)
+    pids = _fork_workers(server, config, workers - 1)
+    server.collector = Collector(config, open_store(config))
+    retention = RetentionThread(server.collector.store, config.retention_interval)
+    retention.start()
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"spyglass collector listening on {server.url} (database: {server.collector.store.path}, "
+          f"{workers} worker{'s' if workers > 1 else ''})", file=out, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_workers(pids)
+        retention.stopped.set()
+        retention.join(timeout=30)
+        server.server_close()
+        server.collector.store.close()
+    return 0

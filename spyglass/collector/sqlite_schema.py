@@ -1,0 +1,68 @@
+"""The SQLite schema, as an ordered list of migrations; ``PRAGMA user_version`` counts them.
+
+Append a migration to change the schema; never edit one that has shipped. Indexes serve
+the UI's queries: requests by service and time (partial, on local roots only), calls by
+time (partial, on call spans only), spans by trace, and everything by time for retention.
+"""
+
+MIGRATIONS = [
+    # 1: the first schema
+    """
+    CREATE TABLE resources (
+        key TEXT PRIMARY KEY, service TEXT NOT NULL, instance TEXT NOT NULL,
+        attributes TEXT NOT NULL, first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE spans (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
+        resource_key TEXT NOT NULL, service TEXT NOT NULL, scope TEXT, name TEXT NOT NULL,
+        kind INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL, status_code INTEGER NOT NULL, status_message TEXT,
+        is_root INTEGER NOT NULL, route TEXT, http_method TEXT, http_status INTEGER,
+        is_error INTEGER NOT NULL, user_id TEXT, call_key TEXT, call_label TEXT,
+        call_category TEXT, call_count INTEGER, attributes TEXT NOT NULL, events TEXT, links TEXT
+    );
+    CREATE UNIQUE INDEX spans_by_trace ON spans (trace_id, span_id);
+    CREATE INDEX spans_by_time ON spans (start_ns);
+    CREATE INDEX requests_by_time ON spans (start_ns) WHERE is_root;
+    CREATE INDEX requests_by_service ON spans (service, start_ns) WHERE is_root;
+    CREATE INDEX calls_by_time ON spans (start_ns) WHERE call_key IS NOT NULL;
+
+    CREATE TABLE logs (
+        time_ns INTEGER NOT NULL, resource_key TEXT NOT NULL, service TEXT NOT NULL,
+        severity_number INTEGER, severity_text TEXT, body TEXT, trace_id TEXT, span_id TEXT,
+        event_name TEXT, attributes TEXT NOT NULL
+    );
+    CREATE INDEX logs_by_time ON logs (time_ns);
+    CREATE INDEX logs_by_trace ON logs (trace_id) WHERE trace_id IS NOT NULL;
+
+    CREATE TABLE error_groups (
+        id INTEGER PRIMARY KEY, service TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        type TEXT NOT NULL, message TEXT NOT NULL, culprit TEXT NOT NULL,
+        first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
+        count INTEGER NOT NULL, latest_event_id INTEGER,
+        UNIQUE (service, fingerprint)
+    );
+    CREATE INDEX error_groups_by_last_seen ON error_groups (last_seen_ns);
+
+    CREATE TABLE error_events (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL REFERENCES error_groups (id) ON DELETE CASCADE,
+        time_ns INTEGER NOT NULL, resource_key TEXT NOT NULL, service TEXT NOT NULL,
+        trace_id TEXT, span_id TEXT, route TEXT, user_id TEXT, handled INTEGER,
+        source TEXT NOT NULL, event TEXT NOT NULL
+    );
+    CREATE INDEX error_events_by_group ON error_events (group_id, time_ns);
+    CREATE INDEX error_events_by_time ON error_events (time_ns);
+    CREATE INDEX error_events_by_trace ON error_events (trace_id) WHERE trace_id IS NOT NULL;
+
+    CREATE TABLE metric_points (
+        time_ns INTEGER NOT NULL, resource_key TEXT NOT NULL, service TEXT NOT NULL,
+        instance TEXT NOT NULL, name TEXT NOT NULL, unit TEXT, kind TEXT NOT NULL,
+        monotonic INTEGER NOT NULL, temporality INTEGER NOT NULL, attributes TEXT NOT NULL,
+        value REAL, count INTEGER, sum REAL, buckets TEXT
+    );
+    CREATE INDEX metric_points_by_name ON metric_points (name, service, time_ns);
+    CREATE INDEX metric_points_by_time ON metric_points (time_ns);
+    """,
+]

@@ -1,0 +1,175 @@
+"""The web UI: server-rendered pages over the same payloads the JSON API returns.
+
+Jinja2 renders them with autoescaping on: everything shown comes from senders, so
+everything is escaped. Charts are drawn in the browser by uPlot (vendored under
+``static/``, no CDN) from ``/api/metrics/{name}``.
+"""
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from .api import ApiError
+from .durations import format_duration_ms
+from .report import format_metric
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+NS = 1_000_000_000
+#: Charted on the metrics page, in this order, when a process reports them.
+CHART_METRICS = (
+    "process.cpu.utilization", "process.cpu.time", "process.memory.usage", "process.memory.virtual",
+    "process.thread.count", "process.open_file_descriptor.count", "process.context_switches",
+    "process.paging.faults", "cpython.gc.collections", "cpython.gc.collected_objects",
+    "cpython.gc.pause_time", "http.server.request.duration", "db.client.operation.duration",
+    "spyglass.queue.queued", "spyglass.queue.dropped",
+)
+
+
+def _when(ns):
+    if not ns:
+        return "-"
+    return datetime.fromtimestamp(ns / NS).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ago(ns):
+    if not ns:
+        return "-"
+    seconds = max(0.0, time.time() - ns / NS)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _unit_label(unit):
+    """A metric's UCUM unit as the charts show it."""
+    return {"By": "MB", "1": "%", "s": "ms", "": ""}.get(unit or "", (unit or "").strip("{}"))
+
+
+def _percent(ratio):
+    return "-" if ratio is None else f"{100 * ratio:.1f}%"
+
+
+class Ui:
+    """Maps page paths to templates; each page asks the API for its data."""
+
+    WINDOWS = ("5m", "15m", "1h", "6h", "24h", "7d")
+
+    def __init__(self, api):
+        self.api = api
+        self._environment = None
+        self._pages = [
+            (re.compile(r"/"), self.services),
+            (re.compile(r"/traces"), self.traces),
+            (re.compile(r"/traces/(?P<trace_id>[0-9a-fA-F]{32})"), self.trace),
+            (re.compile(r"/slow-calls"), self.slow_calls),
+            (re.compile(r"/errors"), self.errors),
+            (re.compile(r"/errors/(?P<group_id>\d+)"), self.error),
+            (re.compile(r"/metrics"), self.metrics),
+        ]
+
+    @property
+    def environment(self):
+        if self._environment is None:
+            import jinja2
+
+            environment = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
+                # Events are made by senders: any field may be missing, and that is fine.
+                trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
+            environment.filters.update(ms=format_duration_ms, when=_when, ago=_ago, percent=_percent,
+                                       unit_label=_unit_label, metric=format_metric)
+            environment.globals.update(windows=self.WINDOWS, urlencode=urlencode)
+            self._environment = environment
+        return self._environment
+
+    def page(self, path, query):
+        """``(status, content_type, html bytes)`` for a UI path.
+
+        Each page method returns ``(template, context)``; a ``None`` context is a 404.
+        """
+        for pattern, render in self._pages:
+            match = pattern.fullmatch(path.rstrip("/") or "/")
+            if match:
+                try:
+                    template, context = render(query, **match.groupdict())
+                except ApiError as exc:
+                    return self._html(exc.status, "error.html", {"status": exc.status, "reason": exc.reason},
+                                      query, path)
+                if context is None:
+                    return self._html(404, "error.html", {"status": 404, "reason": f"nothing at {path}"},
+                                      query, path)
+                return self._html(200, template, context, query, path)
+        return self._html(404, "error.html", {"status": 404, "reason": f"no page at {path}"}, query, path)
+
+    def _html(self, status, template, context, query, path=""):
+        def qs(**overrides):
+            """The current query string with ``overrides`` (``None`` removes a key)."""
+            merged = {k: v for k, v in {**query, **overrides}.items() if v not in (None, "")}
+            return "?" + urlencode(merged) if merged else ""
+
+        html = self.environment.get_template(template).render(
+            query=query, since=query.get("since") or "1h", path=path or "/", qs=qs,
+            section="/" + (path or "/").strip("/").split("/")[0], **context)
+        return status, "text/html; charset=utf-8", html.encode()
+
+    # -- pages ---------------------------------------------------------------------------
+
+    def services(self, query):
+        return "services.html", {
+            "services": self.api.get("/api/services", query)["services"],
+            "routes": self.api.get("/api/routes", query)["routes"],
+        }
+
+    def traces(self, query):
+        services = [s["service"] for s in self.api.get("/api/services", {"since": "30d"})["services"]]
+        return "traces.html", {"traces": self.api.get("/api/traces", query)["traces"], "services": services}
+
+    def trace(self, query, trace_id):
+        trace = self.api.handle_or_none(f"/api/traces/{trace_id}", query)
+        return "trace.html", trace and {"trace": trace, "rows": waterfall(trace)}
+
+    def slow_calls(self, query):
+        return "slow_calls.html", {"data": self.api.get("/api/slow-calls", query)}
+
+    def errors(self, query):
+        return "errors.html", {"groups": self.api.get("/api/errors", query)["groups"]}
+
+    def error(self, query, group_id):
+        group = self.api.handle_or_none(f"/api/errors/{group_id}", query)
+        return "error_detail.html", group and {"group": group}
+
+    def metrics(self, query):
+        latest = self.api.get("/api/metrics", query)["metrics"]
+        processes = {}
+        for metric in latest:
+            names = processes.setdefault((metric["service"], metric["instance"]), {})
+            names.setdefault(metric["name"], metric)
+        return "metrics.html", {"processes": processes, "chart_names": CHART_METRICS}
+
+
+def waterfall(trace):
+    """The trace's spans in tree order, each with its depth and its offset/width in percent."""
+    spans = trace["spans"]
+    ids = {span["span_id"] for span in spans}
+    children = {}
+    for span in spans:
+        parent = span["parent_span_id"] if span["parent_span_id"] in ids else None
+        children.setdefault(parent, []).append(span)
+    start_ns = trace["start_ns"]
+    total_ns = max(1, int(trace["duration_ms"] * 1e6))
+    rows = []
+
+    def visit(span, depth):
+        rows.append({
+            "span": span, "depth": depth,
+            "offset": 100 * (span["start_ns"] - start_ns) / total_ns,
+            "width": max(0.2, 100 * span["duration_ns"] / total_ns),
+        })
+        for child in children.get(span["span_id"], ()):
+            visit(child, depth + 1)
+
+    for root in children.get(None, ()):
+        visit(root, 0)
+    return rows

@@ -1,0 +1,221 @@
+"""``spyglass demo``: the whole product in one command.
+
+It starts a collector on a temporary SQLite file, runs uwsgi_examples' Flask app under
+uWSGI with the sensor on, drives a mixed workload (fast requests, slow SQL, an N+1 loop,
+outbound calls, errors, a slow request), prints ``spyglass report`` and the UI's address,
+and keeps serving the UI until Ctrl-C (or ends there with ``--no-wait``). Everything it
+started is stopped on the way out, Ctrl-C included.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+# (path, how many times, what it shows). The example app defines these routes.
+WORKLOAD = (
+    ("/", 120, "fast requests"),
+    ("/users/7", 30, "a route with a parameter"),
+    ("/slow-sql", 6, "slow SQL"),
+    ("/n-plus-one", 6, "an N+1 query loop"),
+    ("/outbound", 10, "outbound HTTP calls"),
+    ("/error", 8, "unhandled errors"),
+    ("/slow", 2, "a slow request"),
+)
+
+
+def demo_command(args):
+    app_dir = args.app_dir or find_app_dir()
+    if app_dir is None:
+        return _fail("cannot find uwsgi_examples/: run it from the spyglass repository root, "
+                     "or give --app-dir")
+    uwsgi = shutil.which("uwsgi") or _beside_python("uwsgi")
+    if uwsgi is None:
+        return _fail("uWSGI is not installed: pip install 'spyglass[demo]' (or uwsgi)")
+    with Demo(app_dir, uwsgi, args.port) as demo:
+        try:
+            demo.start()
+            demo.drive()
+            demo.report()
+            if args.no_wait:
+                return 0
+            print(f"\nThe UI is at {demo.collector_url}/ — press Ctrl-C to stop.")
+            while demo.collector.poll() is None:
+                time.sleep(0.5)
+            return _fail("the collector stopped unexpectedly")
+        except KeyboardInterrupt:
+            print("\nstopping …")
+            return 0
+        except DemoError as exc:
+            return _fail(str(exc))
+
+
+class DemoError(Exception):
+    pass
+
+
+class Demo:
+    def __init__(self, app_dir, uwsgi, port):
+        self.app_dir = app_dir
+        self.uwsgi_binary = uwsgi
+        self.tmp = tempfile.mkdtemp(prefix="spyglass-demo-")
+        self.collector_port = port or free_port()
+        self.app_port = free_port()
+        self.collector_url = f"http://127.0.0.1:{self.collector_port}"
+        self.app_url = f"http://127.0.0.1:{self.app_port}"
+        self.collector = None
+        self.app = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+        return False
+
+    def start(self):
+        db = os.path.join(self.tmp, "demo.db")
+        print(f"starting the collector on {self.collector_url} (database {db}) …")
+        self.collector = self._spawn("collector", [sys.executable, "-m", "spyglass.cli", "serve",
+                                                   "--port", str(self.collector_port),
+                                                   "--db", db])
+        wait_for_http(self.collector_url + "/api/services", "the collector", self.collector)
+        print(f"starting the demo app under uWSGI on {self.app_url} (4 workers) …")
+        env = {
+            "PORT": str(self.app_port),
+            "SPYGLASS_ENDPOINT": self.collector_url,
+            "SPYGLASS_SERVICE_NAME": "demo-shop",
+            "SPYGLASS_METRICS_INTERVAL": "2",
+            "SPYGLASS_FLUSH_INTERVAL": "0.5",
+            # Outbound calls go to the collector's health check: another server, so the
+            # workers never wait on each other.
+            "EXAMPLE_UPSTREAM": self.collector_url + "/api/health",
+        }
+        self.app = self._spawn("app", [self.uwsgi_binary, "--ini",
+                                       os.path.join(self.app_dir, "uwsgi.ini")], env,
+                               cwd=os.path.dirname(self.app_dir))
+        wait_for_http(self.app_url + "/", "the demo app", self.app)
+
+    def drive(self):
+        total = sum(count for _, count, _ in WORKLOAD)
+        progress = Progress(total)
+        requests = [(path, what) for path, count, what in WORKLOAD for _ in range(count)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for status, what in pool.map(self._request, requests):
+                progress.advance(what)
+        progress.done()
+        # Let the workers export their last batches and a round of runtime metrics.
+        time.sleep(3)
+
+    def report(self):
+        print()
+        subprocess.run([sys.executable, "-m", "spyglass.cli", "report",
+                        "--url", self.collector_url, "--since", "15m"], check=False)
+
+    def stop(self):
+        for name, process in (("app", self.app), ("collector", self.collector)):
+            if process is None or process.poll() is not None:
+                continue
+            # uWSGI stops gracefully on SIGINT; the collector on SIGTERM.
+            process.send_signal(signal.SIGINT if name == "app" else signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _request(self, item):
+        path, what = item
+        try:
+            with urllib.request.urlopen(self.app_url + path, timeout=30) as response:
+                response.read()
+                return response.status, what
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            return exc.code, what
+        except OSError as exc:
+            raise DemoError(f"the demo app stopped answering ({exc}); its log is "
+                            f"{os.path.join(self.tmp, 'app.log')}")
+
+    def _spawn(self, name, argv, env=None, cwd=None):
+        log = open(os.path.join(self.tmp, f"{name}.log"), "wb")
+        environment = {k: v for k, v in os.environ.items()
+                       if not k.startswith(("SPYGLASS_", "AUTOWRAPT_"))}
+        environment.update(env or {})
+        # A process group of its own: Ctrl-C in the terminal is ours to pass on, in order.
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                                cwd=cwd, start_new_session=True)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; a line per tenth elsewhere (CI logs)."""
+
+    def __init__(self, total, width=30):
+        self.total, self.width, self.done_count = total, width, 0
+        self.tty = sys.stdout.isatty()
+        self.last_tenth = -1
+
+    def advance(self, what):
+        self.done_count += 1
+        fraction = self.done_count / self.total
+        if self.tty:
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            sys.stdout.write(f"\r  [{bar}] {self.done_count}/{self.total} {what:<28}")
+            sys.stdout.flush()
+        elif int(fraction * 10) != self.last_tenth:
+            self.last_tenth = int(fraction * 10)
+            print(f"  {self.done_count}/{self.total} requests ({what})", flush=True)
+
+    def done(self):
+        if self.tty:
+            sys.stdout.write("\n")
+        print(f"sent {self.total} requests")
+
+
+def find_app_dir():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for base in (os.getcwd(), here):
+        candidate = os.path.join(base, "uwsgi_examples")
+        if os.path.isfile(os.path.join(candidate, "uwsgi.ini")):
+            return candidate
+    return None
+
+
+def wait_for_http(url, what, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DemoError(f"{what} exited with status {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.2)
+    raise DemoError(f"{what} did not answer at {url} within {timeout}s")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _beside_python(name):
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    return candidate if os.access(candidate, os.X_OK) else None
+
+
+def _fail(message):
+    print(f"spyglass demo: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,137 @@
+"""uWSGI: every worker reports on its own, from its first second to its last request.
+
+uWSGI forks its workers in C, so Python's at-fork hooks do not run there, and it creates
+its ``uwsgi`` module without the import system, so no import hook sees it. Hence:
+
+- At start the agent notices it runs inside uWSGI (``agent._inside_uwsgi``) and holds its
+  reporter: no spyglass thread ever runs in the master, which forks at any moment (start,
+  respawn, ``max-requests``, reload); a thread holding a lock at that moment would deadlock
+  the child. It then ``watch``es imports until the ``uwsgi`` module exists and calls
+  ``install``.
+
+What ``install`` patches, on the ``uwsgi`` module, always calling what was there before:
+
+=====================  ===================================================================
+``uwsgi.post_fork_hook``  in each new worker, mule and spooler: new trace ids, empty queue
+                          and metrics, the reporter thread started (idle workers report too)
+``uwsgi.atexit``          drain the queue at a worker's exit (graceful stop, reload,
+                          ``max-requests``), even when ``skip-atexit-teardown`` skips
+                          Python's own atexit
+=====================  ===================================================================
+
+With ``lazy-apps`` the app, and so ``install``, runs in the worker after the fork: the
+worker is resumed at once. Without threads (old uWSGI without ``enable-threads``) no
+thread of ours would ever run: one warning says what to add.
+"""
+import logging
+import os
+import sys
+
+log = logging.getLogger("spyglass")
+
+THREADS_WARNING = ("spyglass: uWSGI runs without Python threads, so spyglass cannot send "
+                   "anything in the background. Add `enable-threads = true` to the [uwsgi] "
+                   "section of your ini file (or --enable-threads on the command line).")
+
+
+def watch(agent):
+    """Call ``install`` as soon as the ``uwsgi`` module exists: at the first import after
+    uWSGI created it (the app's, in the master or, with lazy-apps, in each worker)."""
+    import wrapt
+
+    wrapt.register_post_import_hook(_keep_ours_in_uwsgidecorators(agent), "uwsgidecorators")
+    if "uwsgi" in sys.modules:
+        install(agent, sys.modules["uwsgi"])
+        return
+    sys.meta_path.insert(0, _UwsgiWatcher(agent))
+
+
+def _keep_ours_in_uwsgidecorators(agent):
+    """uwsgidecorators replaces ``uwsgi.post_fork_hook`` with its own chain when imported:
+    put ours first in that chain."""
+    def on_import(module):
+        chain = getattr(module, "postfork_chain", None)
+        if isinstance(chain, list) and agent.resume_in_child not in chain:
+            chain.insert(0, agent.resume_in_child)
+
+    return on_import
+
+
+class _UwsgiWatcher:
+    """A meta path finder that finds nothing: it only looks, once per new import, whether
+    uWSGI's module has appeared, and then removes itself."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def find_spec(self, name, path=None, target=None):
+        uwsgi = sys.modules.get("uwsgi")
+        if uwsgi is not None:
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                return None
+            install(self.agent, uwsgi)
+        return None
+
+
+def install(agent, uwsgi):
+    if getattr(uwsgi, "_spyglass_installed", False):
+        return
+    try:
+        uwsgi._spyglass_installed = True
+        _chain(uwsgi, "post_fork_hook", agent.resume_in_child)
+        _chain(uwsgi, "atexit", agent.reporter.at_exit)
+        if not threads_enabled(uwsgi):
+            if _first_process(uwsgi):
+                log.warning(THREADS_WARNING)
+        elif uwsgi.worker_id() > 0 and _option(uwsgi, "lazy-apps", "lazy"):
+            agent.resume_in_child()  # the fork is behind us: post_fork_hook has run already
+    except Exception:
+        log.exception("spyglass: could not hook into uWSGI; workers report from their "
+                      "first traced request on")
+
+
+def threads_enabled(uwsgi) -> bool:
+    return bool(getattr(uwsgi, "has_threads", True)) or _option(uwsgi, "enable-threads")
+
+
+def _first_process(uwsgi) -> bool:
+    """The master, or worker 1 when each worker loads the app: one warning, not one per
+    worker."""
+    try:
+        return uwsgi.worker_id() <= 1
+    except Exception:
+        return True
+
+
+def _option(uwsgi, *names) -> bool:
+    """A boolean uWSGI option: True from the command line, b"true"/b"1"… from an ini."""
+    options = getattr(uwsgi, "opt", {}) or {}
+    for name in names:
+        value = options.get(name)
+        if isinstance(value, list):  # an option given more than once
+            value = value[-1]
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode("latin-1")
+        if value is True or isinstance(value, str) and value.strip().lower() not in (
+                "", "0", "false", "no", "off", "n"):
+            return True
+    return False
+
+
+def _chain(uwsgi, attribute, ours):
+    """Set ``uwsgi.<attribute>`` to call ``ours`` and then whatever the app had set (both
+    always run; an error in ours never stops the app's)."""
+    previous = getattr(uwsgi, attribute, None)
+
+    def chained():
+        try:
+            ours()
+        except Exception:
+            log.exception("spyglass: error in uwsgi.%s", attribute)
+        if previous is not None:
+            previous()
+
+    chained.spyglass_previous = previous
+    setattr(uwsgi, attribute, chained)

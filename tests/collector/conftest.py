@@ -1,0 +1,119 @@
+"""A real ``spyglass serve`` on a free port, and a small OTLP/HTTP client for it."""
+import gzip
+import http.client
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RunningCollector:
+    """``python -m spyglass.cli serve --port 0`` in a subprocess, until ``stop()``."""
+
+    def __init__(self, db, *args, env=None):
+        self.db = str(db)
+        environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spyglass.cli", "serve", "--port", "0", "--db", self.db, *args],
+            cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.process.kill()
+            raise RuntimeError(f"collector did not start: {line}{self.process.stderr.read()}")
+        self.url = line.split("listening on ", 1)[1].split()[0]
+        self.host, self.port = urlsplit(self.url).hostname, urlsplit(self.url).port
+
+    def request(self, method, path, body=None, headers=None):
+        """``(status, headers, body bytes)`` of one request on a fresh connection."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def post_json(self, signal, document, gzipped=False, headers=None):
+        body = json.dumps(document).encode()
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if gzipped:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        status, _, reply = self.request("POST", f"/v1/{signal}", body, headers)
+        return status, json.loads(reply) if reply else None
+
+    def api(self, path, headers=None, **params):
+        query = f"?{urlencode(params)}" if params else ""
+        status, _, body = self.request("GET", f"/api{path}{query}", headers=headers)
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def stop(self):
+        """Stop it (SIGTERM, as a service manager would); its exit status. Idempotent."""
+        if self.process.stdout.closed:
+            return self.process.returncode
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.stderr = self.process.stderr.read()
+        self.process.stderr.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_collector(tmp_path):
+    """Starts collectors (``start_collector(*args, db=..., env=...)``); all stopped at teardown."""
+    running = []
+
+    def start(*args, db=None, env=None):
+        collector = RunningCollector(db or tmp_path / "spyglass.db", *args, env=env)
+        running.append(collector)
+        return collector
+
+    yield start
+    for collector in running:
+        collector.stop()
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory):
+    """One collector shared by a test module; tests keep apart by service name."""
+    running = RunningCollector(tmp_path_factory.mktemp("collector") / "spyglass.db")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def otel_tracer(collector):
+    """An OpenTelemetry SDK tracer exporting protobuf to ``collector`` with the official exporter."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    def make(service, compression=None):
+        from opentelemetry.exporter.otlp.proto.http import Compression
+
+        exporter = OTLPSpanExporter(
+            endpoint=f"{collector.url}/v1/traces",
+            compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression)
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        providers.append(provider)
+        return provider
+
+    providers = []
+    yield make
+    for provider in providers:
+        provider.shutdown()

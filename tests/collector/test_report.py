@@ -1,0 +1,70 @@
+"""``spyglass report`` and the ``spyglass`` command line."""
+import os
+import subprocess
+import sys
+
+from .conftest import REPO
+from . import demo_data, payloads
+
+
+def _spyglass(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "spyglass.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, **kwargs)
+
+
+def test_report_summarizes_in_80_columns(collector):
+    demo_data.fill(collector)
+    result = _spyglass("report", "--url", collector.url, "--since", "1h")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = result.stdout
+    for section in ("SERVICES", "ROUTES BY P95", "SLOWEST CALLS BY TOTAL TIME", "TOP ERROR GROUPS",
+                    "LATEST RUNTIME METRICS"):
+        assert section in lines
+    for name in ("shop", "POST /checkout", "GET /products/{id}", "ValueError: bad input", "GET payments.internal",
+                 "testhost:101"):
+        assert name in text, name
+    runtime = lines[lines.index("LATEST RUNTIME METRICS") + 1:]
+    assert runtime[0].split()[-6:] == ["cpu", "memory", "threads", "fds", "gc", "runs"] or \
+        "memory" in runtime[0]
+    assert any("testhost:101" in line and " MB" in line for line in runtime)
+    services = lines[lines.index("SERVICES") + 2]
+    assert services.split()[0] == "billing" or services.split()[0] == "shop"
+
+
+def test_report_of_one_service_and_narrow_terminals(collector):
+    _, spans = payloads.request_trace("narrow-service-with-a-long-name", "/a/very/long/route/{id}/details")
+    collector.post_json("traces", payloads.traces("narrow-service-with-a-long-name", spans))
+    result = _spyglass("report", "--url", collector.url, "--service", "narrow-service-with-a-long-name",
+                       "--width", "60")
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 60
+    assert "narrow-service-with-a-long-name" in result.stdout
+    assert "shop" not in result.stdout
+
+
+def test_report_says_why_when_the_collector_is_unreachable():
+    result = _spyglass("report", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "cannot read http://127.0.0.1:9/api/services" in result.stderr
+
+
+def test_report_rejects_a_bad_window():
+    result = _spyglass("report", "--since", "a while")
+    assert result.returncode == 1 and "not a duration" in result.stderr
+
+
+def test_cli_lists_its_commands_and_imports_nothing_heavy():
+    result = _spyglass("--help")
+    assert result.returncode == 0 and "serve" in result.stdout and "report" in result.stdout
+    probe = ("import sys, spyglass.cli; heavy = [m for m in ('google.protobuf', 'jinja2', 'sqlite3', "
+             "'opentelemetry', 'spyglass.collector.server', 'http.server') if m in sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_serve_refuses_bad_options(tmp_path):
+    result = _spyglass("serve", "--db", str(tmp_path / "x.db"), "--retention", "forever")
+    assert result.returncode == 2 and "not a duration" in result.stderr
