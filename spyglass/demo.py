@@ -38,6 +38,10 @@ def demo_command(args):
     uwsgi = shutil.which("uwsgi") or _beside_python("uwsgi")
     if uwsgi is None:
         return _fail("uWSGI is not installed: pip install 'spyglass[demo]' (or uwsgi)")
+    # Ctrl-C and SIGTERM both end the demo the same way: everything it started is stopped.
+    # (Set explicitly: a shell starts background jobs with SIGINT ignored.)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     with Demo(app_dir, uwsgi, args.port) as demo:
         try:
             demo.start()
@@ -58,6 +62,10 @@ def demo_command(args):
 
 class DemoError(Exception):
     pass
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Demo:
