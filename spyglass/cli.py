@@ -68,7 +68,8 @@ def _serve(args):
     try:
         return serve(config, workers=config.workers)
     except OSError as exc:
-        print(f"spyglass serve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        print(f"spyglass serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
+              f"is another collector running there? Choose another --port.", file=sys.stderr)
         return 1
 
 
@@ -90,6 +91,9 @@ def _report(args):
     api_key = args.api_key or os.environ.get("SPYGLASS_COLLECTOR_API_KEY") or ""
     try:
         print(render_report(args.url, args.since, service=args.service, api_key=api_key, width=args.width))
+    except ValueError as exc:  # a bad --since
+        print(f"spyglass report: {exc}", file=sys.stderr)
+        return 2
     except ReportError as exc:
         print(f"spyglass report: {exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,8 @@ WORKLOAD = (
 
 def demo_command(args):
     app_dir = args.app_dir or find_app_dir()
+    if args.app_dir and not os.path.isfile(os.path.join(args.app_dir, "uwsgi.ini")):
+        return _fail(f"{args.app_dir} has no uwsgi.ini: give the uwsgi_examples directory")
     if app_dir is None:
         return _fail("cannot find uwsgi_examples/: run it from the spyglass repository root, "
                      "or give --app-dir")
@@ -93,7 +95,8 @@ class Demo:
         self.collector = self._spawn("collector", [sys.executable, "-m", "spyglass.cli", "serve",
                                                    "--port", str(self.collector_port),
                                                    "--db", db])
-        wait_for_http(self.collector_url + "/api/services", "the collector", self.collector)
+        wait_for_http(self.collector_url + "/api/services", "the collector", self.collector,
+                      self._log("collector"))
         print(f"starting the demo app under uWSGI on {self.app_url} (4 workers) …")
         env = {
             "PORT": str(self.app_port),
@@ -108,7 +111,7 @@ class Demo:
         self.app = self._spawn("app", [self.uwsgi_binary, "--ini",
                                        os.path.join(self.app_dir, "uwsgi.ini")], env,
                                cwd=os.path.dirname(self.app_dir))
-        wait_for_http(self.app_url + "/", "the demo app", self.app)
+        wait_for_http(self.app_url + "/", "the demo app", self.app, self._log("app"))
 
     def drive(self):
         total = sum(count for _, count, _ in WORKLOAD)
@@ -149,11 +152,13 @@ class Demo:
             exc.read()
             return exc.code, what
         except OSError as exc:
-            raise DemoError(f"the demo app stopped answering ({exc}); its log is "
-                            f"{os.path.join(self.tmp, 'app.log')}")
+            raise DemoError(f"the demo app stopped answering ({exc}):\n{_tail(self._log('app'))}")
+
+    def _log(self, name):
+        return os.path.join(self.tmp, f"{name}.log")
 
     def _spawn(self, name, argv, env=None, cwd=None):
-        log = open(os.path.join(self.tmp, f"{name}.log"), "wb")
+        log = open(self._log(name), "wb")
         environment = {k: v for k, v in os.environ.items()
                        if not k.startswith(("SPYGLASS_", "AUTOWRAPT_"))}
         environment.update(env or {})
@@ -197,11 +202,12 @@ def find_app_dir():
     return None
 
 
-def wait_for_http(url, what, process, timeout=60):
+def wait_for_http(url, what, process, log_path, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise DemoError(f"{what} exited with status {process.returncode} while starting")
+            raise DemoError(f"{what} exited with status {process.returncode} while starting; "
+                            f"the end of its output:\n{_tail(log_path)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 response.read()
@@ -210,7 +216,17 @@ def wait_for_http(url, what, process, timeout=60):
             return  # it answers
         except OSError:
             time.sleep(0.2)
-    raise DemoError(f"{what} did not answer at {url} within {timeout}s")
+    raise DemoError(f"{what} did not answer at {url} within {timeout}s; the end of its "
+                    f"output:\n{_tail(log_path)}")
+
+
+def _tail(path, lines=15):
+    # The demo's temporary directory goes when it ends: show the log rather than name it.
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).rstrip()
+    except OSError:
+        return "(no output)"
 
 
 def free_port():

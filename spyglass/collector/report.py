@@ -33,7 +33,8 @@ def fetch(base_url, path, api_key="", **params):
     except HTTPError as exc:
         raise ReportError(f"{url}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}") from None
     except (URLError, OSError, ValueError) as exc:
-        raise ReportError(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from None
+        raise ReportError(f"cannot read {url}: {getattr(exc, 'reason', exc)}; is spyglass serve "
+                          f"running there? (--url names the collector)") from None
 
 
 # -- layout ------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def test_report_says_why_when_the_collector_is_unreachable():
 
 def test_report_rejects_a_bad_window():
     result = _spyglass("report", "--since", "a while")
-    assert result.returncode == 1 and "not a duration" in result.stderr
+    assert result.returncode == 2 and "not a duration" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_lists_its_commands_and_imports_nothing_heavy():
