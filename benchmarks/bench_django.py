@@ -1,8 +1,11 @@
 """A Django hello-world request through Django's test client: instrumented / plain.
 
 Same method as bench_flask.py (export to a sink; the bar there, <= 1.15, is the aim).
+Peer agents (sentry-sdk, elastic-apm, ddtrace) are measured when installed: each in a fresh
+process set up as its docs say, against a plain run in another fresh process.
 """
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -12,7 +15,7 @@ N = 3_000
 BAR = 1.15
 
 
-def setup_django():
+def setup_django(installed_apps=(), middleware=(), **extra_settings):
     import django
     from django.conf import settings
     from django.http import HttpResponse
@@ -21,8 +24,9 @@ def setup_django():
     def hello(request, uid):
         return HttpResponse("hello")
 
-    settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, MIDDLEWARE=[],
-                       SECRET_KEY="bench", INSTALLED_APPS=[])
+    settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+                       MIDDLEWARE=list(middleware), SECRET_KEY="bench",
+                       INSTALLED_APPS=list(installed_apps), **extra_settings)
     global urlpatterns
     urlpatterns = [path("users/<int:uid>", hello)]
     django.setup()
@@ -39,6 +43,57 @@ def request_loop():
     return run
 
 
+# (importable module, code run before setup_django, keyword arguments of setup_django)
+PEERS = {
+    "sentry-sdk": ("sentry_sdk", (
+        "import sentry_sdk\n"
+        "from sentry_sdk.transport import Transport\n"
+        "class Sink(Transport):\n"
+        "    def capture_envelope(self, envelope):\n"
+        "        pass\n"
+        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', traces_sample_rate=1.0, transport=Sink)\n"
+    ), ""),
+    "elastic-apm": ("elasticapm", "", (
+        "installed_apps=['elasticapm.contrib.django'], "
+        "middleware=['elasticapm.contrib.django.middleware.TracingMiddleware'], "
+        "ELASTIC_APM={'SERVICE_NAME': 'bench', 'SERVER_URL': 'http://127.0.0.1:9', "
+        "'DISABLE_SEND': True, 'CENTRAL_CONFIG': False, 'METRICS_INTERVAL': '0s', "
+        "'DEBUG': True}"
+    )),
+    "ddtrace": ("ddtrace", "from ddtrace import patch\npatch(django=True)\n", ""),
+}
+PEER_ENV = {"DD_TRACE_AGENT_URL": "http://127.0.0.1:9", "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+            "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false", "DD_TRACE_STARTUP_LOGS": "false"}
+
+
+def measured_in_a_fresh_process(before="", settings=""):
+    """Per-request seconds of the hello-world loop in a new interpreter, or an error."""
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+            "import bench_django\nfrom _util import per_call\n" + before +
+            f"bench_django.setup_django({settings})\n"
+            "loop = bench_django.request_loop()\nloop(bench_django.N)\n"
+            "print(per_call(loop, bench_django.N))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **PEER_ENV}, timeout=600)
+    if result.returncode != 0:
+        return None, result.stderr.strip().splitlines()[-1:]
+    return float(result.stdout.strip().splitlines()[-1]), None
+
+
+def compare_peers():
+    plain = None
+    for name, (module, before, settings) in PEERS.items():
+        if subprocess.run([sys.executable, "-c", f"import {module}"],
+                          capture_output=True).returncode != 0:
+            print(f"{name}: not installed, skipped")
+            continue
+        if plain is None:
+            plain, _ = measured_in_a_fresh_process()
+        theirs, error = measured_in_a_fresh_process(before, settings)
+        print(f"{name}: ratio {theirs / plain:.3f}" if theirs and plain
+              else f"{name}: could not run: {error}")
+
+
 def main():
     import spyglass
     from spyglass.instrument import install
@@ -49,6 +104,7 @@ def main():
     plain = per_call(loop, N)
     running = spyglass.init(service_name="bench", metrics_interval=0)
     running.tracer.export = lambda spans: None
+    running.reporter.submit_log = lambda record: None
     import django
 
     install(running, django, "spyglass.instrument.django")
@@ -58,6 +114,7 @@ def main():
     ratio = ours / plain
     print(f"django hello-world (test client): plain {plain * 1e6:.1f} us, "
           f"spyglass {ours * 1e6:.1f} us -> ratio {ratio:.3f} (bar <= {BAR}) {verdict(ratio, BAR)}")
+    compare_peers()
 
 
 if __name__ == "__main__":

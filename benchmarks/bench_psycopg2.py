@@ -9,7 +9,6 @@ server's and the network's jitter, tens of µs from one run to the next on a sha
 Bare and traced runs alternate; each figure is the best of ROUNDS.
 """
 import os
-import sys
 import time
 
 N = 2_000  # queries per timed run

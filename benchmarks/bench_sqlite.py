@@ -29,6 +29,7 @@ from _util import verdict  # noqa: E402
 
 QUERIES = 40_000  # per timed run
 ROUNDS = 15
+PEER_QUERIES, PEER_ROUNDS = 4_000, 5  # peers add ~40x more per query: fewer suffice
 PER_TRACE = 100  # queries per request (well under max_spans_per_trace)
 BAR_INSIDE_US = 3.0
 BAR_OUTSIDE_US = 1.0
@@ -38,44 +39,44 @@ FOLDED = ("SELECT 1",) * PER_TRACE
 UNFOLDED = ("SELECT 1", "SELECT 1 AS one") * (PER_TRACE // 2)
 
 
-def untraced_loop(cursor, statements):
+def untraced_loop(cursor, statements, queries):
     execute = cursor.execute
 
     def run():
-        for _ in range(QUERIES // PER_TRACE):
+        for _ in range(queries // PER_TRACE):
             for statement in statements:
                 execute(statement).fetchall()
     return run
 
 
-def traced_loop(cursor, statements, request):
+def traced_loop(cursor, statements, request, queries):
     """``request()``: a context manager that is one trace's local root, activated."""
     execute = cursor.execute
 
     def run():
-        for _ in range(QUERIES // PER_TRACE):
+        for _ in range(queries // PER_TRACE):
             with request():
                 for statement in statements:
                     execute(statement).fetchall()
     return run
 
 
-def added_costs(bare, traced, request):
+def added_costs(bare, traced, request, queries=QUERIES, rounds=ROUNDS):
     """Added µs per query: outside any trace, inside (folded), inside (unfolded)."""
     cases = {
-        "outside": (untraced_loop(bare, FOLDED), untraced_loop(traced, FOLDED)),
-        "inside_folded": (traced_loop(bare, FOLDED, request),
-                          traced_loop(traced, FOLDED, request)),
-        "inside_unfolded": (traced_loop(bare, UNFOLDED, request),
-                            traced_loop(traced, UNFOLDED, request)),
+        "outside": (untraced_loop(bare, FOLDED, queries), untraced_loop(traced, FOLDED, queries)),
+        "inside_folded": (traced_loop(bare, FOLDED, request, queries),
+                          traced_loop(traced, FOLDED, request, queries)),
+        "inside_unfolded": (traced_loop(bare, UNFOLDED, request, queries),
+                            traced_loop(traced, UNFOLDED, request, queries)),
     }
     best = {}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for name, pair in cases.items():
             for index, run in enumerate(pair):
                 start = time.thread_time()
                 run()
-                elapsed = (time.thread_time() - start) / QUERIES
+                elapsed = (time.thread_time() - start) / queries
                 key = (name, index)
                 best[key] = min(best.get(key, elapsed), elapsed)
     figures = {name: (best[name, 1] - best[name, 0]) * 1e6 for name in cases}
@@ -121,7 +122,8 @@ def measure_ddtrace():
         from ddtrace.trace import tracer
     _discard_ddtrace_writes(tracer)
     traced = sqlite3.connect(":memory:").cursor()
-    return added_costs(bare, traced, lambda: tracer.trace("request"))
+    return added_costs(bare, traced, lambda: tracer.trace("request"), PEER_QUERIES,
+                       PEER_ROUNDS)
 
 
 def _discard_ddtrace_writes(tracer):
@@ -160,7 +162,8 @@ def measure_otel():
 
     traced = sqlite3.connect(":memory:").cursor()
     tracer = provider.get_tracer("bench")
-    return added_costs(bare, traced, lambda: tracer.start_as_current_span("request"))
+    return added_costs(bare, traced, lambda: tracer.start_as_current_span("request"),
+                       PEER_QUERIES, PEER_ROUNDS)
 
 
 def measure_elasticapm():
@@ -185,7 +188,7 @@ def measure_elasticapm():
         finally:
             client.end_transaction("request", "success")
 
-    return added_costs(bare, traced, request)
+    return added_costs(bare, traced, request, PEER_QUERIES, PEER_ROUNDS)
 
 
 AGENTS = {
@@ -228,7 +231,8 @@ def main(names):
         return
     some = next(iter(results.values()))
     print(f"bare sqlite3 SELECT 1 execute+fetchall: {some['bare']:.2f} us per query; "
-          f"added per query (best of {ROUNDS} x {QUERIES}, {PER_TRACE} queries per trace):")
+          f"added per query (best of {ROUNDS} x {QUERIES}, peers {PEER_ROUNDS} x "
+          f"{PEER_QUERIES}; {PER_TRACE} queries per trace):")
     print(f"{'agent':<12}{'outside':>10}{'in, folded':>13}{'in, 1 span each':>18}")
     for name, figures in results.items():
         print(f"{name:<12}{figures['outside']:>8.2f}us{figures['inside_folded']:>11.2f}us"

@@ -35,9 +35,9 @@ class Agent:
 
             self.metrics = metrics.enable(config)
             self.reporter.add_periodic(self._collect_metrics, config.metrics_interval)
-            # Folding what the app recorded keeps the pending values few between exports.
-            self.reporter.add_periodic(self.metrics.fold, min(config.flush_interval or 1.0,
-                                                              config.metrics_interval))
+            # Folding what the app recorded, four times a second, keeps the values waiting
+            # few (at most metrics.MAX_PENDING: memory stays flat under a burst).
+            self.reporter.add_periodic(self.metrics.fold, min(0.25, config.metrics_interval))
             self.reporter.add_final(self.metrics.collect_at_exit)
         self._add_process_snapshot()
         self._tracer = None

@@ -16,7 +16,7 @@ view_name           name the request by this instead of its route template
 group_string        group this request's errors by this string (the fingerprint)
 message             a message attached to this request's error events
 force_logs          send this request's log records even under ``logging_on_error``
-force_send          export this request's trace even if head sampling dropped it
+force_send          export this request's span even if head sampling dropped its trace
 ==================  ==================================================================
 """
 import logging

@@ -1,7 +1,6 @@
 """Flask's own test suite, from the sdist of the installed Flask, passes under
 AUTOWRAPT_BOOTSTRAP=flask exactly as it does without the sensor: test by test, the same
 outcome. The sensor's spans reaching a real receiver show it was on."""
-import os
 import subprocess
 import sys
 import tarfile

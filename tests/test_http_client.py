@@ -22,9 +22,11 @@ import urllib3  # noqa: E402
 class Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     received = []
+    tags = []  # every X-Tag header of each request, repeats included
 
     def do_GET(self):
         Recorder.received.append({k.lower(): v for k, v in self.headers.items()})
+        Recorder.tags.append(self.headers.get_all("x-tag") or [])
         status = 503 if self.path.startswith("/fail") else 200
         body = json.dumps({"path": self.path}).encode()
         self.send_response(status)
@@ -50,6 +52,7 @@ def server():
 @pytest.fixture(autouse=True)
 def clear_received():
     Recorder.received.clear()
+    Recorder.tags.clear()
 
 
 def get_with_urllib3(url):
@@ -144,6 +147,25 @@ def test_http_client_request_then_getresponse(server, exported):
     span, = exported.calls()
     assert span.attributes["url.full"] == f"{server}/raw"
     assert Recorder.received[0]["x-mine"] == "1" and "traceparent" in Recorder.received[0]
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["outside", "inside"])
+def test_http_client_sends_the_apps_headers_as_given_repeats_included(server, exported, traced):
+    import contextlib
+    import email.message
+
+    headers = email.message.Message()  # http.client takes any mapping; this one repeats
+    headers["X-Tag"] = "a"
+    headers["X-Tag"] = "b"
+    host, port = server.split("//")[1].split(":")
+    with request_span() if traced else contextlib.nullcontext():
+        conn = http.client.HTTPConnection(host, int(port))
+        conn.request("GET", "/tags", headers=headers)
+        assert conn.getresponse().read()
+        conn.close()
+    assert Recorder.tags == [["a", "b"]]
+    assert headers.get_all("X-Tag") == ["a", "b"] and "traceparent" not in headers
+    assert ("traceparent" in Recorder.received[0]) is traced
 
 
 def test_spyglass_own_exports_are_never_traced(receiver):

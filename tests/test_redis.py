@@ -40,6 +40,20 @@ def test_commands_and_pipelines(address, exported):
     assert not any("hunter2" in str(s.attributes) for s in calls)
 
 
+def test_a_command_given_as_bytes_is_named_by_its_name(address, exported):
+    host, port = address
+    client = redis.Redis(host=host, port=port)
+    with request_span():
+        client.execute_command(b"SET", "spyglass:test:b", "secret-value")
+        with client.pipeline() as pipe:
+            pipe.execute_command(b"DEL", "spyglass:test:b")
+            pipe.execute()
+    calls = exported.calls()
+    assert [s.name for s in calls] == ["SET", "PIPELINE"]
+    assert calls[0].attributes["db.query.text"] == "SET ? ?"
+    assert calls[1].attributes["db.query.text"] == "DEL"
+
+
 def test_asyncio_client(address, exported):
     host, port = address
 

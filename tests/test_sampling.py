@@ -160,3 +160,18 @@ def test_a_finished_trace_leaves_no_cyclic_garbage():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_exception_events_on_spans_are_scrubbed():
+    t, exported = tracer()
+    try:
+        with t.start_active_span("insert"):
+            raise ValueError("duplicate key: Key (email)=(ada@example.com) already exists, "
+                             "card 4111 1111 1111 1111")
+    except ValueError:
+        pass
+    span, = exported[0]
+    attrs = span.events[0][2]
+    for text in (attrs["exception.message"], attrs["exception.stacktrace"], span.status_message):
+        assert "ada@example.com" not in text and "4111 1111 1111 1111" not in text
+    assert "duplicate key" in attrs["exception.message"]

@@ -36,7 +36,7 @@ MAX_LINE = 512            # characters per source line
 DEFAULT_TEMPLATE = "{{ default }}"
 UNREPRESENTABLE = "<unrepresentable>"
 
-_DEFAULT_SCRUBBER = Scrubber()
+DEFAULT_SCRUBBER = Scrubber()
 # Python 3.9/3.10 have no ExceptionGroup.
 _BaseExceptionGroup = getattr(builtins, "BaseExceptionGroup", None)
 _LIBRARY_DIRS = ("site-packages", "dist-packages")
@@ -61,7 +61,7 @@ def build_error_event(exc: BaseException, *, handled: bool = False, level: str =
         builder = _EventBuilder(
             report_local_vars=report_local_vars, context_lines=max(0, int(context_lines)),
             in_app_include=_prefixes(in_app_include), in_app_exclude=_prefixes(in_app_exclude),
-            scrubber=scrubber or _DEFAULT_SCRUBBER, max_frames=max(2, int(max_frames)))
+            scrubber=scrubber or DEFAULT_SCRUBBER, max_frames=max(2, int(max_frames)))
         event = builder.describe(exc, with_chain=True)
         event.setdefault("chain", [])
         event.setdefault("group", [])
@@ -69,7 +69,7 @@ def build_error_event(exc: BaseException, *, handled: bool = False, level: str =
         event["fingerprint"] = fingerprint_of(event, custom=fingerprint)
         return event
     except Exception:
-        return _minimal_event(exc, handled, level, scrubber or _DEFAULT_SCRUBBER)
+        return _minimal_event(exc, handled, level, scrubber or DEFAULT_SCRUBBER)
 
 
 def format_stacktrace(exc: BaseException, *, scrubber: Scrubber | None = None,
@@ -79,7 +79,7 @@ def format_stacktrace(exc: BaseException, *, scrubber: Scrubber | None = None,
     When cut, the head and the tail are kept: the tail holds the innermost
     frames and the message, the part read first.
     """
-    scrubber = scrubber or _DEFAULT_SCRUBBER
+    scrubber = scrubber or DEFAULT_SCRUBBER
     try:
         import traceback  # already loaded in practice (logging imports it)
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

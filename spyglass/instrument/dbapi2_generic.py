@@ -8,6 +8,7 @@ them), made per driver class with only the methods that class has.
 | ``<module>.connect`` | returns a proxy of the connection; a ``connect`` span |
 | connection ``cursor()`` | returns a proxy of the cursor |
 | connection ``commit/rollback`` | spans |
+| connection and cursor ``__enter__`` | gives the proxy where the driver gives the object itself |
 | cursor ``execute/executemany/callproc`` | spans; ``db.system`` guessed from the module's name (``other_sql`` when unknown) |
 
 The drivers spyglass knows (sqlite3, psycopg2, psycopg, pymysql, MySQLdb) have their own,
@@ -44,6 +45,8 @@ def install(agent, module):
         if hasattr(cls, "callproc"):
             methods["callproc"] = database.wrap_operation(_forward("callproc"), "CALL",
                                                           _connection_of)
+        if hasattr(cls, "__enter__"):
+            methods["__enter__"] = _enter
         return type("TracedCursor", (wrapt.ObjectProxy,), methods)
 
     cursor_proxies = ClassCache(cursor_proxy)
@@ -55,6 +58,8 @@ def install(agent, module):
         for name, operation in (("commit", "COMMIT"), ("rollback", "ROLLBACK")):
             if hasattr(cls, name):
                 methods[name] = database.wrap_operation(_forward(name), operation)
+        if hasattr(cls, "__enter__"):
+            methods["__enter__"] = _enter
         return type("TracedConnection", (wrapt.ObjectProxy,), methods)
 
     connection_proxies = ClassCache(connection_proxy)
@@ -84,6 +89,14 @@ def _forward(name):
 
     forward.__name__ = name
     return forward
+
+
+def _enter(proxy):
+    # ``with connect() as conn`` / ``with conn.cursor() as cursor``: a driver's __enter__
+    # returns the object itself, which would be the unproxied, untraced one.
+    wrapped = proxy.__wrapped__
+    entered = wrapped.__enter__()
+    return proxy if entered is wrapped else entered
 
 
 def _cursor_method(cursor_proxies):

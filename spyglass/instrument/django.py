@@ -185,12 +185,23 @@ def _evaluated_user(request, send_pii):
     user = request.__dict__.get("user")
     if user is None:
         return None
-    from django.utils.functional import empty
-
     wrapped = getattr(user, "_wrapped", user)  # SimpleLazyObject: evaluated or not yet
-    if wrapped is None or wrapped is empty:
+    if wrapped is None or wrapped is _lazy_empty():
         return None
     return user_from(wrapped, send_pii)
+
+
+_empty = None
+
+
+def _lazy_empty():
+    """Django's marker of a lazy object not evaluated yet (imported once, not per request)."""
+    global _empty
+    if _empty is None:
+        from django.utils.functional import empty
+
+        _empty = empty
+    return _empty
 
 
 def _parsed_body(request):

@@ -7,10 +7,12 @@ requests nothing is recorded (they trace).
 | ``http.client.HTTPConnection.request`` | span started, headers copied and injected |
 | ``http.client.HTTPConnection.getresponse`` | span finished with ``http.response.status_code`` |
 """
+import copy
 import functools
 import weakref
 
 from ._http import OutboundHTTP
+from ..trace.context import get_active_scope
 
 
 def install(agent, module):
@@ -22,10 +24,14 @@ def install(agent, module):
 
     @functools.wraps(original_request)
     def request(self, method, url, body=None, headers={}, **kwargs):  # noqa: B006 (the driver's default)
-        headers = dict(headers)
-        started = http.start(method, _full_url(self, url), headers)
+        if get_active_scope() is None:
+            return original_request(self, method, url, body, headers, **kwargs)
+        outgoing = _copy(headers)  # the context goes into a copy: the app's stays as it was
+        started = http.start(method, _full_url(self, url), outgoing)
         if started is None:
             return original_request(self, method, url, body, headers, **kwargs)
+        if outgoing is not None:
+            headers = outgoing
         # The span stays open until getresponse; other requests meanwhile are traced.
         started = http.release(started)
         try:
@@ -54,6 +60,17 @@ def install(agent, module):
 
     connection_class.request = request
     connection_class.getresponse = getresponse
+
+
+def _copy(headers):
+    """A copy of the app's headers that takes the trace context, of the same type so that
+    what http.client sends is the same (an ``email.message.Message`` repeats headers), or
+    None when it cannot be copied (then nothing is injected)."""
+    try:
+        # Deep: a shallow copy of a Message shares its list of headers with the app's.
+        return dict(headers) if type(headers) is dict else copy.deepcopy(headers)
+    except Exception:
+        return None
 
 
 def _full_url(connection, url):

@@ -1,5 +1,6 @@
 """pysolr: each Solr operation is a CLIENT span in the ``nosql`` category, with the core,
-the query (scrubbed), and for searches the hits and QTime. The HTTP request pysolr makes
+the query (obfuscated: field names and operators kept, every term a ``?``, as SQL literals
+are), and for searches the hits and QTime. The HTTP request pysolr makes
 underneath (requests) is part of it, not a span of its own.
 
 | patched | how |
@@ -8,6 +9,7 @@ underneath (requests) is part of it, not a span of its own.
 | ``pysolr.Solr.add/delete/commit/optimize/extract/suggest_terms`` | span ``solr.<operation> <core>`` |
 """
 import functools
+import re
 from urllib.parse import urlsplit
 
 from ._calls import NOSQL, Calls, time_ns
@@ -18,18 +20,40 @@ OPERATIONS = ("search", "add", "delete", "commit", "optimize", "extract", "more_
               "suggest_terms")
 
 
-def install(agent, module):
-    from ..errors.scrub import Scrubber
+# A Lucene/Solr query's tokens: a quoted phrase (maybe unterminated), or a run of anything
+# but whitespace, quotes and brackets. Brackets and whitespace are kept as they are.
+_QUERY_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[^\s()\[\]{}"]+')
+_KEPT_TOKENS = frozenset(("AND", "OR", "NOT", "TO", "&&", "||", "*", "*:*"))
+_FIELD = re.compile(r"[+\-!]*[A-Za-z_][\w.]*:")  # +title: -owner: !status:
 
+
+def obfuscate_query(query):
+    """A Solr query with its terms as ``?``: ``title:spyglass AND owner:"Ann Lee"`` ->
+    ``title:? AND owner:?``. Field names, operators, brackets and ``*:*`` are kept."""
+    return _QUERY_TOKEN.sub(_obfuscate_token, query)
+
+
+def _obfuscate_token(match):
+    token = match.group(0)
+    if token in _KEPT_TOKENS:
+        return token
+    field = _FIELD.match(token)
+    if field is None:
+        prefix = token[:len(token) - len(token.lstrip("+-!"))]
+        return prefix + "?" if prefix != token else token
+    rest = token[field.end():]
+    return field.group(0) + ("?" if rest and rest != "*" else rest)
+
+
+def install(agent, module):
     calls = Calls(agent, "pysolr", NOSQL)
-    scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
     for operation in OPERATIONS:
         original = module.Solr.__dict__.get(operation)
         if original is not None:
-            setattr(module.Solr, operation, _traced(calls, scrubber, operation, original))
+            setattr(module.Solr, operation, _traced(calls, operation, original))
 
 
-def _traced(calls, scrubber, operation, method):
+def _traced(calls, operation, method):
     @functools.wraps(method)
     def traced(self, *args, **kwargs):
         scope = get_active_scope()
@@ -41,16 +65,16 @@ def _traced(calls, scrubber, operation, method):
             result = method(self, *args, **kwargs)
         except Exception as error:
             _in_request.reset(token)
-            _record(calls, scrubber, operation, scope.span, self, args, kwargs, start, None, error)
+            _record(calls, operation, scope.span, self, args, kwargs, start, None, error)
             raise
         _in_request.reset(token)
-        _record(calls, scrubber, operation, scope.span, self, args, kwargs, start, result, None)
+        _record(calls, operation, scope.span, self, args, kwargs, start, result, None)
         return result
 
     return traced
 
 
-def _record(calls, scrubber, operation, parent, solr, args, kwargs, start, result, error):
+def _record(calls, operation, parent, solr, args, kwargs, start, result, error):
     end = time_ns()
     try:
         core = _core(solr.url)
@@ -60,7 +84,7 @@ def _record(calls, scrubber, operation, parent, solr, args, kwargs, start, resul
                       "server.port": parts.port or (443 if parts.scheme == "https" else 80)}
         query = args[0] if args and operation in ("search", "more_like_this") else kwargs.get("q")
         if isinstance(query, str):
-            attributes["db.query.text"] = scrubber.text(query)
+            attributes["db.query.text"] = obfuscate_query(query)
         hits = getattr(result, "hits", None)
         if isinstance(hits, int):
             attributes["spyglass.solr.hits"] = hits

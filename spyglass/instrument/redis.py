@@ -38,7 +38,7 @@ def _patch(cls, name, make):
 
 def _command_wrapper(calls, metric, is_async=False):
     def describe(client, args):
-        command = str(args[0]).upper() if args else "?"
+        command = _command_name(args[0]) if args else "?"
         # Never the arguments: the command, and a ? for each of them.
         attributes = {"db.operation.name": command,
                       "db.query.text": " ".join([command] + ["?"] * (len(args) - 1))}
@@ -49,7 +49,7 @@ def _command_wrapper(calls, metric, is_async=False):
 
 def _pipeline_wrapper(calls, metric, is_async=False):
     def describe(pipeline, args):
-        names = [str(command[0][0]).upper() for command in pipeline.command_stack
+        names = [_command_name(command[0][0]) for command in pipeline.command_stack
                  if command and command[0]]
         shown = names[:MAX_PIPELINE_NAMES] + (["…"] if len(names) > MAX_PIPELINE_NAMES else [])
         attributes = {"db.operation.name": "PIPELINE", "db.operation.batch.size": len(names),
@@ -118,6 +118,13 @@ def _wrapper(calls, metric, describe, is_async):
 
     original = None
     return make
+
+
+def _command_name(name):
+    # Apps may send the command as bytes (b"GET"): its name, not "B'GET'".
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        name = bytes(name).decode("utf-8", "replace")
+    return str(name).upper()
 
 
 def _server(client):

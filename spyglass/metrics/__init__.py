@@ -33,7 +33,7 @@ log = logging.getLogger("spyglass")
 __all__ = ["counter", "gauge", "histogram", "record_request", "record_db_call"]
 
 # Values recorded but not yet folded, at most (one fold per flush_interval drains them).
-MAX_PENDING = 65536
+MAX_PENDING = 8192
 
 # The running registry, or None: every entry point tests this first.
 _registry = None

@@ -6,7 +6,6 @@ must be seen anyway: its root when that is slow, errored or forced, and calls ma
 ``keep`` (slow or failed). Everything else about an unsampled span is a few attribute sets.
 """
 import time
-import traceback
 
 import opentracing
 
@@ -171,7 +170,7 @@ class Span(opentracing.Span):
     keep = False
 
     def __init__(self, tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL,
-                 baggage=None):
+                 baggage=None, attributes=None):
         self._tracer = tracer
         self.local = local
         self.span_id = span_id
@@ -180,7 +179,7 @@ class Span(opentracing.Span):
         self.name = name
         self.start_ns = start_ns
         self.kind = kind
-        self.attributes = {}
+        self.attributes = {} if attributes is None else attributes
 
     @property
     def context(self):
@@ -264,16 +263,19 @@ class Span(opentracing.Span):
         self.keep = True
 
     def record_exception(self, exc, when=None):
-        """An ``exception`` event by OpenTelemetry's conventions, and status ERROR."""
+        """An ``exception`` event by OpenTelemetry's conventions, and status ERROR. The
+        message and stack go through the same scrubbing as error events: a driver's error
+        can quote the data it refused."""
+        from ..errors.event import DEFAULT_SCRUBBER, format_stacktrace  # the error path only
+
         kind = type(exc)
         module = kind.__module__
         type_name = kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-        message = _safe_str(exc)
-        stack = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        message = DEFAULT_SCRUBBER.text(_safe_str(exc))
         self.add_event("exception", {
             "exception.type": type_name,
             "exception.message": message,
-            "exception.stacktrace": stack[-MAX_STACKTRACE:],
+            "exception.stacktrace": format_stacktrace(exc, limit=MAX_STACKTRACE),
         }, when)
         self.mark_error(f"{type_name}: {message}" if message else type_name)
 

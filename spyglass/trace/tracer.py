@@ -131,12 +131,16 @@ class Tracer(opentracing.Tracer):
         local = parent.local
         if not (local.sampled or keep):
             return None
-        span = Span(self, local, _new_span_id(), parent.span_id, name, start_ns, kind,
-                    parent.baggage)
-        span.attributes = attributes
-        span.keep = keep
+        span = Span(self, local, _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
+                    parent.baggage, attributes)
         span.end_ns = end_ns
-        local.add(span)
+        if keep:
+            span.keep = True
+        spans = local.spans
+        if spans is not None and len(spans) < self.max_spans_per_trace:
+            spans.append(span)  # LocalTrace.add, written out for the common case
+        else:
+            local.add(span)
         return span
 
     # -- internals ------------------------------------------------------------------------
