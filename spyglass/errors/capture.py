@@ -135,7 +135,7 @@ def capture_unhandled(exc, request):
         agent = request.agent
         scrubber, _ = settings(agent)
         if not request.finished:  # else already exported: the event carries its ids
-            record_exception(request.span, exc, scrubber, error=True)
+            request.span.record_exception(exc, scrubber=scrubber, error=True)
             request.errored = True
         event = _build(agent, exc, False, "error", request, scrubber, {})
         if event is not None:
@@ -151,23 +151,6 @@ def capture_request_message(request, message, level, **context):
     except Exception:
         log.exception("spyglass: could not report a request message")
         return None
-
-
-def record_exception(span, exc, scrubber, error):
-    """The ``exception`` span event (scrubbed); status ERROR when ``error``."""
-    kind = type(exc)
-    module = kind.__module__
-    name = kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-    message = scrubber.text(_safe_str(exc))
-    span.add_event("exception", {
-        "exception.type": name,
-        "exception.message": message,
-        "exception.stacktrace": format_stacktrace(exc, scrubber=scrubber, limit=16 * 1024),
-    })
-    if error:
-        span.mark_error(f"{name}: {message}" if message else name)
-    else:
-        span.keep = True
 
 
 # -- the pipeline ---------------------------------------------------------------------------
@@ -186,7 +169,7 @@ def _capture(exc, handled, context):
     scrubber, _ = settings(agent)
     span = current_span()
     if span is not None and hasattr(span, "add_event"):
-        record_exception(span, exc, scrubber, error=False)
+        span.record_exception(exc, scrubber=scrubber, error=False)
     level = str(context.get("level") or "error")
     event = _build(agent, exc, handled, level, request, scrubber, context)
     if event is None:
