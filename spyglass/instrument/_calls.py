@@ -62,25 +62,21 @@ class Calls:
         """
         duration = end_ns - start_ns
         local = parent.local
-        local.count_call(self.category, duration)
         attributes["spyglass.category"] = self.category
-        keep = error is not None
+        if error is None and duration < self.slow_ns:  # the common case, in one step
+            if not local.sampled:
+                local.count_call(self.category, duration)
+                return None
+            return local.add_fast_call(parent, name, self.kind, start_ns, end_ns, attributes,
+                                       self.category, repeat_key if self.compress else None,
+                                       self.min_ns)
+        local.count_call(self.category, duration)
         if duration >= self.slow_ns:
             self.mark_slow(attributes)
-            keep = True
-        if not keep:
-            if not local.sampled:
-                return None
-            if repeat_key is None or not self.compress:
-                repeat_key = None
-            elif local.fold_repeat(parent.span_id, repeat_key, end_ns):
-                return None
         span = parent._tracer.record_call(parent, name, self.kind, start_ns, end_ns,
-                                          attributes, keep)
+                                          attributes, keep=True)
         if error is not None:
             span.record_exception(error)
-        elif not keep:
-            local.note_fast_call(span, repeat_key, self.min_ns if duration < self.min_ns else 0)
         return span
 
     def finish(self, span, error=None):

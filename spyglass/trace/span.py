@@ -9,6 +9,8 @@ import time
 
 import opentracing
 
+from ..process import _getrandbits
+
 # OTLP span kinds
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
 KIND_BY_TAG = {"server": SERVER, "client": CLIENT, "producer": PRODUCER, "consumer": CONSUMER}
@@ -61,8 +63,8 @@ class LocalTrace:
     root = None
     closed = False
     aggregates = None  # category -> [count, total ns], for the calls made in this trace
-    # Fast calls (spyglass.instrument._calls): the last one added and its key, to fold an
-    # N+1 run of identical calls into one span; and those span_min_duration may drop.
+    # Fast calls (add_fast_call): the last one added and its key, to fold an N+1 run of
+    # identical calls into one span; and those span_min_duration may drop.
     last_call = None
     last_call_key = None
     short_calls = None  # [(span, min duration ns)]
@@ -99,15 +101,39 @@ class LocalTrace:
             last.end_ns = end_ns
         return True
 
-    def note_fast_call(self, span, key, min_duration_ns):
-        """Remember a fast call just added: foldable under ``key`` (None: never), and
-        dropped at export if it (with what folds into it) stays under ``min_duration_ns``."""
+    def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
+                      repeat_key, min_duration_ns):
+        """The common case of a leaf call, in one step: sampled, neither slow nor failed.
+        Counted in the aggregates; then folded into an identical previous call under the
+        same parent (``repeat_key``; None never folds), or added as a span of its own.
+        Returns that span, or None when folded."""
+        duration = end_ns - start_ns
+        aggregates = self.aggregates
+        if aggregates is None:
+            aggregates = self.aggregates = {}
+        totals = aggregates.get(category)
+        if totals is None:
+            aggregates[category] = [1, duration]
+        else:
+            totals[0] += 1
+            totals[1] += duration
+        if repeat_key is not None and self.fold_repeat(parent.span_id, repeat_key, end_ns):
+            return None
+        span = Span(self.tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
+                    kind, parent.baggage, attributes)
+        span.end_ns = end_ns
+        spans = self.spans
+        if spans is not None and len(spans) < self.tracer.max_spans_per_trace:
+            spans.append(span)
+        else:
+            self.add(span)
         self.last_call = span
-        self.last_call_key = key
-        if min_duration_ns:
+        self.last_call_key = repeat_key
+        if min_duration_ns and duration < min_duration_ns:
             if self.short_calls is None:
                 self.short_calls = []
             self.short_calls.append((span, min_duration_ns))
+        return span
 
     def count_call(self, category, duration_ns):
         """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
