@@ -129,6 +129,20 @@ class UwsgiServer(Server):
         self.fifo = os.path.join(tempfile.mkdtemp(prefix="spyglass-uwsgi-"), "master.fifo")
         super().__init__([*argv, "--master-fifo", self.fifo], receiver, **env)
 
+    def wait_workers_ready(self, count, timeout=30):
+        """The live workers once ``count`` of them can take a graceful stop. A worker
+        ignores SIGHUP, and so the master's "q", until it has loaded the app (lazy-apps)
+        or run its post-fork hooks; the master would then wait worker-reload-mercy (60 s)
+        for it. uWSGI catches SIGHUP from the moment it can."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = {pid for pid in uwsgi_worker_pids(self.output()) if _catches_sighup(pid)}
+            if len(ready) >= count:
+                return ready
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} uWSGI workers ready after {timeout}s:\n"
+                             f"{self.output()}")
+
     def quit(self, timeout=30):
         with open(self.fifo, "w") as control:
             control.write("q")
@@ -141,6 +155,18 @@ class UwsgiServer(Server):
     def close(self):
         super().close()
         shutil.rmtree(os.path.dirname(self.fifo), ignore_errors=True)
+
+
+def _catches_sighup(pid):
+    """Whether the live process ``pid`` has a handler for SIGHUP (Linux's /proc)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:  # gone
+        return False
+    if fields.get("State", "").split()[:1] == ["Z"]:
+        return False
+    return bool(int(fields["SigCgt"], 16) & (1 << (signal.SIGHUP - 1)))
 
 
 def uwsgi(receiver, *args, **env):

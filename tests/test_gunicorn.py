@@ -2,6 +2,7 @@
 real receiver: every worker reports; stop, reload and recycling lose nothing finished."""
 import signal
 
+from conftest import run_python
 from server_helpers import (gunicorn, gunicorn_worker_pids, histogram_count, pids_with,
                             request_spans)
 
@@ -44,3 +45,30 @@ def test_max_requests_recycling_and_hup_reload_lose_nothing(receiver):
         assert len(gunicorn_worker_pids(server.output())) > 4, server.output()
     assert len(request_spans(receiver)) == 52
     assert histogram_count(receiver, "http.server.request.duration", **{"http.route": "/"}) == 52
+
+
+def test_a_fork_waits_for_an_import_on_the_reporter_thread(receiver, tmp_path):
+    """The master forks a worker at any moment, its reporter thread running: forked in the
+    middle of that thread's import (httpx, the first time it exports), the worker found
+    the module half-initialized for good, and never exported anything."""
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(1)\nLOADED = True\n")
+    result = run_python(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from spyglass import agent
+
+        def import_slowly():
+            import slow_to_import
+            return []
+
+        agent.start().reporter.add_periodic(import_slowly, 3600, first_delay=0)
+        while "slow_to_import" not in sys.modules:
+            time.sleep(0.001)
+        pid = os.fork()  # the reporter thread is inside the import
+        if pid == 0:
+            signal.alarm(10)  # a half-imported module can hang its next import
+            import slow_to_import
+            os._exit(0 if getattr(slow_to_import, "LOADED", False) else 3)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """, SPYGLASS_ENDPOINT=receiver.url)
+    assert result.stdout.split() == ["0"], result

@@ -60,6 +60,7 @@ def test_the_command_line_example_works_the_same(receiver):
     with uwsgi_script(receiver, os.path.join(EXAMPLES, "run_uwsgi.sh"), "--processes", "2") as server:
         server.wait_ready()
         wait_for_idle_workers_to_report(receiver, server, 2)
+        server.wait_workers_ready(2)
         assert {s for s, _ in server.drive("/", 40)} == {200}
         server.quit()
         assert_every_worker_reported(receiver, server, 41)
@@ -69,6 +70,9 @@ def test_the_command_line_example_works_the_same(receiver):
 def test_graceful_stop_right_after_traffic_loses_nothing(receiver, ini):
     with uwsgi(receiver, "--ini", ini, "--processes", "2") as server:
         server.wait_ready()
+        # One worker answering is not enough: the other may still be loading the app,
+        # deaf to the graceful stop (see wait_workers_ready).
+        server.wait_workers_ready(2)
         assert {s for s, _ in server.drive("/", 60)} == {200}
         server.quit()
     assert len(request_spans(receiver)) == 61
@@ -78,6 +82,7 @@ def test_graceful_stop_right_after_traffic_loses_nothing(receiver, ini):
 def test_every_route_of_the_example_app(receiver):
     with uwsgi(receiver, "--ini", INI, "--processes", "2") as server:
         server.wait_ready()
+        server.wait_workers_ready(2)
         assert server.get("/slow-sql")[0] == 200
         assert server.get("/error")[0] == 500
         status, body = server.get("/outbound")
@@ -102,11 +107,12 @@ def test_max_requests_recycling_loses_nothing(receiver, extra):
         assert {s for s, _ in server.drive("/", 60, concurrency=4)} == {200}
         # Recycled workers exit; what they had finished must have been sent.
         assert len(uwsgi_worker_pids(server.output())) > 2, server.output()
-        # A worker still loading the app misses a stop signal (uWSGI sets its handlers
-        # after the load): let the last respawned ones come up first.
+        # The last respawned workers report, and can take the stop: a worker still
+        # loading the app misses it (uWSGI sets its handlers after the load).
         assert receiver.wait_for(
             lambda r: pids_with(r, "process.cpu.time") >= set(
                 uwsgi_workers_in_order(server.output())[-2:]), timeout=20), server.output()
+        server.wait_workers_ready(2)
         server.quit()
     assert len(request_spans(receiver)) == 61
     assert histogram_count(receiver, "http.server.request.duration", **{"http.route": "/"}) == 61
@@ -127,6 +133,7 @@ def test_graceful_reload_loses_nothing_and_new_workers_report(receiver, ini):
         server.drive("/", 30)
         assert receiver.wait_for(lambda r: pids_with(r, "process.cpu.time") >= new_workers,
                                  timeout=15)
+        server.wait_workers_ready(2)
         server.quit()
     spans = request_spans(receiver)
     assert len(spans) == 62, len(spans)

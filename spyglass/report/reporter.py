@@ -7,6 +7,9 @@ covers forks done in C (uWSGI), which skip those hooks.
 
 At interpreter exit, and on SIGTERM where nothing else handles it, what is queued is
 drained within ``shutdown_timeout``. A process that queued nothing exits at once.
+
+The thread imports lazily (httpx, the collectors' modules), and only under ``_importing``,
+which ``os.fork`` waits for.
 """
 import atexit
 import collections
@@ -28,6 +31,35 @@ PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
 ENCODERS = {TRACES: otlp.encode_traces, LOGS: otlp.encode_logs, METRICS: otlp.encode_metrics}
 # A batch that cannot be sent is retried for this long at most (outside shutdown).
 BATCH_RETRY_BUDGET = 30.0
+# How long os.fork waits for the reporter thread to finish an import (see below).
+FORK_WAIT = 5.0
+
+# Held while the reporter thread runs code that may import. A fork in the middle of an
+# import (a gunicorn master forking a worker while its reporter imports httpx) would leave
+# the child a half-initialized module whose import lock belongs to a thread that does not
+# exist there: every later import of it fails or hangs, so that child never exports.
+_importing = threading.RLock()
+
+
+def _wait_for_imports():
+    # Bounded: the forking thread might itself hold a module lock the import waits for.
+    _importing.acquire(timeout=FORK_WAIT)
+
+
+def _release_after_fork_in_parent():
+    try:
+        _importing.release()
+    except RuntimeError:  # the wait timed out: this thread does not hold it
+        pass
+
+
+def _fresh_lock_after_fork_in_child():
+    global _importing
+    _importing = threading.RLock()
+
+
+os.register_at_fork(before=_wait_for_imports, after_in_parent=_release_after_fork_in_parent,
+                    after_in_child=_fresh_lock_after_fork_in_child)
 
 
 class Reporter:
@@ -199,7 +231,8 @@ class Reporter:
             self._wake.wait(self._seconds_to_next_due())
             self._wake.clear()
             try:
-                self._run_periodic()
+                with _importing:  # collectors import what they need on first use
+                    self._run_periodic()
                 self._drain(time.monotonic() + BATCH_RETRY_BUDGET)
             except Exception:
                 log.exception("spyglass: reporter error (continuing)")
@@ -268,13 +301,12 @@ class Reporter:
 
     def _export(self, kind, items, deadline) -> bool:
         try:
-            if self._transport is None:
-                from .transport import Transport  # httpx: imported here, off the app's path
-                self._transport = Transport(self.config.endpoint, self.config.headers,
-                                            self.config.timeout)
-            if self.resource is None:
-                self.resource = self._resource_attributes()
-            body = otlp.dumps(ENCODERS[kind](self.resource, items))
+            with _importing:  # the transport, the resource and the encoding import at first use
+                if self._transport is None:
+                    self._transport = self._new_transport()
+                if self.resource is None:
+                    self.resource = self._resource_attributes()
+                body = otlp.dumps(ENCODERS[kind](self.resource, items))
             sent = self._transport.send(PATHS[kind], body,
                                         lambda: self._current_deadline(deadline), self._sleep)
         except Exception:
@@ -282,6 +314,14 @@ class Reporter:
             sent = False
         self.counters["sent" if sent else "failed"] += len(items) if kind != METRICS else 1
         return sent
+
+    def _new_transport(self):
+        from .transport import Transport  # httpx: imported here, off the app's path
+
+        # The first request imports too: socket.getaddrinfo looks up the idna codec for the
+        # host name. Import it now, under _importing, rather than during a send.
+        "localhost".encode("idna")
+        return Transport(self.config.endpoint, self.config.headers, self.config.timeout)
 
     def _current_deadline(self, deadline):
         flush_deadline = self._deadline

@@ -27,6 +27,7 @@ MAX_ATTEMPTS = 6
 class Transport:
     def __init__(self, endpoint, headers, timeout):
         self.endpoint = endpoint
+        self.timeout = timeout
         self._client = httpx.Client(timeout=timeout, headers={
             **headers,
             "content-type": "application/json",
@@ -47,7 +48,9 @@ class Transport:
         url = self.endpoint + path
         data = gzip.compress(body, compresslevel=5)
         for attempt in range(MAX_ATTEMPTS):
-            reason, delay = self._attempt(url, data)
+            # Never wait on the network past the deadline (at exit: shutdown_timeout).
+            reason, delay = self._attempt(url, data, max(0.1, min(self.timeout,
+                                                                 deadline() - time.monotonic())))
             if reason is None:
                 self._recovered()
                 return True
@@ -63,11 +66,11 @@ class Transport:
         self.lost_while_down += 1
         return False
 
-    def _attempt(self, url, data):
+    def _attempt(self, url, data, timeout):
         """(None, None) on success, else (reason, retry delay or None for 'do not retry');
         a delay of 0 means 'retry after the usual backoff'."""
         try:
-            response = self._client.post(url, content=data)
+            response = self._client.post(url, content=data, timeout=timeout)
         except httpx.TimeoutException:
             return "timed out", 0
         except httpx.TransportError as exc:
