@@ -5,7 +5,7 @@ Each group has one entry: a hook on ``os`` (imported by every interpreter while
 it starts, so the hook fires at once) that starts the sensor and registers the
 lazy per-library hooks from ``spyglass.instrument.REGISTRY``.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 GROUPS = ("runtime", "flask", "django", "fastapi", "spyglass")
 
@@ -48,7 +48,10 @@ setup(
     long_description=README,
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["spyglass", "spyglass.*"]),
+    # Namespace discovery lists the collector's static/ and templates/ too, as the data
+    # directories they are (plain find_packages leaves setuptools warning about them).
+    packages=find_namespace_packages(include=["spyglass", "spyglass.*"],
+                                     exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={"spyglass.collector": ["static/*", "static/**/*", "templates/*",
                                          "templates/**/*"]},
