@@ -144,9 +144,12 @@ class RequestTrace:
         except Exception:
             log.exception("spyglass: error while finishing a request's span")
             duration_s = None
-        span.finish()
-        if duration_s is not None:
-            _record_metric(route or "", self.method, self.status_code, duration_s)
+        try:  # this runs in the app's own except blocks too: nothing of ours may escape
+            span.finish()
+            if duration_s is not None:
+                _record_metric(route or "", self.method, self.status_code, duration_s)
+        except Exception:
+            log.exception("spyglass: error while exporting a request's span")
 
     def _complete(self, span, route):
         config = self.agent.config
