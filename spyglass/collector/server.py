@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -29,6 +30,10 @@ logger = logging.getLogger("spyglass.collector")
 STATIC_DIR = Path(__file__).parent / "static"
 _SIGNALS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
 _DECODERS = {wire.JSON: otlp_json, wire.PROTOBUF: otlp_proto}
+# A refused body is drained for at most this long, and this much, before the connection closes.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
+
 _GRPC_CODES = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}  # google.rpc.Code
 
 
@@ -167,6 +172,7 @@ class Handler(BaseHTTPRequestHandler):
     def _read_body(self):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
+            self._body_unread = True
             return Collector.refuse(411, "chunked bodies are not accepted: send Content-Length")
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -176,6 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         limit = self.collector.config.max_body_bytes
         if length < 0 or length > limit:
             self.close_connection = True  # the unread body would poison the next request
+            self._body_unread = True
             return Collector.refuse(413, f"body of {length} bytes exceeds the limit of {limit}")
         body = self.rfile.read(length)
         if len(body) < length:
@@ -192,6 +199,7 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         else:
             self.close_connection = True
+            self._body_unread = True
 
     def _send(self, reply):
         self.send_response(reply.status)
@@ -204,6 +212,32 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(reply.body)
+        if self._body_unread:
+            self._linger()
+
+    # Set when a body is refused unread (411, 413): see _linger.
+    _body_unread = False
+
+    def _linger(self):
+        """Read and drop what the sender still sends of a refused body, for a while, before
+        closing: closing with unread data makes the kernel reset the connection, and the
+        sender would see a broken pipe instead of the reply that says why."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connection.settimeout(remaining)
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
 
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         logger.debug("%s - %s", self.address_string(), format % args)
