@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import per_call, verdict  # noqa: E402
+from _util import PEER_ENV, SENTRY_WITH_SINK, per_call, verdict  # noqa: E402
 
 N = 3_000
 BAR = 1.15
@@ -45,14 +45,7 @@ def request_loop():
 
 # (importable module, code run before setup_django, keyword arguments of setup_django)
 PEERS = {
-    "sentry-sdk": ("sentry_sdk", (
-        "import sentry_sdk\n"
-        "from sentry_sdk.transport import Transport\n"
-        "class Sink(Transport):\n"
-        "    def capture_envelope(self, envelope):\n"
-        "        pass\n"
-        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', traces_sample_rate=1.0, transport=Sink)\n"
-    ), ""),
+    "sentry-sdk": ("sentry_sdk", SENTRY_WITH_SINK, ""),
     "elastic-apm": ("elasticapm", "", (
         "installed_apps=['elasticapm.contrib.django'], "
         "middleware=['elasticapm.contrib.django.middleware.TracingMiddleware'], "
@@ -62,8 +55,6 @@ PEERS = {
     )),
     "ddtrace": ("ddtrace", "from ddtrace import patch\npatch(django=True)\n", ""),
 }
-PEER_ENV = {"DD_TRACE_AGENT_URL": "http://127.0.0.1:9", "DD_REMOTE_CONFIGURATION_ENABLED": "false",
-            "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false", "DD_TRACE_STARTUP_LOGS": "false"}
 
 
 def measured_in_a_fresh_process(before="", settings=""):

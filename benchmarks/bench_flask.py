@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import per_call, verdict  # noqa: E402
+from _util import PEER_ENV, SENTRY_WITH_SINK, per_call, verdict  # noqa: E402
 
 N = 5_000
 BAR = 1.15
@@ -53,14 +53,7 @@ def start_spyglass():
 # Each peer agent set up as its docs say, exporting to a sink (or nowhere) as ours does:
 # (importable module, set-up code run before ``app = hello_app()``, code run after it).
 PEERS = {
-    "sentry-sdk": ("sentry_sdk", (
-        "import sentry_sdk\n"
-        "from sentry_sdk.transport import Transport\n"
-        "class Sink(Transport):\n"
-        "    def capture_envelope(self, envelope):\n"
-        "        pass\n"
-        "sentry_sdk.init(dsn='http://key@127.0.0.1:9/1', traces_sample_rate=1.0, transport=Sink)\n"
-    ), ""),
+    "sentry-sdk": ("sentry_sdk", SENTRY_WITH_SINK, ""),
     "elastic-apm": ("elasticapm", "", (
         "import elasticapm\n"
         "from elasticapm.contrib.flask import ElasticAPM\n"
@@ -69,10 +62,6 @@ PEERS = {
     )),
     "ddtrace": ("ddtrace", "from ddtrace import patch\npatch(flask=True)\n", ""),
 }
-# Keep the peers quiet and off the network (their exporters would try a local agent).
-PEER_ENV = {"DD_TRACE_AGENT_URL": "http://127.0.0.1:9", "DD_REMOTE_CONFIGURATION_ENABLED": "false",
-            "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false", "DD_TRACE_STARTUP_LOGS": "false",
-            "ELASTIC_APM_CENTRAL_CONFIG": "false"}
 
 
 def peer_ratio(before, after):
