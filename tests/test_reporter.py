@@ -1,11 +1,14 @@
 """The reporter against a real receiver: forks, outages, throttling, exit and SIGTERM,
 bounded memory. Each app runs as its own interpreter under AUTOWRAPT_BOOTSTRAP=runtime."""
 import json
+import mmap
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from conftest import clean_env, free_port, run_python
 from otlp_receiver import OTLPReceiver
@@ -53,9 +56,20 @@ def test_os_fork_child_exports_its_own_spans_with_its_own_pid(receiver):
     assert receiver.schema_errors == []
 
 
-def test_fork_in_c_without_at_fork_hooks_restarts_reporter_and_reseeds_ids(receiver):
+# Where the kernel cannot wipe a page on fork, the pid is compared instead.
+PID_COMPARISON = """
+    from spyglass import process
+    from spyglass.report import reporter
+    from spyglass.trace import tracer
+    process.fork_marker = reporter._fork_marker = tracer._fork_marker = process._PidComparison()
+"""
+
+
+@pytest.mark.parametrize("marker", ["page wiped on fork", "pid comparison"])
+def test_fork_in_c_without_at_fork_hooks_restarts_reporter_and_reseeds_ids(receiver, marker):
     # libc's fork() directly, as uWSGI does: Python's at-fork hooks never run.
-    result = run_python(app("""
+    setup = textwrap.dedent(PID_COMPARISON) if marker == "pid comparison" else ""
+    result = run_python(setup + app("""
         import ctypes, os, sys
         libc = ctypes.CDLL(None, use_errno=True)
         pid = libc.fork()
@@ -74,6 +88,14 @@ def test_fork_in_c_without_at_fork_hooks_restarts_reporter_and_reseeds_ids(recei
     assert by_name["c-parent"]["resource"]["process.pid"] == int(lines["c-parent"][0])
     # Same generator state before the fork; the child re-seeded, so the ids differ.
     assert lines["c-child"][1] != lines["c-parent"][1]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="MADV_WIPEONFORK is Linux's")
+def test_fork_detection_reads_a_page_on_linux_not_the_pid():
+    from spyglass import process
+
+    assert isinstance(process.fork_marker, mmap.mmap)
+    assert process.fork_marker[0] == 1
 
 
 def test_endpoint_down_then_up_resumes_and_logs_each_once():

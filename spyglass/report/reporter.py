@@ -2,8 +2,8 @@
 
 The app's threads only append to a deque (dropping and counting when it is full); the
 thread batches, encodes and exports. It is started on first use and restarted in a forked
-child: ``os.register_at_fork`` covers ``os.fork``, and a pid comparison on every submit
-covers forks done in C (uWSGI), which skip those hooks.
+child: ``os.register_at_fork`` covers ``os.fork``, and a look at ``process.fork_marker`` on
+every submit covers forks done in C (uWSGI), which skip those hooks.
 
 At interpreter exit, and on SIGTERM where nothing else handles it, what is queued is
 drained within ``shutdown_timeout``. A process that queued nothing exits at once.
@@ -24,7 +24,7 @@ from . import otlp
 
 log = logging.getLogger("spyglass")
 
-_getpid = os.getpid
+_fork_marker = process.fork_marker
 
 TRACES, LOGS, METRICS = "traces", "logs", "metrics"
 PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
@@ -108,13 +108,13 @@ class Reporter:
     # -- the app's side: cheap, never blocks ---------------------------------------------
 
     def submit_trace(self, spans):
-        # _submit, written out: this runs once per trace. The tracer has just compared the
-        # pid when the trace began (process.check_fork), so the generation says it all.
+        # _submit, written out: this runs once per trace. The tracer has just looked for a
+        # fork when the trace began (process.fork_marker), so the generation says it all.
         if self._generation != process.generation:
             self._after_fork()
         queue = self._queue
         if len(queue) >= self._max_queue_size:
-            self._count_dropped()
+            self.counters["dropped"] += 1  # no lock: see _submit
             return
         queue.append((TRACES, spans))
         if self._thread is None:
@@ -129,24 +129,25 @@ class Reporter:
         self._submit(METRICS, metrics)
 
     def _submit(self, kind, item):
-        # One getpid() per submit is all fork detection costs the app: it catches forks made
-        # in C (uWSGI) that skipped the at-fork hooks. A deque append is atomic, so there is
-        # no lock: under a race the cap can be passed by a few items, one per thread at most.
-        if self._pid != _getpid():
+        # Reading process.fork_marker is all fork detection costs the app: it catches forks
+        # made in C (uWSGI) that skipped the at-fork hooks. A deque append is atomic, so
+        # there is no lock: under a race the cap can be passed by a few items, one per
+        # thread at most. Nor is there one for counting a drop: the increment of a dict's
+        # int calls no Python code, so under the GIL no other thread runs in its middle; a
+        # dead collector makes every submit a drop, and a lock would double its cost.
+        if not _fork_marker[0]:
+            process.reseed()
+        if self._generation != process.generation:
             self._after_fork()
         queue = self._queue
         if len(queue) >= self._max_queue_size:
-            self._count_dropped()
+            self.counters["dropped"] += 1
             return
         queue.append((kind, item))
         if self._thread is None:
             self.start()
         elif len(queue) >= self._batch_size:
             self._wake.set()
-
-    def _count_dropped(self):
-        with self._lock:
-            self.counters["dropped"] += 1
 
     def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
