@@ -156,6 +156,7 @@ def test_a_finished_trace_leaves_no_cyclic_garbage():
                     with t.start_active_span("child"):
                         pass
                 t.record_call(scope.span, "call", CLIENT, 1, 2, {})
+            assert scope.span.context.trace_id == scope.span.local.trace_id  # once finished too
         exported.clear()
         assert gc.collect() == 0
     finally:

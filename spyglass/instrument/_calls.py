@@ -10,7 +10,7 @@ What happens to a finished call (``Calls.record``, for leaf calls that propagate
    is kept even when the trace is unsampled. A failed call is kept too.
 3. A fast call in a sampled trace that repeats the previous call under the same parent (an
    N+1 loop) is folded into that span as ``spyglass.count``; a fast call under
-   ``span_min_duration`` is dropped at export (see ``LocalTrace``).
+   ``span_min_duration`` is dropped at export (see ``RootSpan``).
 
 Calls whose span must exist before they run (outbound HTTP injects its id) use
 ``Calls.finish`` on a span started with the tracer instead.

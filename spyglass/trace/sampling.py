@@ -3,7 +3,7 @@ with a sampled flag (W3C ``traceparent``) keeps the caller's decision.
 
 An unsampled trace is still traced locally at almost no cost, so that a request that
 turns out slow or errored, and calls over their slow threshold, are exported anyway
-(see ``LocalTrace``).
+(see ``RootSpan``).
 """
 import random
 

@@ -1,9 +1,11 @@
 """Spans, span contexts and the local part of a trace.
 
-A ``LocalTrace`` holds the finished spans of one trace in this process until its local root
-finishes, then hands them to the exporter as one unit. An unsampled trace keeps only what
-must be seen anyway: its root when that is slow, errored or forced, and calls marked
-``keep`` (slow or failed). Everything else about an unsampled span is a few attribute sets.
+The first span of a trace in this process, its local root (a ``RootSpan``), also holds what
+the trace's spans share: the trace id, the sampling decision, and the finished spans, until
+it finishes itself and hands them to the exporter as one unit. Every span's ``local`` is
+that root. An unsampled trace keeps only what must be seen anyway: its root when that is
+slow, errored or forced, and calls marked ``keep`` (slow or failed). Everything else about
+an unsampled span is a few attribute sets.
 """
 import time
 
@@ -55,140 +57,11 @@ class SpanContext(opentracing.SpanContext):
                 f"sampled={self.sampled})")
 
 
-class LocalTrace:
-    """What the spans of one trace in this process share: ids, sampling, the buffer."""
-
-    # No __slots__: class-level defaults keep a new one cheap (one is made per request).
-    dropped = 0
-    root = None
-    closed = False
-    aggregates = None  # category -> [count, total ns], for the calls made in this trace
-    # Fast calls (add_fast_call): the last one added and its key, to fold an N+1 run of
-    # identical calls into one span; and those span_min_duration may drop.
-    last_call = None
-    last_call_key = None
-    short_calls = None  # [(span, min duration ns)]
-
-    def __init__(self, trace_id, sampled, tracestate, tracer):
-        self.trace_id = trace_id
-        self.tracestate = tracestate
-        self.sampled = sampled
-        self.tracer = tracer
-        self.spans = []
-
-    def add(self, span):
-        if self.closed:
-            # A child that outlived its root (a background task): ship it on its own.
-            self.tracer.export([span])
-        elif len(self.spans) < self.tracer.max_spans_per_trace:
-            self.spans.append(span)
-        else:
-            self.dropped += 1
-
-    def fold_repeat(self, parent_id, key, end_ns):
-        """Count one more identical fast call into the last span added, when that span is
-        the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
-        True when folded."""
-        last = self.last_call
-        if last is None or key != self.last_call_key or last.parent_id != parent_id:
-            return False
-        spans = self.spans
-        if not spans or spans[-1] is not last:  # something else came in between
-            return False
-        attributes = last.attributes
-        attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
-        if end_ns > last.end_ns:
-            last.end_ns = end_ns
-        return True
-
-    def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
-                      repeat_key, min_duration_ns):
-        """The common case of a leaf call, in one step: sampled, neither slow nor failed.
-        Counted in the aggregates; then folded into an identical previous call under the
-        same parent (``repeat_key``; None never folds), or added as a span of its own.
-        Returns that span, or None when folded."""
-        duration = end_ns - start_ns
-        aggregates = self.aggregates
-        if aggregates is None:
-            aggregates = self.aggregates = {}
-        totals = aggregates.get(category)
-        if totals is None:
-            aggregates[category] = [1, duration]
-        else:
-            totals[0] += 1
-            totals[1] += duration
-        if repeat_key is not None and self.fold_repeat(parent.span_id, repeat_key, end_ns):
-            return None
-        span = Span(self.tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
-                    kind, parent.baggage, attributes)
-        span.end_ns = end_ns
-        spans = self.spans
-        if spans is not None and len(spans) < self.tracer.max_spans_per_trace:
-            spans.append(span)
-        else:
-            self.add(span)
-        self.last_call = span
-        self.last_call_key = repeat_key
-        if min_duration_ns and duration < min_duration_ns:
-            if self.short_calls is None:
-                self.short_calls = []
-            self.short_calls.append((span, min_duration_ns))
-        return span
-
-    def count_call(self, category, duration_ns):
-        """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
-        root), whether or not the call itself is exported."""
-        aggregates = self.aggregates
-        if aggregates is None:
-            aggregates = self.aggregates = {}
-        totals = aggregates.get(category)
-        if totals is None:
-            aggregates[category] = [1, duration_ns]
-        else:
-            totals[0] += 1
-            totals[1] += duration_ns
-
-    def close(self):
-        # Dropping the references back to spans breaks the span <-> trace cycles, so a
-        # finished trace is freed by reference counting, not left to the cyclic GC.
-        self.closed = True
-        root, spans = self.root, self.spans
-        self.root = self.spans = self.last_call = None
-        if self.sampled and not (self.short_calls or self.aggregates or self.dropped):
-            spans.append(root)  # the common case: nothing to add to the root
-            self.tracer.export(spans)
-        elif self.sampled or root.keep or spans:
-            self._export_with_summary(root, spans)
-
-    def _export_with_summary(self, root, spans):
-        """Export with what the root says about its trace: aggregates, dropped spans,
-        whether it was sampled; without the calls span_min_duration leaves out."""
-        if self.short_calls:
-            spans = self._without_short_calls(spans)
-        if self.aggregates:
-            attributes = root.attributes
-            for category, (count, total_ns) in self.aggregates.items():
-                attributes[f"spyglass.agg.{category}.count"] = count
-                attributes[f"spyglass.agg.{category}.duration_ms"] = total_ns / 1e6
-        if self.dropped:
-            root.attributes["spyglass.dropped_spans"] = self.dropped
-        if not self.sampled:
-            root.attributes["spyglass.sampled"] = False
-        spans.append(root)
-        self.tracer.export(spans)
-
-    def _without_short_calls(self, spans):
-        short = {id(span) for span, min_ns in self.short_calls
-                 if span.end_ns - span.start_ns < min_ns and not span.keep}
-        self.short_calls = None
-        return [span for span in spans if id(span) not in short] if short else spans
-
-
 class Span(opentracing.Span):
     # No __slots__: with class-level defaults a new span sets only what differs, which is
     # the cheapest way to make one. The SpanContext is made only when asked for.
     _context = None
-    local_root = False  # the first span of its trace in this process
+    local_root = False  # True on a RootSpan
     end_ns = 0
     events = None
     status = STATUS_UNSET
@@ -265,9 +138,7 @@ class Span(opentracing.Span):
             return
         self.end_ns = _time_ns() if finish_time is None else int(finish_time * 1e9)
         local = self.local
-        if self.local_root:
-            local.close()
-        elif local.sampled or self.keep:
+        if local.sampled or self.keep:
             local.add(self)
 
     def __exit__(self, exc_type, exc_value, traceback):
@@ -317,6 +188,179 @@ class Span(opentracing.Span):
         return f"<Span {self.name!r} {self.context!r}>"
 
 
+class _Itself:
+    """``RootSpan.local`` once its trace is closed: the span itself.
+
+    While the trace is open, ``local`` is the instance's own attribute, read at full speed
+    by every span made under it. Closing deletes that attribute, so that a finished root
+    no longer refers to itself and is freed by reference counting, not by the cyclic GC;
+    from then on this answers instead.
+    """
+
+    def __get__(self, span, owner=None):
+        return self if span is None else span
+
+
+class RootSpan(Span):
+    """The first span of a trace in this process, and the trace's buffer: the finished
+    spans under it wait in ``spans`` until it finishes, and go to the exporter with it."""
+
+    local_root = True
+    local = _Itself()
+    trace_id = 0  # an attribute here, not Span's property
+    # Set by the tracer where a trace continues from elsewhere (a remote parent).
+    parent_id = None
+    baggage = None
+    tracestate = ()
+    dropped = 0
+    closed = False
+    aggregates = None  # category -> [count, total ns], for the calls made in this trace
+    # Fast calls (add_fast_call): the last one added and its key, to fold an N+1 run of
+    # identical calls into one span; and those span_min_duration may drop.
+    last_call = None
+    last_call_key = None
+    short_calls = None  # [(span, min duration ns)]
+
+    def __init__(self, tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
+        self._tracer = tracer
+        self.local = self  # deleted by finish(): see _Itself
+        self.trace_id = trace_id
+        self.sampled = sampled
+        self.span_id = span_id
+        self.name = name
+        self.start_ns = start_ns
+        self.kind = kind
+        self.attributes = {}
+        self.spans = []
+
+    @property
+    def context(self):
+        # Kept only while the trace is open: it refers back to this span, and finish()
+        # lets go of it so that nothing refers to a finished root but its exporter.
+        context = self._context
+        if context is None:
+            context = SpanContext(self.trace_id, self.span_id, self.sampled, self.baggage,
+                                  self.tracestate, self)
+            if not self.closed:
+                self._context = context
+        return context
+
+    def finish(self, finish_time=None):
+        """Close the trace and export it (or, if unsampled, what must be seen of it)."""
+        if self.end_ns:
+            return
+        self.end_ns = _time_ns() if finish_time is None else int(finish_time * 1e9)
+        # Dropping the references to spans breaks the span <-> root cycles, so a finished
+        # trace is freed by reference counting, not left to the cyclic GC.
+        self.closed = True
+        spans = self.spans
+        self.spans = self.last_call = self._context = None
+        del self.local
+        if self.sampled and not (self.short_calls or self.aggregates or self.dropped):
+            spans.append(self)  # the common case: nothing to add to the root
+            self._tracer.export(spans)
+        elif self.sampled or self.keep or spans:
+            self._export_with_summary(spans)
+
+    # -- the trace's buffer -----------------------------------------------------------------
+
+    def add(self, span):
+        if self.closed:
+            # A child that outlived its root (a background task): ship it on its own.
+            self._tracer.export([span])
+        elif len(self.spans) < self._tracer.max_spans_per_trace:
+            self.spans.append(span)
+        else:
+            self.dropped += 1
+
+    def fold_repeat(self, parent_id, key, end_ns):
+        """Count one more identical fast call into the last span added, when that span is
+        the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
+        True when folded."""
+        last = self.last_call
+        if last is None or key != self.last_call_key or last.parent_id != parent_id:
+            return False
+        spans = self.spans
+        if not spans or spans[-1] is not last:  # something else came in between
+            return False
+        attributes = last.attributes
+        attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
+        if end_ns > last.end_ns:
+            last.end_ns = end_ns
+        return True
+
+    def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
+                      repeat_key, min_duration_ns):
+        """The common case of a leaf call, in one step: sampled, neither slow nor failed.
+        Counted in the aggregates; then folded into an identical previous call under the
+        same parent (``repeat_key``; None never folds), or added as a span of its own.
+        Returns that span, or None when folded."""
+        duration = end_ns - start_ns
+        aggregates = self.aggregates
+        if aggregates is None:
+            aggregates = self.aggregates = {}
+        totals = aggregates.get(category)
+        if totals is None:
+            aggregates[category] = [1, duration]
+        else:
+            totals[0] += 1
+            totals[1] += duration
+        if repeat_key is not None and self.fold_repeat(parent.span_id, repeat_key, end_ns):
+            return None
+        tracer = self._tracer
+        span = Span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
+                    kind, parent.baggage, attributes)
+        span.end_ns = end_ns
+        spans = self.spans
+        if spans is not None and len(spans) < tracer.max_spans_per_trace:
+            spans.append(span)
+        else:
+            self.add(span)
+        self.last_call = span
+        self.last_call_key = repeat_key
+        if min_duration_ns and duration < min_duration_ns:
+            if self.short_calls is None:
+                self.short_calls = []
+            self.short_calls.append((span, min_duration_ns))
+        return span
+
+    def count_call(self, category, duration_ns):
+        """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
+        root), whether or not the call itself is exported."""
+        aggregates = self.aggregates
+        if aggregates is None:
+            aggregates = self.aggregates = {}
+        totals = aggregates.get(category)
+        if totals is None:
+            aggregates[category] = [1, duration_ns]
+        else:
+            totals[0] += 1
+            totals[1] += duration_ns
+
+    def _export_with_summary(self, spans):
+        """Export with what the root says about its trace: aggregates, dropped spans,
+        whether it was sampled; without the calls span_min_duration leaves out."""
+        if self.short_calls:
+            spans = self._without_short_calls(spans)
+        attributes = self.attributes
+        if self.aggregates:
+            for category, (count, total_ns) in self.aggregates.items():
+                attributes[f"spyglass.agg.{category}.count"] = count
+                attributes[f"spyglass.agg.{category}.duration_ms"] = total_ns / 1e6
+        if self.dropped:
+            attributes["spyglass.dropped_spans"] = self.dropped
+        if not self.sampled:
+            attributes["spyglass.sampled"] = False
+        spans.append(self)
+        self._tracer.export(spans)
+
+    def _without_short_calls(self, spans):
+        short = {id(span) for span, min_ns in self.short_calls
+                 if span.end_ns - span.start_ns < min_ns and not span.keep}
+        self.short_calls = None
+        return [span for span in spans if id(span) not in short] if short else spans
+
+
 def _safe_str(value):
     try:
         return str(value)
@@ -342,9 +386,7 @@ def _set_sampling_priority(span, value):
         keep = False
     if keep:
         span.keep = True
-        root = span.local.root
-        if root is not None:
-            root.keep = True
+        span.local.keep = True  # the root: the whole trace is kept
     span.attributes["sampling.priority"] = value
 
 

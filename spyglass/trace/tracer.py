@@ -4,7 +4,6 @@ The same tracer serves two callers: the app through the OpenTracing API
 (``opentracing.tracer``), and spyglass's instrumentation, which uses the cheaper
 ``start_child`` / ``record_call`` to skip what a leaf call does not need.
 """
-import os
 import time
 
 import opentracing
@@ -13,13 +12,12 @@ from opentracing import SpanContextCorruptedException
 
 from . import propagation
 from .. import process
-from ..process import new_span_id as _new_span_id
 from .context import Scope, ScopeManager, get_active_scope
 from .sampling import Sampler
-from .span import INTERNAL, LocalTrace, Span, SpanContext, KIND_BY_TAG
+from .span import INTERNAL, KIND_BY_TAG, RootSpan, Span, SpanContext
 
 _time_ns = time.time_ns
-_getpid = os.getpid
+_fork_marker = process.fork_marker
 _getrandbits = process._getrandbits
 _TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
 
@@ -45,10 +43,20 @@ class Tracer(opentracing.Tracer):
                 and not ignore_active_span and manager.__class__ is ScopeManager):
             # The common case, flattened: child of the active span, activated at once.
             active = get_active_scope()
-            if active is None:
-                span = self._new_local_root(operation_name, None, _time_ns(), INTERNAL)
-            else:
-                span = self._new_span(operation_name, active.span, _time_ns(), INTERNAL)
+            if active is not None:
+                parent = active.span
+                if parent.__class__ is Span or parent.__class__ is RootSpan:
+                    span = Span(self, parent.local, _getrandbits(64) or 1, parent.span_id,
+                                operation_name, _time_ns(), INTERNAL, parent.baggage)
+                else:  # a span from elsewhere, activated through our scope manager
+                    span = self._new_span(operation_name, parent, _time_ns(), INTERNAL)
+            else:  # a new trace: _new_local_root, written out
+                if not _fork_marker[0]:
+                    process.reseed()
+                sampler = self.sampler
+                span = RootSpan(self, _getrandbits(128) or 1,
+                                sampler.rate >= 1.0 or sampler.sample_new_trace(),
+                                _getrandbits(64) or 1, operation_name, _time_ns())
             return Scope(manager, span, finish_on_close, active)
         span = self.start_span(operation_name, child_of, references, tags, start_time,
                                ignore_active_span)
@@ -138,7 +146,7 @@ class Tracer(opentracing.Tracer):
             span.keep = True
         spans = local.spans
         if spans is not None and len(spans) < self.max_spans_per_trace:
-            spans.append(span)  # LocalTrace.add, written out for the common case
+            spans.append(span)  # RootSpan.add, written out for the common case
         else:
             local.add(span)
         return span
@@ -146,33 +154,35 @@ class Tracer(opentracing.Tracer):
     # -- internals ------------------------------------------------------------------------
 
     def _new_span(self, name, parent, start_ns, kind):
-        if parent.__class__ is Span:
-            return Span(self, parent.local, _new_span_id(), parent.span_id, name, start_ns,
-                        kind, parent.baggage)
+        if parent.__class__ is Span or parent.__class__ is RootSpan:
+            return Span(self, parent.local, _getrandbits(64) or 1, parent.span_id, name,
+                        start_ns, kind, parent.baggage)
         if isinstance(parent, Span):
             parent = parent.context
         if isinstance(parent, SpanContext) and parent.local is not None:
             # A local span's context, passed as child_of: join its local trace.
-            return Span(self, parent.local, _new_span_id(), parent.span_id, name, start_ns,
-                        kind, parent._baggage)
+            return Span(self, parent.local, _getrandbits(64) or 1, parent.span_id, name,
+                        start_ns, kind, parent._baggage)
         return self._new_local_root(name, parent, start_ns, kind)
 
     def _new_local_root(self, name, parent, start_ns, kind):
         """A fresh trace, or the local part of a trace that came from elsewhere."""
-        if _getpid() != process._pid:  # a fork that skipped the at-fork hooks (uWSGI)
+        if not _fork_marker[0]:  # a fork that skipped the at-fork hooks (uWSGI)
             process.reseed()
-        if isinstance(parent, SpanContext):
-            sampled = parent.sampled  # parent-based: the caller decided
-            trace_id, parent_id = parent.trace_id, parent.span_id
-            baggage, tracestate = parent._baggage, parent.tracestate
-        else:  # None, or another tracer's context, which carries nothing we can continue
-            rate = self.sampler.rate
-            sampled = rate >= 1.0 or self.sampler.sample_new_trace()
-            trace_id, parent_id, baggage, tracestate = _getrandbits(128) or 1, None, None, ()
-        local = LocalTrace(trace_id, sampled, tracestate, self)
-        span = Span(self, local, _getrandbits(64) or 1, parent_id, name, start_ns, kind, baggage)
-        span.local_root = True
-        local.root = span
+        if parent is None or not isinstance(parent, SpanContext):
+            # None, or another tracer's context, which carries nothing we can continue.
+            sampler = self.sampler
+            sampled = sampler.rate >= 1.0 or sampler.sample_new_trace()
+            return RootSpan(self, _getrandbits(128) or 1, sampled, _getrandbits(64) or 1,
+                            name, start_ns, kind)
+        # Parent-based sampling: the caller decided.
+        span = RootSpan(self, parent.trace_id, parent.sampled, _getrandbits(64) or 1, name,
+                        start_ns, kind)
+        span.parent_id = parent.span_id
+        if parent._baggage:
+            span.baggage = parent._baggage
+        if parent.tracestate:
+            span.tracestate = parent.tracestate
         return span
 
 
