@@ -80,6 +80,7 @@ class Reporter:
         self._queue = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._wake_asked = False  # the app's threads have set _wake since the thread woke
         self._interrupt = threading.Event()  # cuts a retry's backoff short on flush/exit
         self._idle = threading.Condition(threading.Lock())
         self._thread = None
@@ -116,11 +117,11 @@ class Reporter:
         if len(queue) >= self._max_queue_size:
             self.counters["dropped"] += 1  # no lock: see _submit
             return
-        queue.append((TRACES, spans))
+        queue.append(spans)  # a trace goes in as its list of spans; other items as tuples
         if self._thread is None:
             self.start()
-        elif len(queue) >= self._batch_size:
-            self._wake.set()
+        elif len(queue) >= self._batch_size and not self._wake_asked:
+            self._wake_up()
 
     def submit_log(self, record):
         self._submit(LOGS, record)
@@ -146,8 +147,14 @@ class Reporter:
         queue.append((kind, item))
         if self._thread is None:
             self.start()
-        elif len(queue) >= self._batch_size:
-            self._wake.set()
+        elif len(queue) >= self._batch_size and not self._wake_asked:
+            self._wake_up()
+
+    def _wake_up(self):
+        # Once per batch, not on every submit while the thread is on its way: setting an
+        # Event takes a lock and notifies, which costs more than the submit itself.
+        self._wake_asked = True
+        self._wake.set()
 
     def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
@@ -231,6 +238,7 @@ class Reporter:
         while True:
             self._wake.wait(self._seconds_to_next_due())
             self._wake.clear()
+            self._wake_asked = False
             try:
                 with _importing:  # collectors import what they need on first use
                     self._run_periodic()
@@ -286,19 +294,26 @@ class Reporter:
         return ok and not self._queue
 
     def _take_batch(self):
-        batches = {}
+        """Up to batch_size items off the queue, by kind. This thread holds the GIL while
+        it runs, so the app's threads wait for it: it is kept to a few bytecodes per item."""
         queue = self._queue
-        for _ in range(self._batch_size):
+        traces, logs, metrics = [], [], []
+        taken = 0
+        for _ in range(min(len(queue), self._batch_size)):
             try:
-                kind, item = queue.popleft()
-            except IndexError:
+                item = queue.popleft()
+            except IndexError:  # a flush on another thread took the rest meanwhile
                 break
-            self.counters["taken"] += 1
-            if kind == METRICS:
-                batches.setdefault(kind, []).extend(item)
+            taken += 1
+            if item.__class__ is not tuple:
+                traces.append(item)
+            elif item[0] is LOGS:
+                logs.append(item[1])
             else:
-                batches.setdefault(kind, []).append(item)
-        return batches
+                metrics.extend(item[1])
+        self.counters["taken"] += taken
+        return {kind: items for kind, items in ((TRACES, traces), (LOGS, logs), (METRICS, metrics))
+                if items}
 
     def _export(self, kind, items, deadline) -> bool:
         try:
