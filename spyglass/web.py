@@ -21,6 +21,7 @@ force_send          export this request's span even if head sampling dropped its
 """
 import logging
 import time
+import types
 
 from .errors import capture
 
@@ -31,6 +32,7 @@ OPTIONS = ("username", "report_local_vars", "ignore_slow", "ignore_error", "view
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
                      "PATCH", "QUERY"))
 MAX_HELD_LOGS = 200
+NO_OPTIONS = types.MappingProxyType({})
 
 _time_ns = time.time_ns
 
@@ -61,10 +63,6 @@ class RequestTrace:
 
     # -- what the request says about itself (overridden per server interface) ----------
 
-    def _request_option(self, name):
-        """An option set on the request itself (the WSGI environ)."""
-        return None
-
     def _remote_user(self):
         return None
 
@@ -74,11 +72,14 @@ class RequestTrace:
 
     # -- options, user, route ------------------------------------------------------------
 
+    def current_options(self):
+        """The request's options as they stand now (read-only): those set through
+        ``set_request_options``, over those the request carries itself (the WSGI environ's
+        ``spyglass.*`` keys, which the app may set while it runs)."""
+        return self.options or NO_OPTIONS
+
     def option(self, name):
-        options = self.options
-        if options is not None and name in options:
-            return options[name]
-        return self._request_option(name)
+        return self.current_options().get(name)
 
     def set_options(self, options):
         check_options(options)
@@ -87,10 +88,10 @@ class RequestTrace:
         self.options.update(options)
 
     def route_name(self):
-        return self.option("view_name") or self.route
+        return self.current_options().get("view_name") or self.route
 
-    def user_info(self):
-        username = self.option("username")
+    def user_info(self, options=None):
+        username = (self.current_options() if options is None else options).get("username")
         if username:
             return {"id": str(username), "username": str(username)}
         if self.framework_user:
@@ -139,8 +140,10 @@ class RequestTrace:
         span = self.span
         route = None
         try:
-            route = self.route_name()
-            duration_s = self._complete(span, route)
+            # Options read once: the common request has none, and finishing is per request.
+            options = self.current_options()
+            route = options.get("view_name") or self.route
+            duration_s = self._complete(span, route, options)
         except Exception:
             log.exception("spyglass: error while finishing a request's span")
             duration_s = None
@@ -151,7 +154,7 @@ class RequestTrace:
         except Exception:
             log.exception("spyglass: error while exporting a request's span")
 
-    def _complete(self, span, route):
+    def _complete(self, span, route, options):
         config = self.agent.config
         attributes = span.attributes
         status = self.status_code
@@ -161,34 +164,34 @@ class RequestTrace:
             attributes["http.route"] = route
         if status:
             attributes["http.response.status_code"] = status
-        user = self.user_info()
+        user = self.user_info(options)
         if user and user.get("id"):
             attributes["enduser.id"] = str(user["id"])
-        if not self.errored and status >= 500 and not _truthy(self.option("ignore_error")):
+        if not self.errored and status >= 500 and not _truthy(options.get("ignore_error")):
             span.mark_error("")
             self.errored = True
-        elif status == 404 and config.report_404 and not _truthy(self.option("ignore_error")):
+        elif status == 404 and config.report_404 and not _truthy(options.get("ignore_error")):
             span.mark_error("Not Found")
             self.errored = True
             capture.capture_request_message(self, "404 Not Found", "error",
                                             fingerprint=["404", route or self.path])
         duration_s = (_time_ns() - span.start_ns) / 1e9
-        slow = duration_s >= config.slow_request_time and self._may_be_slow(config)
+        slow = duration_s >= config.slow_request_time and self._may_be_slow(config, options)
         if slow:
             attributes["spyglass.slow"] = True
             span.keep = True
-        if _truthy(self.option("force_send")):
+        if options and _truthy(options.get("force_send")):
             span.keep = True
         if self.held_logs:
-            if self.errored or slow or _truthy(self.option("force_logs")):
+            if self.errored or slow or _truthy(options.get("force_logs")):
                 submit = self.agent.reporter.submit_log
                 for record in self.held_logs:
                     submit(record)
             self.held_logs = None
         return duration_s
 
-    def _may_be_slow(self, config):
-        if _truthy(self.option("ignore_slow")):
+    def _may_be_slow(self, config, options):
+        if _truthy(options.get("ignore_slow")):
             return False
         prefixes = config.ignore_slow_paths
         return not (prefixes and self.path.startswith(prefixes))

@@ -18,11 +18,12 @@ from . import agent as agent_module
 from . import web  # noqa: F401  (first: see the note on imports there)
 from .scopes import push_request_scope, pop_scope, current as current_scope
 from .trace.context import Scope, suppressed
-from .web import METHODS as _METHODS, OPTIONS, RequestTrace
+from .web import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace
 
 _get_agent = agent_module.get
 _is_suppressed = suppressed.get
 _ENVIRON_KEYS = {name: "spyglass." + name for name in OPTIONS}
+_ENVIRON_KEY_SET = frozenset(_ENVIRON_KEYS.values())
 
 
 def middleware(app):
@@ -37,6 +38,7 @@ def middleware(app):
 
 class WSGIRequest(RequestTrace):
     status = None
+    tracer = None  # the tracer that made ``span`` (start() sets it)
 
     def __init__(self, agent, span, method, environ, start_response):
         # RequestTrace.__init__, inlined: one of these is made per request.
@@ -60,14 +62,14 @@ class WSGIRequest(RequestTrace):
                 pass
         RequestTrace.finish(self)
 
-    def option(self, name, _keys=_ENVIRON_KEYS):
-        options = self.options
-        if options is not None and name in options:
-            return options[name]
-        return self.environ.get(_keys[name])
-
-    def _request_option(self, name):
-        return self.environ.get(_ENVIRON_KEYS[name])
+    def current_options(self):
+        environ = self.environ
+        if environ.keys().isdisjoint(_ENVIRON_KEY_SET):  # looks up the few keys, in C
+            return self.options or NO_OPTIONS
+        found = {name: environ[key] for name, key in _ENVIRON_KEYS.items() if key in environ}
+        if self.options:
+            found.update(self.options)
+        return found
 
     def _remote_user(self):
         return self.environ.get("REMOTE_USER")
@@ -89,7 +91,8 @@ def start(agent, environ, start_response):
         return None
     method = get("REQUEST_METHOD") or "GET"
     known = method if method in _METHODS else "_OTHER"
-    span = agent.tracer.start_server_span(known, environ if "HTTP_TRACEPARENT" in environ else None)
+    tracer = agent.tracer
+    span = tracer.start_server_span(known, environ if "HTTP_TRACEPARENT" in environ else None)
     attributes = span.attributes
     attributes["http.request.method"] = known
     if known is not method:
@@ -107,6 +110,7 @@ def start(agent, environ, start_response):
         if client:
             attributes["client.address"] = client
     request = WSGIRequest(agent, span, method, environ, start_response)
+    request.tracer = tracer
     request.path = path
     return request
 
@@ -128,7 +132,7 @@ def call(app, environ, start_response):
     if request is None:
         return app(environ, start_response)
     token = push_request_scope(request, parent_scope)
-    active = Scope(agent.tracer.scope_manager, request.span, False)
+    active = Scope(request.tracer._scope_manager, request.span, False)
     try:
         result = app(environ, request.start_response)
     except BaseException as exc:
@@ -151,23 +155,32 @@ def call(app, environ, start_response):
 class ClosingResponse:
     """The app's response iterable, unchanged in content; ends the request's span when
     the server has read it all or closes it, and reports an error raised while
-    iterating."""
+    iterating.
 
-    __slots__ = ("_result", "_request")
+    An iterator class, not a generator: a server that stops reading once it has the
+    Content-Length (werkzeug's does) and then closes would leave a generator suspended,
+    and its collection would throw GeneratorExit into it, a costly exception per request.
+    """
+
+    __slots__ = ("_result", "_request", "_iterator")
 
     def __init__(self, result, request):
         self._result = result
         self._request = request
 
     def __iter__(self):
-        request = self._request
+        self._iterator = iter(self._result)
+        return self
+
+    def __next__(self):
         try:
-            for chunk in self._result:
-                yield chunk
-        except BaseException as exc:
-            request.fail(exc)
+            return next(self._iterator)
+        except StopIteration:
+            self._request.finish()
             raise
-        request.finish()
+        except BaseException as exc:
+            self._request.fail(exc)
+            raise
 
     def close(self):
         try:

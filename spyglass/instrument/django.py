@@ -98,8 +98,8 @@ def _traced_chain(chain):
         if trace is None:
             return chain(request)
         parent = current_scope()
-        token = push_request_scope(trace)
-        active = Scope(agent.tracer.scope_manager, trace.span, False)
+        token = push_request_scope(trace, parent)
+        active = Scope(trace.tracer._scope_manager, trace.span, False)
         try:
             response = chain(request)
         except BaseException as exc:
@@ -130,8 +130,8 @@ def _traced_async_chain(chain):
         if trace is None:
             return await chain(request)
         parent = current_scope()
-        token = push_request_scope(trace)
-        active = Scope(agent.tracer.scope_manager, trace.span, False)
+        token = push_request_scope(trace, parent)
+        active = Scope(trace.tracer._scope_manager, trace.span, False)
         try:
             response = await chain(request)
         except BaseException as exc:

@@ -128,7 +128,7 @@ class Tracer(opentracing.Tracer):
             if found is not None:
                 parent = SpanContext(found.trace_id, found.span_id, found.sampled,
                                      found.baggage or None, found.tracestate)
-        return self._new_span(name, parent, _time_ns(), kind)
+        return self._new_local_root(name, parent, _time_ns(), kind)
 
     def record_call(self, parent, name, kind, start_ns, end_ns, attributes, keep=False):
         """Record an already finished leaf call under ``parent`` (a Span).
