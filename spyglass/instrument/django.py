@@ -89,7 +89,8 @@ def _traced_chain(chain):
         agent = _get_agent()
         if agent is None or suppressed.get():
             return chain(request)
-        outer = current_request()
+        parent = current_scope()
+        outer = parent.request
         if outer is not None:  # a spyglass WSGI/ASGI middleware outside Django traces it
             response = chain(request)
             _annotate(outer, request, response)
@@ -97,7 +98,6 @@ def _traced_chain(chain):
         trace = _start(agent, request)
         if trace is None:
             return chain(request)
-        parent = current_scope()
         token = push_request_scope(trace, parent)
         active = Scope(trace.tracer._scope_manager, trace.span, False)
         try:
@@ -121,7 +121,8 @@ def _traced_async_chain(chain):
         agent = _get_agent()
         if agent is None or suppressed.get():
             return await chain(request)
-        outer = current_request()
+        parent = current_scope()
+        outer = parent.request
         if outer is not None:
             response = await chain(request)
             _annotate(outer, request, response)
@@ -129,7 +130,6 @@ def _traced_async_chain(chain):
         trace = _start(agent, request)
         if trace is None:
             return await chain(request)
-        parent = current_scope()
         token = push_request_scope(trace, parent)
         active = Scope(trace.tracer._scope_manager, trace.span, False)
         try:
