@@ -305,7 +305,8 @@ class RootSpan(Span):
         else:
             totals[0] += 1
             totals[1] += duration
-        if repeat_key is not None and self.fold_repeat(parent.span_id, repeat_key, end_ns):
+        if (repeat_key is not None and repeat_key == self.last_call_key
+                and self.fold_repeat(parent.span_id, repeat_key, end_ns)):
             return None
         tracer = self._tracer
         span = Span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
@@ -316,8 +317,9 @@ class RootSpan(Span):
             spans.append(span)
         else:
             self.add(span)
-        self.last_call = span
-        self.last_call_key = repeat_key
+        if repeat_key is not None:  # else never folded into; fold_repeat sees it last
+            self.last_call = span
+            self.last_call_key = repeat_key
         if min_duration_ns and duration < min_duration_ns:
             if self.short_calls is None:
                 self.short_calls = []
