@@ -144,7 +144,7 @@ def send_test_telemetry(config):
 
     import httpx
 
-    from .report import otlp
+    from .report import encode, otlp
     from .report.resource import resource_attributes, SDK_VERSION
     from .trace.tracer import Tracer
 
@@ -155,10 +155,10 @@ def send_test_telemetry(config):
     resource = resource_attributes(config)
     now = time.time_ns()
     bodies = {
-        "/v1/traces": otlp.encode_traces(resource, spans),
-        "/v1/metrics": otlp.encode_metrics(resource, [otlp.gauge_metric(
+        "/v1/traces": encode.traces_body(resource, spans),
+        "/v1/metrics": encode.metrics_body(resource, [otlp.gauge_metric(
             "spyglass.test", "1", "connectivity test", [otlp.number_point(1, now)])]),
-        "/v1/logs": otlp.encode_logs(resource, [otlp.log_record(
+        "/v1/logs": encode.logs_body(resource, [otlp.log_record(
             now, 9, "INFO", "spyglass connectivity test", {"spyglass.test": True})]),
     }
     headers = {**config.headers, "content-type": "application/json",
@@ -168,7 +168,7 @@ def send_test_telemetry(config):
             url = config.endpoint + path
             started = time.perf_counter()
             try:
-                response = client.post(url, content=gzip.compress(otlp.dumps(payload)))
+                response = client.post(url, content=gzip.compress(payload))
             except httpx.TimeoutException:
                 return (f"{url}: no answer within {config.timeout}s (timeout). Is the collector "
                         "overloaded, or a firewall dropping packets? Raise spyglass.timeout if needed.")

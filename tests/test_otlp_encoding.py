@@ -1,14 +1,17 @@
 """Every body the sensor exports parses strictly against the OTLP protobuf schema."""
+import gzip
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from conftest import run_python
-from spyglass.report import otlp
+from spyglass.report import encode, otlp
+from spyglass.report.transport import Transport
 from spyglass.trace.tracer import Tracer
 
 RESOURCE = {"service.name": "svc", "process.pid": 42, "process.command_args": ["a", "b"]}
@@ -40,7 +43,7 @@ def test_spans_with_every_attribute_type():
                 raise KeyError("k")
         except KeyError:
             pass
-    body = otlp.dumps(otlp.encode_traces(RESOURCE, exported))
+    body = encode.traces_body(RESOURCE, exported)
     request = strict(body, ExportTraceServiceRequest)
     spans = request.resource_spans[0].scope_spans[0].spans
     assert [s.name for s in spans] == ["child", "root"]
@@ -72,7 +75,7 @@ def test_remote_parent_flag_on_a_continued_trace():
     with tracer.start_active_span("server", child_of=context):
         with tracer.start_active_span("inner"):
             pass
-    payload = json.loads(otlp.dumps(otlp.encode_traces(RESOURCE, exported)))
+    payload = json.loads(encode.traces_body(RESOURCE, exported))
     inner, server = payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert server["flags"] == 0x301 and inner["flags"] == 0x101
     assert server["traceState"] == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
@@ -82,12 +85,12 @@ def test_remote_parent_flag_on_a_continued_trace():
 def test_logs_and_metrics_bodies():
     record = otlp.log_record(1_700_000_000_000_000_000, 17, "ERROR", "boom",
                              {"event.name": "spyglass.error", "n": 3}, trace_id=5, span_id=6)
-    strict(otlp.dumps(otlp.encode_logs(RESOURCE, [record])), ExportLogsServiceRequest)
+    strict(encode.logs_body(RESOURCE, [record]), ExportLogsServiceRequest)
     metrics = [
         otlp.sum_metric("c", "{item}", "d", [otlp.number_point(3, 2, 1, {"a": "b"})]),
         otlp.gauge_metric("g", "By", "d", [otlp.number_point(2.5, 2)]),
     ]
-    request = strict(otlp.dumps(otlp.encode_metrics(RESOURCE, metrics)), ExportMetricsServiceRequest)
+    request = strict(encode.metrics_body(RESOURCE, metrics), ExportMetricsServiceRequest)
     assert request.resource_metrics[0].scope_metrics[0].metrics[0].sum.is_monotonic
 
 
@@ -107,3 +110,64 @@ def test_the_sensors_own_counters_arrive_as_metrics(receiver, interval):
     sent = [m for m in metrics if m["name"] == "spyglass.export.sent"][-1]
     assert int(sent["sum"]["dataPoints"][0]["asInt"]) >= 1
     assert receiver.schema_errors == []
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values, st.one_of(st.text(), st.integers()))
+def test_attributes_written_directly_are_what_the_dict_mapping_says(value, key):
+    # The span writer skips the dicts for speed; what it writes must be any_value's JSON.
+    direct = json.loads(f"[{encode._attributes_json({key: value})}]".encode("utf-8", "replace"))
+    mapped = json.loads(encode.dumps(otlp.attributes({key: value})))
+    assert direct == mapped
+
+
+def test_span_fields_written_directly_parse_as_the_protobuf_message_says():
+    exported = []
+    tracer = Tracer(export=exported.append)
+    with tracer.start_active_span('quote " back\\\\slash \u2028 \ud800') as scope:
+        scope.span.set_tag(3, 'int key')
+        scope.span.mark_error('bad "thing"')
+    request = strict(encode.traces_body(RESOURCE, exported), ExportTraceServiceRequest)
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert span.name == 'quote " back\\\\slash \u2028 ?'
+    assert span.status.message == 'bad "thing"'
+    assert {a.key: a.value.string_value for a in span.attributes} == {"3": "int key"}
+    resource = {a.key for a in request.resource_spans[0].resource.attributes}
+    assert resource == set(RESOURCE)
+
+
+def test_a_body_in_chunks_is_the_same_body_whatever_the_chunk_size():
+    # The reporter streams a batch's body into gzip in pieces; the pieces must make the
+    # very body the whole encoders make.
+    exported = []
+    tracer = Tracer(export=exported.append)
+    for i in range(50):
+        with tracer.start_active_span("root") as scope:
+            scope.span.set_tag("text", "žluťoučký \ud800 " + "x" * i)
+            scope.span.log_kv({"event": "checkpoint", "n": i})
+            with tracer.start_active_span("child"):
+                pass
+    records = [otlp.log_record(1, 17, "ERROR", "boom", {"n": n}) for n in range(5)]
+    metrics = [otlp.gauge_metric("g", "By", "d", [otlp.number_point(n, 2)]) for n in range(5)]
+    transport = Transport("http://127.0.0.1:9", {}, 1.0)
+    try:
+        for kind, whole, items, message in (
+                ("traces", encode.traces_body, exported, ExportTraceServiceRequest),
+                ("logs", encode.logs_body, records, ExportLogsServiceRequest),
+                ("metrics", encode.metrics_body, metrics, ExportMetricsServiceRequest),
+                ("traces", encode.traces_body, [], ExportTraceServiceRequest)):
+            body = whole(RESOURCE, items)
+            strict(body, message)
+            for chunk_size in (1, 100, encode.CHUNK_SIZE):
+                chunks = list(encode.body_chunks(kind, RESOURCE, items, chunk_size))
+                assert b"".join(chunks) == body
+                assert gzip.decompress(transport.compress(iter(chunks))) == body
+        assert len(list(encode.body_chunks("traces", RESOURCE, exported, 1000))) > 5
+    finally:
+        transport.close()

@@ -205,3 +205,30 @@ def test_memory_stays_bounded_when_the_endpoint_is_unreachable():
     assert stats["queue"] <= 500 + 2
     assert stats["dropped"] > 20000
     assert stats["growth"] < 4 * 1024 * 1024, stats
+
+
+def test_metrics_are_folded_while_the_queue_never_empties(receiver):
+    # The app makes traces faster than they are exported, so the queue is never empty;
+    # the fold (4 times a second) must still run between batches, or the values recorded
+    # meanwhile pile up to metrics.MAX_PENDING and are dropped (8,192 of them fill up in
+    # under half a second).
+    result = run_python("""
+        import json, time, opentracing, spyglass, spyglass.agent
+        from spyglass import metrics
+        with opentracing.tracer.start_active_span("first"):
+            pass
+        spyglass.flush(10)  # the first export (httpx imported) and
+        time.sleep(1.5)  # the process snapshot: one-time work, done before the load
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            for _ in range(20):  # one value per 20 traces: ~20,000 a second
+                with opentracing.tracer.start_active_span("load"):
+                    pass
+            metrics.counter("load.count")
+        running = spyglass.agent.get()
+        print(json.dumps({"dropped": running.metrics.dropped,
+                          "traces dropped": running.reporter.counters["dropped"]}))
+    """, timeout=60, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url,
+        SPYGLASS_METRICS_INTERVAL="1", SPYGLASS_SHUTDOWN_TIMEOUT="1")
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stats["dropped"] == 0, stats

@@ -1,6 +1,6 @@
-"""OTLP JSON encoding (the protobuf JSON mapping: hex ids, int64 as strings, enums as ints).
-
-Runs on the reporter thread only; the app's threads never pay for it.
+"""The OTLP data model as the JSON mapping writes it (hex ids, int64 as strings, enums as
+ints): attribute values, log records and metrics, as dicts. Imported at startup, so it
+imports nothing; the bodies of export requests are written by ``encode``.
 """
 import base64
 
@@ -40,55 +40,6 @@ def attributes(mapping):
     return [{"key": str(key), "value": any_value(value)} for key, value in mapping.items()]
 
 
-def _span(span):
-    local = span.local
-    encoded = {
-        "traceId": f"{local.trace_id:032x}",
-        "spanId": f"{span.span_id:016x}",
-        "name": str(span.name),
-        "kind": span.kind,
-        "startTimeUnixNano": str(span.start_ns),
-        "endTimeUnixNano": str(span.end_ns),
-        "attributes": attributes(span.attributes),
-        "flags": _span_flags(span),
-    }
-    if span.parent_id:
-        encoded["parentSpanId"] = f"{span.parent_id:016x}"
-    if local.tracestate:
-        encoded["traceState"] = ",".join(f"{k}={v}" for k, v in local.tracestate)
-    if span.events:
-        encoded["events"] = [
-            {"timeUnixNano": str(when), "name": name, "attributes": attributes(attrs)}
-            for when, name, attrs in span.events
-        ]
-    if span.status:
-        encoded["status"] = {"code": span.status, "message": span.status_message}
-    return encoded
-
-
-def _span_flags(span):
-    # W3C trace flags in bits 0-7; bit 8 says bit 9 is known; bit 9: the parent is remote.
-    remote_parent = span.local_root and bool(span.parent_id)
-    return 0x100 | (0x200 if remote_parent else 0) | (1 if span.local.sampled else 0)
-
-
-def encode_traces(resource, traces):
-    """``traces``: lists of finished spans, one list per local trace."""
-    spans = [_span(span) for trace in traces for span in trace]
-    return {"resourceSpans": [{
-        "resource": {"attributes": attributes(resource)},
-        "scopeSpans": [{"scope": SCOPE, "spans": spans}],
-    }]}
-
-
-def encode_logs(resource, records):
-    """``records``: LogRecord tuples (see ``log_record``)."""
-    return {"resourceLogs": [{
-        "resource": {"attributes": attributes(resource)},
-        "scopeLogs": [{"scope": SCOPE, "logRecords": list(records)}],
-    }]}
-
-
 def log_record(time_ns, severity_number, severity_text, body, attrs, trace_id=0, span_id=0):
     """One OTLP LogRecord, already encoded (the caller's thread does this, it is cheap)."""
     record = {
@@ -104,14 +55,6 @@ def log_record(time_ns, severity_number, severity_text, body, attrs, trace_id=0,
         record["spanId"] = f"{span_id:016x}"
         record["flags"] = 1
     return record
-
-
-def encode_metrics(resource, metrics):
-    """``metrics``: OTLP Metric dicts (see ``sum_metric``, ``gauge_metric``)."""
-    return {"resourceMetrics": [{
-        "resource": {"attributes": attributes(resource)},
-        "scopeMetrics": [{"scope": SCOPE, "metrics": list(metrics)}],
-    }]}
 
 
 def number_point(value, time_ns, start_ns=0, attrs=None):
@@ -160,10 +103,3 @@ def histogram_metric(name, unit, description, points,
                      temporality=AGGREGATION_TEMPORALITY_CUMULATIVE):
     return {"name": name, "unit": unit, "description": description, "histogram": {
         "dataPoints": points, "aggregationTemporality": temporality}}
-
-
-def dumps(payload) -> bytes:
-    import json
-
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8", "replace")

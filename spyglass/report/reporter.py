@@ -28,7 +28,6 @@ _fork_marker = process.fork_marker
 
 TRACES, LOGS, METRICS = "traces", "logs", "metrics"
 PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
-ENCODERS = {TRACES: otlp.encode_traces, LOGS: otlp.encode_logs, METRICS: otlp.encode_metrics}
 # A batch that cannot be sent is retried for this long at most (outside shutdown).
 BATCH_RETRY_BUDGET = 30.0
 # How long os.fork waits for the reporter thread to finish an import (see below).
@@ -242,7 +241,7 @@ class Reporter:
             try:
                 with _importing:  # collectors import what they need on first use
                     self._run_periodic()
-                self._drain(time.monotonic() + BATCH_RETRY_BUDGET)
+                self._drain(time.monotonic() + BATCH_RETRY_BUDGET, periodic=True)
             except Exception:
                 log.exception("spyglass: reporter error (continuing)")
             with self._idle:
@@ -279,9 +278,13 @@ class Reporter:
             if metrics:
                 self.submit_metrics(metrics)
 
-    def _drain(self, deadline) -> bool:
+    def _drain(self, deadline, periodic=False) -> bool:
         """Send what is queued, batch by batch, until empty or past ``deadline`` (or the
-        earlier deadline of a flush under way)."""
+        earlier deadline of a flush under way). ``periodic`` (on the thread): the periodic
+        tasks that are due also run between batches, unless a flush is under way. Under a
+        steady load the queue may not empty for the whole retry budget, and the metrics'
+        fold must not wait that long (what the app records meanwhile would pile up to its
+        cap, then be dropped), nor the metrics' export."""
         ok = True
         while self._queue and time.monotonic() < self._current_deadline(deadline):
             self._busy = True
@@ -291,6 +294,9 @@ class Reporter:
                     ok &= self._export(kind, items, deadline)
             finally:
                 self._busy = False
+            if periodic and self._deadline is None:
+                with _importing:
+                    self._run_periodic()
         return ok and not self._queue
 
     def _take_batch(self):
@@ -322,8 +328,10 @@ class Reporter:
                     self._transport = self._new_transport()
                 if self.resource is None:
                     self.resource = self._resource_attributes()
-                body = otlp.dumps(ENCODERS[kind](self.resource, items))
-            sent = self._transport.send(PATHS[kind], body,
+                from .encode import body_chunks
+
+                data = self._transport.compress(body_chunks(kind, self.resource, items))
+            sent = self._transport.send(PATHS[kind], data,
                                         lambda: self._current_deadline(deadline), self._sleep)
         except Exception:
             log.exception("spyglass: could not export %s", kind)

@@ -6,10 +6,10 @@ startup never pays for it. Failures are logged once when exporting stops working
 when it works again, never per request.
 """
 import email.utils
-import gzip
 import logging
 import random
 import time
+import zlib
 
 import httpx
 
@@ -22,6 +22,8 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 MAX_ATTEMPTS = 6
+COMPRESS_LEVEL = 5
+COMPRESS_BUFFER = 256 * 1024  # bytes given to zlib per call (see Transport.compress)
 
 
 class Transport:
@@ -34,6 +36,7 @@ class Transport:
             "content-encoding": "gzip",
             "user-agent": f"spyglass/{SDK_VERSION}",
         })
+        self._buffer = memoryview(bytearray(COMPRESS_BUFFER))
         self.healthy = True
         self.lost_while_down = 0
         self._rejections_logged = False
@@ -41,12 +44,41 @@ class Transport:
     def close(self):
         self._client.close()
 
-    def send(self, path, body: bytes, deadline, sleep=time.sleep) -> bool:
-        """POST one batch; retry until it is accepted, refused for good, or ``deadline()``
-        (a ``time.monotonic()`` value, asked anew before each retry) would pass.
-        True when accepted."""
+    def compress(self, chunks) -> bytes:
+        """A body for ``send``: the gzip of the concatenated ``chunks`` (bytes), compressed
+        as they come, so that only the compressed body is ever whole in memory.
+
+        The chunks are gathered in a buffer kept for the transport's life and given to
+        zlib a buffer at a time: zlib lets the app's threads run during each call, and
+        this thread may then wait a switch interval (5 ms) to run again when one of
+        them is busy, so the calls are few (3 for a batch of 512 two-span traces). One
+        body at a time: the reporter calls this under its ``_importing`` lock."""
+        compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        view = self._buffer
+        capacity = len(view)
+        out = []
+        filled = 0
+        for chunk in chunks:
+            size = len(chunk)
+            if filled + size > capacity:
+                if filled:
+                    out.append(compressor.compress(view[:filled]))
+                    filled = 0
+                if size > capacity:
+                    out.append(compressor.compress(chunk))
+                    continue
+            view[filled:filled + size] = chunk
+            filled += size
+        if filled:
+            out.append(compressor.compress(view[:filled]))
+        out.append(compressor.flush())
+        return b"".join(out)
+
+    def send(self, path, data: bytes, deadline, sleep=time.sleep) -> bool:
+        """POST one batch, ``data`` gzipped (see ``compress``); retry until it is
+        accepted, refused for good, or ``deadline()`` (a ``time.monotonic()`` value, asked
+        anew before each retry) would pass. True when accepted."""
         url = self.endpoint + path
-        data = gzip.compress(body, compresslevel=5)
         for attempt in range(MAX_ATTEMPTS):
             # Never wait on the network past the deadline (at exit: shutdown_timeout).
             reason, delay = self._attempt(url, data, max(0.1, min(self.timeout,

@@ -1,0 +1,128 @@
+"""The JSON bodies of OTLP/HTTP export requests, from what ``otlp`` builds and from spans.
+
+Runs on the reporter thread only (imported there, at the first export: json stays off the
+app's startup). That thread still holds the GIL, so what it spends here is taken from the
+app's threads; two choices follow from it:
+
+- spans are written straight to JSON text, not built as dicts for ``json.dumps`` (about a
+  third of the cost; ``test_otlp_encoding`` holds the two equal);
+- a body is made in pieces (``body_chunks``), each item encoded when its turn comes, so a
+  batch never exists whole as text (512 traces are ~0.7 MB, which joining and encoding
+  copied three times over) and what a batch allocates stays small and the same each time.
+"""
+import json
+
+from .otlp import MAX_STRING, SCOPE, any_value, attributes
+
+CHUNK_SIZE = 32 * 1024
+
+# The lists an export request nests its items in, by signal: resources, scopes, items.
+_ENVELOPES = {
+    "traces": ("resourceSpans", "scopeSpans", "spans"),
+    "logs": ("resourceLogs", "scopeLogs", "logRecords"),
+    "metrics": ("resourceMetrics", "scopeMetrics", "metrics"),
+}
+
+_string = json.encoder.encode_basestring  # a str as a quoted JSON string (C, when built)
+
+
+def _dumps(payload) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+_SCOPE_JSON = _dumps(SCOPE)
+
+
+def body_chunks(kind, resource, items, chunk_size=CHUNK_SIZE):
+    """The body of one export request in UTF-8 pieces of about ``chunk_size`` bytes.
+
+    ``kind``: "traces" (``items``: lists of finished spans, one per local trace), "logs"
+    (LogRecord dicts, see ``otlp.log_record``) or "metrics" (Metric dicts)."""
+    resources, scopes, key = _ENVELOPES[kind]
+    head = _dumps({"resource": {"attributes": attributes(resource)}})[:-1]
+    pieces = [f'{{"{resources}":[{head},"{scopes}":[{{"scope":{_SCOPE_JSON},"{key}":[']
+    size = len(pieces[0])
+    if kind == "traces":
+        texts = (_span_json(span) for trace in items for span in trace)
+    else:
+        texts = (_dumps(item) for item in items)
+    separator = ""
+    for text in texts:
+        pieces.append(separator)
+        pieces.append(text)
+        separator = ","
+        size += len(text) + 1
+        if size >= chunk_size:
+            yield "".join(pieces).encode("utf-8", "replace")
+            pieces.clear()
+            size = 0
+    pieces.append("]}]}]}")
+    yield "".join(pieces).encode("utf-8", "replace")
+
+
+def traces_body(resource, traces) -> bytes:
+    return b"".join(body_chunks("traces", resource, traces))
+
+
+def logs_body(resource, records) -> bytes:
+    return b"".join(body_chunks("logs", resource, records))
+
+
+def metrics_body(resource, metrics) -> bytes:
+    return b"".join(body_chunks("metrics", resource, metrics))
+
+
+def dumps(payload) -> bytes:
+    """Any OTLP JSON payload as a body."""
+    return _dumps(payload).encode("utf-8", "replace")
+
+
+# -- spans, written directly ----------------------------------------------------------------
+
+def _span_json(span):
+    local = span.local
+    extra = ""
+    if span.parent_id:
+        extra = f',"parentSpanId":"{span.parent_id:016x}"'
+    if local.tracestate:
+        extra += ',"traceState":' + _string(",".join(f"{k}={v}" for k, v in local.tracestate))
+    if span.events:
+        extra += ',"events":' + _dumps([
+            {"timeUnixNano": str(when), "name": name, "attributes": attributes(attrs)}
+            for when, name, attrs in span.events])
+    if span.status:
+        extra += f',"status":{{"code":{span.status},"message":{_string(str(span.status_message))}}}'
+    name = span.name
+    return (f'{{"traceId":"{local.trace_id:032x}","spanId":"{span.span_id:016x}",'
+            f'"name":{_string(name if name.__class__ is str else str(name))},'
+            f'"kind":{span.kind},"startTimeUnixNano":"{span.start_ns}",'
+            f'"endTimeUnixNano":"{span.end_ns}",'
+            f'"attributes":[{_attributes_json(span.attributes)}],'
+            f'"flags":{_span_flags(span)}{extra}}}')
+
+
+def _span_flags(span):
+    # W3C trace flags in bits 0-7; bit 8 says bit 9 is known; bit 9: the parent is remote.
+    remote_parent = span.local_root and bool(span.parent_id)
+    return 0x100 | (0x200 if remote_parent else 0) | (1 if span.local.sampled else 0)
+
+
+def _attributes_json(mapping):
+    """``otlp.attributes(mapping)`` as JSON text (the inside of its list)."""
+    return ",".join([
+        f'{{"key":{_string(key if key.__class__ is str else str(key))},"value":{_value_json(value)}}}'
+        for key, value in mapping.items()])
+
+
+def _value_json(value):
+    """``otlp.any_value(value)`` as JSON text; the common types written directly."""
+    kind = value.__class__
+    if kind is str:
+        return f'{{"stringValue":{_string(value[:MAX_STRING])}}}'
+    if kind is int and -(1 << 63) <= value < (1 << 63):
+        return f'{{"intValue":"{value}"}}'
+    if kind is bool:
+        return '{"boolValue":true}' if value else '{"boolValue":false}'
+    if kind is float and value - value == 0.0:  # finite
+        return f'{{"doubleValue":{value!r}}}'
+    return _dumps(any_value(value))
