@@ -32,7 +32,7 @@ def request_loop(app):
 
     def run(number):
         for _ in range(number):
-            client.get("/users/7")
+            client.get("/users/7").close()  # as a WSGI server closes every response
     return run
 
 

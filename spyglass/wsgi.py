@@ -160,6 +160,8 @@ class ClosingResponse:
     An iterator class, not a generator: a server that stops reading once it has the
     Content-Length (werkzeug's does) and then closes would leave a generator suspended,
     and its collection would throw GeneratorExit into it, a costly exception per request.
+    A response dropped unread and unclosed (a test client's, say; a server always closes)
+    ends its span when it is collected, as the generator did.
     """
 
     __slots__ = ("_result", "_request", "_iterator")
@@ -189,6 +191,11 @@ class ClosingResponse:
                 close()
         finally:
             self._request.finish()
+
+    def __del__(self):
+        request = self._request
+        if not request.finished:
+            request.finish()  # guarded inside: nothing of ours escapes
 
 
 def describe_environ(environ, request, scrubber):

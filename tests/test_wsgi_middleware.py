@@ -1,6 +1,6 @@
 """spyglass.wsgi.middleware with a plain WSGI app, served the ways servers serve: the
-response read to its end, read in part and closed (werkzeug stops at Content-Length), or
-failing while it streams. What reached the receiver is checked."""
+response read to its end, read in part and closed (werkzeug stops at Content-Length),
+failing while it streams, or dropped unread. What reached the receiver is checked."""
 from web_helpers import drive
 
 DRIVER = """
@@ -53,6 +53,9 @@ DRIVER = """
     except RuntimeError as exc:
         broken = str(exc)
     result.close()
+    # Dropped unread and unclosed (a test client's response, say): ended when collected.
+    result = traced(environ("/dropped"), start_response)
+    del result
     print(json.dumps({"whole": whole.decode(), "first": first.decode(), "broken": broken,
                       "closed": {path: body.closed for path, body in bodies.items()}}))
 """
@@ -62,9 +65,10 @@ def test_responses_are_unchanged_and_each_request_is_one_span_ended_on_close():
     run = drive(DRIVER, bootstrap="runtime")
     output, = run.outputs
     assert output == {"whole": "abc", "first": "a", "broken": "the stream broke",
-                      "closed": {"/whole": 1, "/part": 1, "/broken": 1}}
+                      "closed": {"/whole": 1, "/part": 1, "/broken": 1, "/dropped": 0}}
     spans = run.spans()
-    assert sorted(span["attrs"]["url.path"] for span in spans) == ["/broken", "/part", "/whole"]
+    assert sorted(span["attrs"]["url.path"] for span in spans) == ["/broken", "/dropped", "/part",
+                                                                    "/whole"]
     by_path = {span["attrs"]["url.path"]: span for span in spans}
     assert "status" not in by_path["/whole"] and "status" not in by_path["/part"]
     assert by_path["/broken"]["status"]["code"] == 2
