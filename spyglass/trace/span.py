@@ -296,7 +296,7 @@ class RootSpan(Span):
         same parent (``repeat_key``; None never folds), or added as a span of its own.
         Returns that span, or None when folded."""
         duration = end_ns - start_ns
-        aggregates = self.aggregates
+        aggregates = self.aggregates  # count_call, written out: this runs for every call
         if aggregates is None:
             aggregates = self.aggregates = {}
         totals = aggregates.get(category)
