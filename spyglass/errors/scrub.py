@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+from ..lazy_re import LazyRegex
+
 __all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_KEYS", "FILTERED", "Scrubber"]
 
 FILTERED = "[Filtered]"
@@ -44,26 +46,26 @@ _MAX_DEPTH = 10
 _MAX_ITEMS = 500
 _TRUNCATED = "[Truncated]"
 
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_CAMEL_BOUNDARY = LazyRegex(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_ALNUM = LazyRegex(r"[^a-z0-9]+")
 
 # --- free-text patterns -----------------------------------------------------
 # Each is anchored on a token start (a look-behind) so a long run of
 # characters is scanned once, not once per starting position.
-_EMAIL = re.compile(
+_EMAIL = LazyRegex(
     r"(?<![\w.%+-])[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b"
 )
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
-_JWT = re.compile(r"\beyJ[\w-]{4,}\.eyJ[\w-]{4,}\.[\w-]*")
-_AUTH_SCHEME = re.compile(r"\b(?P<scheme>[Bb]earer|BEARER|[Bb]asic|BASIC)(?P<sep>\s+)(?P<cred>[\w~+/.-]{8,}=*)")
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
+_CARD = LazyRegex(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+_JWT = LazyRegex(r"\beyJ[\w-]{4,}\.eyJ[\w-]{4,}\.[\w-]*")
+_AUTH_SCHEME = LazyRegex(r"\b(?P<scheme>[Bb]earer|BEARER|[Bb]asic|BASIC)(?P<sep>\s+)(?P<cred>[\w~+/.-]{8,}=*)")
+_URL_USERINFO = LazyRegex(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
 # key=value or 'key': value, where the key is judged by is_secret_key. A bare
 # "key: value" is left alone: prose such as "unexpected token: '}'" is common.
-_KEY_VALUE = re.compile(
+_KEY_VALUE = LazyRegex(
     r"""(?P<key>(?P<q>['"])[\w.-]{1,64}(?P=q)\s*[:=]|(?<![\w.-])[\w.-]{1,64}\s*=)\s*"""
     r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|b'(?:[^'\\]|\\.)*'|[^\s&,;)}\]'"]+)"""
 )
-_KEY_NAME = re.compile(r"[\w.-]+")
+_KEY_NAME = LazyRegex(r"[\w.-]+")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -103,7 +105,7 @@ def _normalized_words(name: str) -> str:
     return _NON_ALNUM.sub("_", _CAMEL_BOUNDARY.sub("_", name).lower()).strip("_")
 
 
-def _key_matchers(keys: Iterable[str]) -> tuple[re.Pattern | None, re.Pattern | None]:
+def _key_matchers(keys: Iterable[str]) -> tuple[LazyRegex | None, LazyRegex | None]:
     """One regex for long terms (anywhere), one for short terms (word endings)."""
     long_terms, short_terms = set(), set()
     for key in keys:
@@ -114,8 +116,8 @@ def _key_matchers(keys: Iterable[str]) -> tuple[re.Pattern | None, re.Pattern | 
     def alternation(terms: set[str]) -> str:
         return "|".join(sorted(map(re.escape, terms), key=len, reverse=True))
 
-    anywhere = re.compile(alternation(long_terms)) if long_terms else None
-    word_end = re.compile(f"(?:{alternation(short_terms)})(?:_|$)") if short_terms else None
+    anywhere = LazyRegex(alternation(long_terms)) if long_terms else None
+    word_end = LazyRegex(f"(?:{alternation(short_terms)})(?:_|$)") if short_terms else None
     return anywhere, word_end
 
 

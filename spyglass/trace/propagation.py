@@ -26,6 +26,8 @@ import re
 import struct
 from typing import Iterable, Mapping, MutableMapping, NamedTuple, Sequence, Union
 
+from ..lazy_re import LazyRegex
+
 __all__ = [
     "TraceParent",
     "Extracted",
@@ -52,7 +54,7 @@ _OWS = " \t"
 # ---------------------------------------------------------------- traceparent
 
 _TRACEPARENT_LENGTH = 55  # version 00: 2 + 1 + 32 + 1 + 16 + 1 + 2
-_TRACEPARENT_FIELDS = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_TRACEPARENT_FIELDS = LazyRegex(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _MAX_TRACE_ID = 1 << 128
 _MAX_SPAN_ID = 1 << 64
 
@@ -120,8 +122,8 @@ _TRACESTATE_KEY = (
 )
 # Printable ASCII except ',' and '=', 1..256 characters, no trailing space.
 _TRACESTATE_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
-_TRACESTATE_MEMBER = re.compile(rf"({_TRACESTATE_KEY})=({_TRACESTATE_VALUE})")
-_TRACESTATE_MEMBER_OWS = re.compile(rf"[ \t]*({_TRACESTATE_KEY})=({_TRACESTATE_VALUE})[ \t]*")
+_TRACESTATE_MEMBER = LazyRegex(rf"({_TRACESTATE_KEY})=({_TRACESTATE_VALUE})")
+_TRACESTATE_MEMBER_OWS = LazyRegex(rf"[ \t]*({_TRACESTATE_KEY})=({_TRACESTATE_VALUE})[ \t]*")
 
 
 def parse_tracestate(value: str | Sequence[str] | None) -> tuple[tuple[str, str], ...] | None:
@@ -203,18 +205,18 @@ _BAGGAGE_MAX_BYTES = 8192
 
 # RFC 7230 token.
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_TOKEN = re.compile(rf"{_TOKEN_CHARS}+")
+_TOKEN = LazyRegex(rf"{_TOKEN_CHARS}+")
 # baggage-octet: printable ASCII except space, '"', ',', ';' and '\'.
 _BAGGAGE_OCTETS = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in '",;\\')
 # key OWS "=" OWS value, then properties, which are accepted and ignored.
-_BAGGAGE_MEMBER = re.compile(
+_BAGGAGE_MEMBER = LazyRegex(
     rf"[ \t]*({_TOKEN_CHARS}+)[ \t]*=[ \t]*([{re.escape(_BAGGAGE_OCTETS)}]*)[ \t]*(?:;.*)?",
     re.DOTALL,
 )
 # What a value may carry unencoded: every baggage-octet but '%', the escape itself.
 _BAGGAGE_SAFE = _BAGGAGE_OCTETS.replace("%", "")
 # A member whose key is a token and whose value needs no encoding.
-_BAGGAGE_PLAIN_MEMBER = re.compile(rf"({_TOKEN_CHARS}+)=[{re.escape(_BAGGAGE_SAFE)}]*")
+_BAGGAGE_PLAIN_MEMBER = LazyRegex(rf"({_TOKEN_CHARS}+)=[{re.escape(_BAGGAGE_SAFE)}]*")
 # urllib.parse's quote/unquote do the same, at twice the cost; these run per request.
 _ESCAPE_OF_BYTE = [chr(b) if chr(b) in _BAGGAGE_SAFE else f"%{b:02X}" for b in range(256)]
 _HEX_DIGITS = "0123456789abcdefABCDEF"
