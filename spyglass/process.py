@@ -76,12 +76,4 @@ def check_fork():
         reseed()
 
 
-def new_trace_id() -> int:
-    return _getrandbits(128) or 1
-
-
-def new_span_id() -> int:
-    return _getrandbits(64) or 1
-
-
 os.register_at_fork(after_in_child=reseed)

@@ -59,9 +59,8 @@ def test_os_fork_child_exports_its_own_spans_with_its_own_pid(receiver):
 # Where the kernel cannot wipe a page on fork, the pid is compared instead.
 PID_COMPARISON = """
     from spyglass import process
-    from spyglass.report import reporter
     from spyglass.trace import tracer
-    process.fork_marker = reporter._fork_marker = tracer._fork_marker = process._PidComparison()
+    process.fork_marker = tracer._fork_marker = process._PidComparison()
 """
 
 

@@ -24,7 +24,6 @@ from . import otlp
 
 log = logging.getLogger("spyglass")
 
-_fork_marker = process.fork_marker
 
 TRACES, LOGS, METRICS = "traces", "logs", "metrics"
 PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
@@ -129,14 +128,13 @@ class Reporter:
         self._submit(METRICS, metrics)
 
     def _submit(self, kind, item):
-        # Reading process.fork_marker is all fork detection costs the app: it catches forks
+        # Looking at process.fork_marker is all fork detection costs the app: it catches forks
         # made in C (uWSGI) that skipped the at-fork hooks. A deque append is atomic, so
         # there is no lock: under a race the cap can be passed by a few items, one per
         # thread at most. Nor is there one for counting a drop: the increment of a dict's
         # int calls no Python code, so under the GIL no other thread runs in its middle; a
         # dead collector makes every submit a drop, and a lock would double its cost.
-        if not _fork_marker[0]:
-            process.reseed()
+        process.check_fork()
         if self._generation != process.generation:
             self._after_fork()
         queue = self._queue
