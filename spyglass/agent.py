@@ -89,7 +89,8 @@ class Agent:
                     try:
                         from .trace.tracer import Tracer  # imports opentracing: see below
 
-                        self._tracer = Tracer(export=self.reporter.submit_trace,
+                        submit = self.reporter.submit_trace  # takes a lone root too
+                        self._tracer = Tracer(export=submit, export_lone_root=submit,
                                               sample_rate=self.config.sample_rate,
                                               max_spans_per_trace=self.config.max_spans_per_trace)
                     finally:

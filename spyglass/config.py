@@ -192,8 +192,9 @@ KEYS: Tuple[Key, ...] = (
          "sampled flag is respected. Slow and errored requests are kept regardless."),
     _key("flush_interval", parse_float, 1.0, "Seconds between exports of whatever is queued."),
     _key("batch_size", parse_int, 512, "Items (traces, log records) per export request."),
-    _key("max_queue_size", parse_int, 2048, "Cap of the export queue; when full, new data is "
-         "dropped and counted, the app never waits."),
+    _key("max_queue_size", parse_int, 2048, "Cap of each export queue (finished traces; log "
+         "records and metrics); when full, new data is dropped and counted, the app never "
+         "waits."),
     _key("timeout", parse_float, 5.0, "Seconds allowed for one export request."),
     _key("shutdown_timeout", parse_float, 5.0, "Seconds allowed at exit (or SIGTERM) to drain "
          "the queue."),

@@ -7,8 +7,8 @@ import opentracing
 from opentracing.harness.api_check import APICompatibilityCheckMixin
 from opentracing.harness.scope_check import ScopeCompatibilityCheckMixin
 
-from spyglass.trace.context import ScopeManager
-from spyglass.trace.span import SpanContext
+from spyglass.trace.context import Scope, ScopeManager
+from spyglass.trace.span import RootSpan, Span, SpanContext
 from spyglass.trace.tracer import Tracer
 
 
@@ -88,6 +88,42 @@ def test_asyncio_tasks_inherit_and_isolate():
     for parent, span, active in results:
         assert parent is root and active is span
         assert span.parent_id == root.context.span_id
+
+
+def test_a_scope_closed_from_a_copied_context_leaves_the_original_active():
+    # A task or thread that inherited the context may close the scope; its token belongs
+    # to the original context, which must not change, and nothing may raise.
+    tracer = Tracer()
+    scope = tracer.start_active_span("shared", finish_on_close=False)
+    copied = contextvars.copy_context()
+    assert copied.run(lambda: (scope.close(), tracer.active_span)[1]) is None
+    assert tracer.active_span is scope.span
+    scope.close()
+    scope.close()  # a second close is a no-op
+    assert tracer.active_span is None
+
+
+def _slot_values(obj, exclude=()):
+    names = {name for klass in type(obj).__mro__ for name in getattr(klass, "__slots__", ())}
+    return {name: getattr(obj, name, "<unset>") for name in names - set(exclude)}
+
+
+def test_start_active_span_makes_spans_and_scopes_as_their_constructors_do():
+    # start_active_span writes RootSpan.__init__ and Scope.__init__ out (a class call costs
+    # more than the whole constructor in CPython 3.11): what it makes must not drift.
+    tracer = Tracer()
+    with tracer.start_active_span("op", finish_on_close=False) as scope:
+        root = scope.span
+        made = RootSpan(tracer, root.trace_id, root.sampled, root.span_id, "op", root.start_ns)
+        assert _slot_values(root, {"local"}) == _slot_values(made, {"local"})
+        assert root.local is root and made.local is made
+        with tracer.start_active_span("child") as inner:
+            child = inner.span
+            made = Span(tracer, root, child.span_id, root.span_id, "child", child.start_ns)
+            assert _slot_values(child) == _slot_values(made)
+    constructed = Scope(scope.manager, root, False)
+    assert _slot_values(scope, {"_token"}) == _slot_values(constructed, {"_token"})
+    constructed.close()
 
 
 def test_unknown_format_and_carrier_errors():

@@ -142,6 +142,25 @@ def test_span_fields_written_directly_parse_as_the_protobuf_message_says():
     assert resource == set(RESOURCE)
 
 
+def test_lone_roots_are_encoded_as_the_reporter_receives_them():
+    # The agent's tracer hands a trace that is its root alone to the reporter as the span
+    # itself, not in a list; the body must be the one the lists would make.
+    bare = []
+    tracer = Tracer(export=bare.append, export_lone_root=bare.append)
+    for name in ("first", "second"):
+        with tracer.start_active_span(name):
+            pass
+    with tracer.start_active_span("parent"):
+        with tracer.start_active_span("child"):
+            pass
+    assert [type(trace).__name__ for trace in bare] == ["RootSpan", "RootSpan", "list"]
+    listed = [trace if isinstance(trace, list) else [trace] for trace in bare]
+    body = encode.traces_body(RESOURCE, bare)
+    assert body == encode.traces_body(RESOURCE, listed)
+    spans = strict(body, ExportTraceServiceRequest).resource_spans[0].scope_spans[0].spans
+    assert [span.name for span in spans] == ["first", "second", "child", "parent"]
+
+
 def test_a_body_in_chunks_is_the_same_body_whatever_the_chunk_size():
     # The reporter streams a batch's body into gzip in pieces; the pieces must make the
     # very body the whole encoders make.

@@ -25,7 +25,7 @@ import sys
 import time
 
 from ..errors.event import in_app
-from ..trace.span import CLIENT
+from ..trace.span import CLIENT, RootSpan
 
 log = logging.getLogger("spyglass")
 
@@ -61,7 +61,7 @@ class Calls:
         parent; ``None`` never folds.
         """
         duration = end_ns - start_ns
-        local = parent.local
+        local = parent if parent.__class__ is RootSpan else parent.local  # its property, skipped
         attributes["spyglass.category"] = self.category
         if error is None and duration < self.slow_ns:  # the common case, in one step
             if not local.sampled:

@@ -36,14 +36,16 @@ _SCOPE_JSON = _dumps(SCOPE)
 def body_chunks(kind, resource, items, chunk_size=CHUNK_SIZE):
     """The body of one export request in UTF-8 pieces of about ``chunk_size`` bytes.
 
-    ``kind``: "traces" (``items``: lists of finished spans, one per local trace), "logs"
-    (LogRecord dicts, see ``otlp.log_record``) or "metrics" (Metric dicts)."""
+    ``kind``: "traces" (``items``: one per local trace, the list of its finished spans or
+    its root span alone), "logs" (LogRecord dicts, see ``otlp.log_record``) or "metrics"
+    (Metric dicts)."""
     resources, scopes, key = _ENVELOPES[kind]
     head = _dumps({"resource": {"attributes": attributes(resource)}})[:-1]
     pieces = [f'{{"{resources}":[{head},"{scopes}":[{{"scope":{_SCOPE_JSON},"{key}":[']
     size = len(pieces[0])
     if kind == "traces":
-        texts = (_span_json(span) for trace in items for span in trace)
+        texts = (_span_json(span) for trace in items
+                 for span in (trace if isinstance(trace, (list, tuple)) else (trace,)))
     else:
         texts = (_dumps(item) for item in items)
     separator = ""

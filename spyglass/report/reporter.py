@@ -1,7 +1,8 @@
-"""The reporter: a bounded queue drained by one daemon thread per process.
+"""The reporter: bounded queues drained by one daemon thread per process.
 
-The app's threads only append to a deque (dropping and counting when it is full); the
-thread batches, encodes and exports. It is started on first use and restarted in a forked
+The app's threads only append to a deque (dropping and counting when it is full): one for
+finished traces, the bulk, and one for log records and metrics. The thread batches,
+encodes and exports. It is started on first use and restarted in a forked
 child: ``os.register_at_fork`` covers ``os.fork``, and a look at ``process.fork_marker`` on
 every submit covers forks done in C (uWSGI), which skip those hooks.
 
@@ -17,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from itertools import repeat, starmap
 
 from .. import process
 from ..process import suppressed
@@ -75,7 +77,8 @@ class Reporter:
         self._generation = process.generation
         self._max_queue_size = self.config.max_queue_size
         self._batch_size = self.config.batch_size
-        self._queue = collections.deque()
+        self._traces = collections.deque()  # finished traces: lists of spans, or lone roots
+        self._others = collections.deque()  # (LOGS, record) and (METRICS, [metric, ...])
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._wake_asked = False  # the app's threads have set _wake since the thread woke
@@ -111,11 +114,11 @@ class Reporter:
         # fork when the trace began (process.fork_marker), so the generation says it all.
         if self._generation != process.generation:
             self._after_fork()
-        queue = self._queue
+        queue = self._traces
         if len(queue) >= self._max_queue_size:
             self.counters["dropped"] += 1  # no lock: see _submit
             return
-        queue.append(spans)  # a trace goes in as its list of spans; other items as tuples
+        queue.append(spans)
         if self._thread is None:
             self.start()
         elif len(queue) >= self._batch_size and not self._wake_asked:
@@ -137,7 +140,7 @@ class Reporter:
         process.check_fork()
         if self._generation != process.generation:
             self._after_fork()
-        queue = self._queue
+        queue = self._others
         if len(queue) >= self._max_queue_size:
             self.counters["dropped"] += 1
             return
@@ -207,26 +210,26 @@ class Reporter:
         self._interrupt.set()
         with self._idle:
             self._wake.set()
-            while self._queue or self._busy:
+            while self._traces or self._others or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._idle.wait(remaining)
         self._deadline = None
         self._interrupt.clear()
-        return not self._queue and not self._busy
+        return not (self._traces or self._others or self._busy)
 
     def at_exit(self):
         if self._pid != os.getpid():
             return
         self._run_final()
-        if not self._queue and not self._busy:
+        if not (self._traces or self._others or self._busy):
             return
-        log.debug("spyglass: draining %d items at exit", len(self._queue))
+        log.debug("spyglass: draining %d items at exit", self._waiting())
         try:
             if not self.flush(self.config.shutdown_timeout):
                 log.warning("spyglass: exiting with %d items not exported (shutdown_timeout=%ss)",
-                            len(self._queue), self.config.shutdown_timeout)
+                            self._waiting(), self.config.shutdown_timeout)
         except Exception:
             log.exception("spyglass: error while draining at exit")
 
@@ -284,7 +287,8 @@ class Reporter:
         fold must not wait that long (what the app records meanwhile would pile up to its
         cap, then be dropped), nor the metrics' export."""
         ok = True
-        while self._queue and time.monotonic() < self._current_deadline(deadline):
+        while ((self._traces or self._others)
+               and time.monotonic() < self._current_deadline(deadline)):
             self._busy = True
             try:
                 batches = self._take_batch()
@@ -295,29 +299,42 @@ class Reporter:
             if periodic and self._deadline is None:
                 with _importing:
                     self._run_periodic()
-        return ok and not self._queue
+        return ok and not (self._traces or self._others)
 
     def _take_batch(self):
-        """Up to batch_size items off the queue, by kind. This thread holds the GIL while
-        it runs, so the app's threads wait for it: it is kept to a few bytecodes per item."""
-        queue = self._queue
-        traces, logs, metrics = [], [], []
-        taken = 0
-        for _ in range(min(len(queue), self._batch_size)):
+        """Up to batch_size items off each queue, by kind. This thread holds the GIL while
+        it runs, so the app's threads wait for it: the traces are taken in one C call."""
+        batches = {}
+        traces = []
+        try:  # a flush on another thread may take the last ones meanwhile
+            traces.extend(starmap(self._traces.popleft,
+                                  repeat((), min(len(self._traces), self._batch_size))))
+        except IndexError:
+            pass
+        if traces:
+            batches[TRACES] = traces
+        others = self._others
+        logs, metrics = [], []
+        taken = len(traces)
+        for _ in range(min(len(others), self._batch_size)):
             try:
-                item = queue.popleft()
-            except IndexError:  # a flush on another thread took the rest meanwhile
+                kind, item = others.popleft()
+            except IndexError:
                 break
             taken += 1
-            if item.__class__ is not tuple:
-                traces.append(item)
-            elif item[0] is LOGS:
-                logs.append(item[1])
+            if kind is LOGS:
+                logs.append(item)
             else:
-                metrics.extend(item[1])
+                metrics.extend(item)
+        if logs:
+            batches[LOGS] = logs
+        if metrics:
+            batches[METRICS] = metrics
         self.counters["taken"] += taken
-        return {kind: items for kind, items in ((TRACES, traces), (LOGS, logs), (METRICS, metrics))
-                if items}
+        return batches
+
+    def _waiting(self):
+        return len(self._traces) + len(self._others)
 
     def _export(self, kind, items, deadline) -> bool:
         try:
@@ -365,7 +382,7 @@ class Reporter:
         now = time.time_ns()
         start = self._counters_start_ns
         counters = dict(self.counters)
-        waiting = len(self._queue)
+        waiting = self._waiting()
         return [
             otlp.sum_metric("spyglass.queue.queued", "{item}", "Items queued for export",
                             [otlp.number_point(counters["taken"] + waiting, now, start)]),

@@ -1,17 +1,21 @@
 """The active span, kept in a ContextVar so each thread and asyncio task sees its own.
 
 A lean OpenTracing ScopeManager: one ContextVar lookup to read the active scope, one set to
-activate or close. Closing restores the scope that was active before (not a token reset),
-so a scope closed from another context cannot raise inside the app.
+activate, one reset to close. A scope closed from another context (a task that inherited
+it) cannot reset the token there; it sets back the scope that was active before instead,
+so closing never raises inside the app.
 """
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 import opentracing
 
 _active_scope: ContextVar = ContextVar("spyglass.active_scope", default=None)
 get_active_scope = _active_scope.get
+activate_scope = _active_scope.set  # returns the Token that deactivates it
 
 from ..process import suppressed  # noqa: F401  (re-exported for instrumentation)
+
+_UNSET = Token.MISSING
 
 
 def current_span():
@@ -20,28 +24,30 @@ def current_span():
     return scope.span if scope is not None else None
 
 
-_UNKNOWN = object()
-
-
 class Scope(opentracing.Scope):
     # ``span`` is a slot, not the base class's property: it is read on every span.
-    __slots__ = ("_manager", "span", "_finish_on_close", "_previous")
+    __slots__ = ("_manager", "span", "_finish_on_close", "_token")
 
-    def __init__(self, manager, span, finish_on_close, previous=_UNKNOWN):
-        # ``previous``: the active scope, when the caller has just read it anyway.
+    def __init__(self, manager, span, finish_on_close):
         self._manager = manager
         self.span = span
         self._finish_on_close = finish_on_close
-        self._previous = _active_scope.get() if previous is _UNKNOWN else previous
-        _active_scope.set(self)
+        self._token = activate_scope(self)
 
     def close(self):
         # Only the active scope may be closed (OpenTracing's rule); anything else is a no-op.
         if _active_scope.get() is not self:
             return
-        _active_scope.set(self._previous)
+        self._deactivate()
         if self._finish_on_close:
             self.span.finish()
+
+    def _deactivate(self):
+        try:
+            _active_scope.reset(self._token)
+        except (ValueError, RuntimeError):  # another context's token, or already used
+            previous = self._token.old_value
+            _active_scope.set(None if previous is _UNSET else previous)
 
     def __enter__(self):
         return self
@@ -57,7 +63,10 @@ class Scope(opentracing.Scope):
         # close(), inlined: this runs once per span.
         if _active_scope.get() is not self:
             return
-        _active_scope.set(self._previous)
+        try:
+            _active_scope.reset(self._token)
+        except (ValueError, RuntimeError):
+            self._deactivate()
         if self._finish_on_close:
             span.finish()
 

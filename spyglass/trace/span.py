@@ -58,15 +58,13 @@ class SpanContext(opentracing.SpanContext):
 
 
 class Span(opentracing.Span):
-    # No __slots__: with class-level defaults a new span sets only what differs, which is
-    # the cheapest way to make one. The SpanContext is made only when asked for.
-    _context = None
+    # Every attribute is a slot, set in __init__: on CPython 3.11 a read that finds only a
+    # class-level default is not specialized and costs three times a slot's, and slots
+    # make smaller objects. The SpanContext is made only when asked for.
+    __slots__ = ("_tracer", "local", "span_id", "parent_id", "baggage", "name", "start_ns",
+                 "kind", "attributes", "end_ns", "events", "status", "status_message", "keep",
+                 "_context")
     local_root = False  # True on a RootSpan
-    end_ns = 0
-    events = None
-    status = STATUS_UNSET
-    status_message = ""
-    keep = False
 
     def __init__(self, tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL,
                  baggage=None, attributes=None):
@@ -79,6 +77,12 @@ class Span(opentracing.Span):
         self.start_ns = start_ns
         self.kind = kind
         self.attributes = {} if attributes is None else attributes
+        self.end_ns = 0
+        self.events = None
+        self.status = STATUS_UNSET
+        self.status_message = ""
+        self.keep = False
+        self._context = None
 
     @property
     def context(self):
@@ -188,42 +192,23 @@ class Span(opentracing.Span):
         return f"<Span {self.name!r} {self.context!r}>"
 
 
-class _Itself:
-    """``RootSpan.local`` once its trace is closed: the span itself.
-
-    While the trace is open, ``local`` is the instance's own attribute, read at full speed
-    by every span made under it. Closing deletes that attribute, so that a finished root
-    no longer refers to itself and is freed by reference counting, not by the cyclic GC;
-    from then on this answers instead.
-    """
-
-    def __get__(self, span, owner=None):
-        return self if span is None else span
-
-
 class RootSpan(Span):
     """The first span of a trace in this process, and the trace's buffer: the finished
-    spans under it wait in ``spans`` until it finishes, and go to the exporter with it."""
+    spans under it wait in ``spans`` until it finishes, and go to the exporter with it.
 
+    Its ``local`` is itself, answered by a property rather than kept in the slot: a span
+    referring to itself could only be freed by the cyclic GC. Hot paths that already know
+    a parent's class skip the property."""
+
+    __slots__ = ("trace_id", "sampled", "tracestate", "spans", "summary")
+    # trace_id: a slot here, not Span's property. parent_id, baggage, tracestate: set by the
+    # tracer where a trace continues from elsewhere (a remote parent). summary: a
+    # TraceSummary from the trace's first call or dropped span on, else None.
     local_root = True
-    local = _Itself()
-    trace_id = 0  # an attribute here, not Span's property
-    # Set by the tracer where a trace continues from elsewhere (a remote parent).
-    parent_id = None
-    baggage = None
-    tracestate = ()
-    dropped = 0
-    closed = False
-    aggregates = None  # category -> [count, total ns], for the calls made in this trace
-    # Fast calls (add_fast_call): the last one added and its key, to fold an N+1 run of
-    # identical calls into one span; and those span_min_duration may drop.
-    last_call = None
-    last_call_key = None
-    short_calls = None  # [(span, min duration ns)]
 
     def __init__(self, tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
+        # Tracer.start_active_span writes this out: keep the two alike.
         self._tracer = tracer
-        self.local = self  # deleted by finish(): see _Itself
         self.trace_id = trace_id
         self.sampled = sampled
         self.span_id = span_id
@@ -231,7 +216,16 @@ class RootSpan(Span):
         self.start_ns = start_ns
         self.kind = kind
         self.attributes = {}
-        self.spans = []
+        self.parent_id = self.baggage = self._context = self.events = self.summary = None
+        self.tracestate = self.spans = ()  # spans: a list from the first child on, None once closed
+        self.end_ns = 0
+        self.status = STATUS_UNSET
+        self.status_message = ""
+        self.keep = False
+
+    @property
+    def local(self):
+        return self
 
     @property
     def context(self):
@@ -241,7 +235,7 @@ class RootSpan(Span):
         if context is None:
             context = SpanContext(self.trace_id, self.span_id, self.sampled, self.baggage,
                                   self.tracestate, self)
-            if not self.closed:
+            if self.spans is not None:
                 self._context = context
         return context
 
@@ -250,35 +244,45 @@ class RootSpan(Span):
         if self.end_ns:
             return
         self.end_ns = _time_ns() if finish_time is None else int(finish_time * 1e9)
-        # Dropping the references to spans breaks the span <-> root cycles, so a finished
-        # trace is freed by reference counting, not left to the cyclic GC.
-        self.closed = True
-        spans = self.spans
-        self.spans = self.last_call = self._context = None
-        del self.local
-        if self.sampled and not (self.short_calls or self.aggregates or self.dropped):
-            spans.append(self)  # the common case: nothing to add to the root
-            self._tracer.export(spans)
+        # Closed. Letting go of the spans (and of the context and the summary, which refer
+        # back to this span) breaks the span <-> root cycles, so a finished trace is freed
+        # by reference counting, not left to the cyclic GC.
+        spans, summary = self.spans, self.summary
+        self.spans = self._context = self.summary = None
+        if summary is None and self.sampled:
+            # The common case: nothing to add to the root.
+            if spans:
+                spans.append(self)
+                self._tracer.export(spans)
+            else:
+                self._tracer.export_lone_root(self)
         elif self.sampled or self.keep or spans:
-            self._export_with_summary(spans)
+            self._export_with_summary(spans, summary)
 
     # -- the trace's buffer -----------------------------------------------------------------
 
     def add(self, span):
-        if self.closed:
+        spans = self.spans
+        if spans is None:
             # A child that outlived its root (a background task): ship it on its own.
             self._tracer.export([span])
-        elif len(self.spans) < self._tracer.max_spans_per_trace:
-            self.spans.append(span)
+        elif len(spans) >= self._tracer.max_spans_per_trace:
+            summary = self.summary
+            if summary is None:
+                summary = self.summary = TraceSummary()
+            summary.dropped += 1
+        elif spans:
+            spans.append(span)
         else:
-            self.dropped += 1
+            self.spans = [span]  # the first child
 
     def fold_repeat(self, parent_id, key, end_ns):
         """Count one more identical fast call into the last span added, when that span is
         the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
         True when folded."""
-        last = self.last_call
-        if last is None or key != self.last_call_key or last.parent_id != parent_id:
+        summary = self.summary
+        last = summary.last_call if summary is not None else None
+        if last is None or key != summary.last_call_key or last.parent_id != parent_id:
             return False
         spans = self.spans
         if not spans or spans[-1] is not last:  # something else came in between
@@ -296,16 +300,17 @@ class RootSpan(Span):
         same parent (``repeat_key``; None never folds), or added as a span of its own.
         Returns that span, or None when folded."""
         duration = end_ns - start_ns
-        aggregates = self.aggregates  # count_call, written out: this runs for every call
-        if aggregates is None:
-            aggregates = self.aggregates = {}
+        summary = self.summary  # count_call, written out: this runs for every call
+        if summary is None:
+            summary = self.summary = TraceSummary()
+        aggregates = summary.aggregates
         totals = aggregates.get(category)
         if totals is None:
             aggregates[category] = [1, duration]
         else:
             totals[0] += 1
             totals[1] += duration
-        if (repeat_key is not None and repeat_key == self.last_call_key
+        if (repeat_key is not None and repeat_key == summary.last_call_key
                 and self.fold_repeat(parent.span_id, repeat_key, end_ns)):
             return None
         tracer = self._tracer
@@ -313,25 +318,26 @@ class RootSpan(Span):
                     kind, parent.baggage, attributes)
         span.end_ns = end_ns
         spans = self.spans
-        if spans is not None and len(spans) < tracer.max_spans_per_trace:
+        if spans and len(spans) < tracer.max_spans_per_trace:
             spans.append(span)
         else:
             self.add(span)
         if repeat_key is not None:  # else never folded into; fold_repeat sees it last
-            self.last_call = span
-            self.last_call_key = repeat_key
+            summary.last_call = span
+            summary.last_call_key = repeat_key
         if min_duration_ns and duration < min_duration_ns:
-            if self.short_calls is None:
-                self.short_calls = []
-            self.short_calls.append((span, min_duration_ns))
+            if summary.short_calls is None:
+                summary.short_calls = []
+            summary.short_calls.append((span, min_duration_ns))
         return span
 
     def count_call(self, category, duration_ns):
         """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
         root), whether or not the call itself is exported."""
-        aggregates = self.aggregates
-        if aggregates is None:
-            aggregates = self.aggregates = {}
+        summary = self.summary
+        if summary is None:
+            summary = self.summary = TraceSummary()
+        aggregates = summary.aggregates
         totals = aggregates.get(category)
         if totals is None:
             aggregates[category] = [1, duration_ns]
@@ -339,28 +345,48 @@ class RootSpan(Span):
             totals[0] += 1
             totals[1] += duration_ns
 
-    def _export_with_summary(self, spans):
+    def _export_with_summary(self, spans, summary):
         """Export with what the root says about its trace: aggregates, dropped spans,
         whether it was sampled; without the calls span_min_duration leaves out."""
-        if self.short_calls:
-            spans = self._without_short_calls(spans)
         attributes = self.attributes
-        if self.aggregates:
-            for category, (count, total_ns) in self.aggregates.items():
+        if summary is not None:
+            if summary.short_calls:
+                spans = _without_short_calls(spans, summary.short_calls)
+            for category, (count, total_ns) in summary.aggregates.items():
                 attributes[f"spyglass.agg.{category}.count"] = count
                 attributes[f"spyglass.agg.{category}.duration_ms"] = total_ns / 1e6
-        if self.dropped:
-            attributes["spyglass.dropped_spans"] = self.dropped
+            if summary.dropped:
+                attributes["spyglass.dropped_spans"] = summary.dropped
         if not self.sampled:
             attributes["spyglass.sampled"] = False
-        spans.append(self)
+        if spans:
+            spans.append(self)
+        else:  # no children: the () a root starts with
+            spans = [self]
         self._tracer.export(spans)
 
-    def _without_short_calls(self, spans):
-        short = {id(span) for span, min_ns in self.short_calls
-                 if span.end_ns - span.start_ns < min_ns and not span.keep}
-        self.short_calls = None
-        return [span for span in spans if id(span) not in short] if short else spans
+
+
+class TraceSummary:
+    """What a local root adds to its own span at export, beyond its children, and the
+    bookkeeping behind it: the calls made in the trace by category (``spyglass.agg.*``),
+    the spans dropped over max_spans_per_trace; the last fast call and its key, to fold an
+    N+1 run of identical calls into one span; the fast calls span_min_duration may leave
+    out. Made at the trace's first call (or dropped span): a trace with none has none."""
+
+    __slots__ = ("aggregates", "dropped", "last_call", "last_call_key", "short_calls")
+
+    def __init__(self):
+        self.aggregates = {}  # category -> [count, total ns]
+        self.dropped = 0
+        self.last_call = self.last_call_key = None
+        self.short_calls = None  # [(span, min duration ns)]
+
+
+def _without_short_calls(spans, short_calls):
+    short = {id(span) for span, min_ns in short_calls
+             if span.end_ns - span.start_ns < min_ns and not span.keep}
+    return [span for span in spans if id(span) not in short] if short else spans
 
 
 def _safe_str(value):

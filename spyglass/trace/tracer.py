@@ -12,11 +12,12 @@ from opentracing import SpanContextCorruptedException
 
 from . import propagation
 from .. import process
-from .context import Scope, ScopeManager, get_active_scope
+from .context import Scope, ScopeManager, activate_scope, get_active_scope
 from .sampling import Sampler
-from .span import INTERNAL, KIND_BY_TAG, RootSpan, Span, SpanContext
+from .span import INTERNAL, KIND_BY_TAG, STATUS_UNSET, RootSpan, Span, SpanContext
 
 _time_ns = time.time_ns
+_new_object = object.__new__
 _fork_marker = process.fork_marker
 _getrandbits = process._getrandbits
 _TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
@@ -28,9 +29,13 @@ def _discard(spans):
 
 class Tracer(opentracing.Tracer):
     def __init__(self, export=_discard, sample_rate=1.0, max_spans_per_trace=1000,
-                 scope_manager=None):
+                 scope_manager=None, export_lone_root=None):
+        """``export(spans)`` takes each finished local trace, a list of spans. A trace that
+        is its root span alone, the commonest, goes to ``export_lone_root(span)`` where one
+        is given (no list made for it: the reporter's queue takes either)."""
         super().__init__(scope_manager or ScopeManager())
         self.export = export
+        self.export_lone_root = export_lone_root or (lambda span: export([span]))
         self.sampler = Sampler(sample_rate)
         self.max_spans_per_trace = max_spans_per_trace
 
@@ -41,23 +46,44 @@ class Tracer(opentracing.Tracer):
         manager = self._scope_manager
         if (child_of is None and references is None and tags is None and start_time is None
                 and not ignore_active_span and manager.__class__ is ScopeManager):
-            # The common case, flattened: child of the active span, activated at once.
+            # The common case, flattened: child of the active span, activated at once. What
+            # the calls here would do is written out: in CPython 3.11 making an object by
+            # calling its class costs more than the attributes it sets.
             active = get_active_scope()
-            if active is not None:
-                parent = active.span
-                if parent.__class__ is Span or parent.__class__ is RootSpan:
-                    span = Span(self, parent.local, _getrandbits(64) or 1, parent.span_id,
-                                operation_name, _time_ns(), INTERNAL, parent.baggage)
-                else:  # a span from elsewhere, activated through our scope manager
-                    span = self._new_span(operation_name, parent, _time_ns(), INTERNAL)
-            else:  # a new trace: _new_local_root, written out
+            if active is None:  # a new trace: _new_local_root and RootSpan.__init__
                 if not _fork_marker[0]:
                     process.reseed()
                 sampler = self.sampler
-                span = RootSpan(self, _getrandbits(128) or 1,
-                                sampler.rate >= 1.0 or sampler.sample_new_trace(),
-                                _getrandbits(64) or 1, operation_name, _time_ns())
-            return Scope(manager, span, finish_on_close, active)
+                span = _new_object(RootSpan)
+                span._tracer = self
+                span.trace_id = _getrandbits(128) or 1
+                span.sampled = sampler.rate >= 1.0 or sampler.sample_new_trace()
+                span.span_id = _getrandbits(64) or 1
+                span.name = operation_name
+                span.start_ns = _time_ns()
+                span.kind = INTERNAL
+                span.attributes = {}
+                span.parent_id = span.baggage = span._context = span.events = span.summary = None
+                span.tracestate = span.spans = ()
+                span.end_ns = 0
+                span.status = STATUS_UNSET
+                span.status_message = ""
+                span.keep = False
+            else:
+                parent = active.span
+                parent_class = parent.__class__
+                if parent_class is RootSpan or parent_class is Span:
+                    span = Span(self, parent if parent_class is RootSpan else parent.local,
+                                _getrandbits(64) or 1, parent.span_id, operation_name,
+                                _time_ns(), INTERNAL, parent.baggage)
+                else:  # a span from elsewhere, activated through our scope manager
+                    span = self._new_span(operation_name, parent, _time_ns(), INTERNAL)
+            scope = _new_object(Scope)  # Scope.__init__, written out
+            scope._manager = manager
+            scope.span = span
+            scope._finish_on_close = finish_on_close
+            scope._token = activate_scope(scope)
+            return scope
         span = self.start_span(operation_name, child_of, references, tags, start_time,
                                ignore_active_span)
         return manager.activate(span, finish_on_close)
@@ -136,7 +162,7 @@ class Tracer(opentracing.Tracer):
         The cheapest way to trace a call: nothing is activated, and in an unsampled trace
         nothing is made at all unless the call is to be kept (slow or failed).
         """
-        local = parent.local
+        local = parent if parent.__class__ is RootSpan else parent.local
         if not (local.sampled or keep):
             return None
         span = Span(self, local, _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
@@ -145,7 +171,7 @@ class Tracer(opentracing.Tracer):
         if keep:
             span.keep = True
         spans = local.spans
-        if spans is not None and len(spans) < self.max_spans_per_trace:
+        if spans and len(spans) < self.max_spans_per_trace:
             spans.append(span)  # RootSpan.add, written out for the common case
         else:
             local.add(span)
@@ -154,9 +180,11 @@ class Tracer(opentracing.Tracer):
     # -- internals ------------------------------------------------------------------------
 
     def _new_span(self, name, parent, start_ns, kind):
-        if parent.__class__ is Span or parent.__class__ is RootSpan:
-            return Span(self, parent.local, _getrandbits(64) or 1, parent.span_id, name,
-                        start_ns, kind, parent.baggage)
+        parent_class = parent.__class__
+        if parent_class is RootSpan or parent_class is Span:
+            return Span(self, parent if parent_class is RootSpan else parent.local,
+                        _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
+                        parent.baggage)
         if isinstance(parent, Span):
             parent = parent.context
         if isinstance(parent, SpanContext) and parent.local is not None:
