@@ -9,7 +9,11 @@ server's and the network's jitter, tens of µs from one run to the next on a sha
 Bare and traced runs alternate; each figure is the best of ROUNDS.
 """
 import os
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _util import export_to_sink  # noqa: E402
 
 N = 2_000  # queries per timed run
 ROUNDS = 9
@@ -66,7 +70,7 @@ def main():
 
     agent = spyglass.init(endpoint="http://127.0.0.1:9")
     tracer = agent.tracer
-    tracer.export = lambda spans: None
+    export_to_sink(agent)
     traced = psycopg2.connect(**dsn).cursor()
     assert type(traced) is not psycopg2.extensions.cursor, "psycopg2 is not instrumented"
 

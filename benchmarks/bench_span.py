@@ -6,16 +6,13 @@ exports the way it runs in production: spyglass into its reporter's bounded queu
 SDK through its BatchSpanProcessor (also a bounded queue and a worker thread), both to a
 sink; basictracer to a null recorder. The SDK's SimpleSpanProcessor is shown as well.
 
-The tracers take turns, round after round, and each keeps its best round: this machine's
-speed drifts by tens of percent within a minute, and a ratio of figures taken minutes
-apart would measure the drift.
+The tracers take turns, round after round, and each keeps its best round (see _util).
 """
 import sys
 import os
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import verdict  # noqa: E402
+from _util import best_per_call_interleaved, verdict  # noqa: E402
 
 from spyglass.trace.tracer import Tracer  # noqa: E402
 
@@ -100,20 +97,6 @@ def otel_loop(processor_name):
     return run
 
 
-def best_per_call(loops, rounds=ROUNDS):
-    """{name: best seconds per call}, the loops ({name: (run, calls per round)}) taking
-    turns for ``rounds`` rounds after one warm-up round."""
-    best = dict.fromkeys(loops, float("inf"))
-    for round_number in range(rounds + 1):
-        for name, (run, number) in loops.items():
-            start = time.perf_counter()
-            run(number)
-            elapsed = (time.perf_counter() - start) / number
-            if round_number:
-                best[name] = min(best[name], elapsed)
-    return best
-
-
 def main():
     ours = {label: spyglass_tracer() for label in ("root", "request")}
     loops = {"root": (opentracing_loop(ours["root"]), N),
@@ -125,7 +108,7 @@ def main():
         loop = otel_loop(processor)
         if loop is not None:
             loops[processor] = (loop, N // 5)
-    best = best_per_call(loops)
+    best = best_per_call_interleaved(loops, ROUNDS)
 
     for label, title in (("root", "each span a trace of its own"),
                          ("request", "spans inside a request span")):

@@ -1,10 +1,10 @@
 """The reporter: bounded queues drained by one daemon thread per process.
 
 The app's threads only append to a deque (dropping and counting when it is full): one for
-finished traces, the bulk, and one for log records and metrics. The thread batches,
-encodes and exports. It is started on first use and restarted in a forked
-child: ``os.register_at_fork`` covers ``os.fork``, and a look at ``process.fork_marker`` on
-every submit covers forks done in C (uWSGI), which skip those hooks.
+finished traces, the bulk, one for log records and metrics. The thread batches, encodes
+and exports. It is started on first use and restarted in a forked child:
+``os.register_at_fork`` covers ``os.fork``, and a look at ``process.fork_marker`` on every
+submit covers forks done in C (uWSGI), which skip those hooks.
 
 At interpreter exit, and on SIGTERM where nothing else handles it, what is queued is
 drained within ``shutdown_timeout``. A process that queued nothing exits at once.
@@ -109,7 +109,8 @@ class Reporter:
 
     # -- the app's side: cheap, never blocks ---------------------------------------------
 
-    def submit_trace(self, spans):
+    def submit_trace(self, trace):
+        """A finished local trace: the list of its spans, or its root span alone."""
         # _submit, written out: this runs once per trace. The tracer has just looked for a
         # fork when the trace began (process.fork_marker), so the generation says it all.
         if self._generation != process.generation:
@@ -118,7 +119,7 @@ class Reporter:
         if len(queue) >= self._max_queue_size:
             self.counters["dropped"] += 1  # no lock: see _submit
             return
-        queue.append(spans)
+        queue.append(trace)
         if self._thread is None:
             self.start()
         elif len(queue) >= self._batch_size and not self._wake_asked:
