@@ -38,16 +38,17 @@ class Scope(opentracing.Scope):
         # Only the active scope may be closed (OpenTracing's rule); anything else is a no-op.
         if _active_scope.get() is not self:
             return
-        self._deactivate()
+        try:
+            _active_scope.reset(self._token)
+        except (ValueError, RuntimeError):
+            self._set_back()
         if self._finish_on_close:
             self.span.finish()
 
-    def _deactivate(self):
-        try:
-            _active_scope.reset(self._token)
-        except (ValueError, RuntimeError):  # another context's token, or already used
-            previous = self._token.old_value
-            _active_scope.set(None if previous is _UNSET else previous)
+    def _set_back(self):
+        # The token is another context's (this scope was inherited), or already used.
+        previous = self._token.old_value
+        _active_scope.set(None if previous is _UNSET else previous)
 
     def __enter__(self):
         return self
@@ -66,7 +67,7 @@ class Scope(opentracing.Scope):
         try:
             _active_scope.reset(self._token)
         except (ValueError, RuntimeError):
-            self._deactivate()
+            self._set_back()
         if self._finish_on_close:
             span.finish()
 
