@@ -366,7 +366,6 @@ class RootSpan(Span):
         self._tracer.export(spans)
 
 
-
 class TraceSummary:
     """What a local root adds to its own span at export, beyond its children, and the
     bookkeeping behind it: the calls made in the trace by category (``spyglass.agg.*``),
