@@ -15,7 +15,7 @@ from . import agent as agent_module
 from . import web  # noqa: F401  (first: see the note on imports there)
 from .errors import capture
 from .scopes import current as current_scope, current_request, pop_scope, push_request_scope
-from .trace.context import Scope, suppressed
+from .trace.context import activate, suppressed
 from .web import METHODS, RequestTrace
 
 _get_agent = agent_module.get
@@ -137,7 +137,7 @@ class SpyglassMiddleware:
 
         parent = current_scope()
         token = push_request_scope(request)
-        active = Scope(agent.tracer.scope_manager, request.span, False)
+        active = activate(agent.tracer.scope_manager, request.span, False)
         try:
             await app(scope, receive, traced_send)
         except BaseException as exc:

@@ -17,7 +17,7 @@ import functools
 from . import agent as agent_module
 from . import web  # noqa: F401  (first: see the note on imports there)
 from .scopes import push_request_scope, pop_scope, current as current_scope
-from .trace.context import Scope, suppressed
+from .trace.context import activate, suppressed
 from .web import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace
 
 _get_agent = agent_module.get
@@ -132,7 +132,7 @@ def call(app, environ, start_response):
     if request is None:
         return app(environ, start_response)
     token = push_request_scope(request, parent_scope)
-    active = Scope(request.tracer._scope_manager, request.span, False)
+    active = activate(request.tracer._scope_manager, request.span, False)
     try:
         result = app(environ, request.start_response)
     except BaseException as exc:

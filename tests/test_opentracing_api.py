@@ -7,8 +7,8 @@ import opentracing
 from opentracing.harness.api_check import APICompatibilityCheckMixin
 from opentracing.harness.scope_check import ScopeCompatibilityCheckMixin
 
-from spyglass.trace.context import Scope, ScopeManager
-from spyglass.trace.span import RootSpan, Span, SpanContext
+from spyglass.trace.context import Scope, ScopeManager, activate
+from spyglass.trace.span import Span, SpanContext, new_root_span, new_span
 from spyglass.trace.tracer import Tracer
 
 
@@ -109,21 +109,34 @@ def _slot_values(obj, exclude=()):
 
 
 def test_start_active_span_makes_spans_and_scopes_as_their_constructors_do():
-    # start_active_span writes RootSpan.__init__ and Scope.__init__ out (a class call costs
-    # more than the whole constructor in CPython 3.11): what it makes must not drift.
+    # start_active_span writes new_root_span and activate out (a Python call costs about
+    # as much as what they do in CPython 3.11): what it makes must not drift.
     tracer = Tracer()
     with tracer.start_active_span("op", finish_on_close=False) as scope:
         root = scope.span
-        made = RootSpan(tracer, root.trace_id, root.sampled, root.span_id, "op", root.start_ns)
+        made = new_root_span(tracer, root.trace_id, root.sampled, root.span_id, "op",
+                             root.start_ns)
         assert _slot_values(root, {"local"}) == _slot_values(made, {"local"})
         assert root.local is root and made.local is made
         with tracer.start_active_span("child") as inner:
             child = inner.span
-            made = Span(tracer, root, child.span_id, root.span_id, "child", child.start_ns)
+            made = new_span(tracer, root, child.span_id, root.span_id, "child", child.start_ns)
             assert _slot_values(child) == _slot_values(made)
-    constructed = Scope(scope.manager, root, False)
+    constructed = activate(scope.manager, root, False)
     assert _slot_values(scope, {"_token"}) == _slot_values(constructed, {"_token"})
     constructed.close()
+
+
+def test_spans_and_scopes_are_made_by_their_functions_not_by_a_class_call_with_arguments():
+    # Their classes keep object's __init__ (see trace.span): a call with arguments is a
+    # mistake, and says so.
+    for make in (lambda: Span(Tracer(), None, 1, None, "x", 0), lambda: Scope(None, None, False)):
+        try:
+            make()
+        except TypeError as error:
+            assert "takes no arguments" in str(error)
+        else:
+            raise AssertionError("expected TypeError")
 
 
 def test_unknown_format_and_carrier_errors():

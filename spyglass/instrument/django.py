@@ -24,7 +24,7 @@ from .. import web  # noqa: F401  (first: see the note on imports there)
 from .. import wsgi
 from ..errors import capture
 from ..scopes import current as current_scope, current_request, pop_scope, push_request_scope
-from ..trace.context import Scope, suppressed
+from ..trace.context import activate, suppressed
 from ..web import user_from
 
 _ORIGINAL = "__spyglass_original__"
@@ -99,7 +99,7 @@ def _traced_chain(chain):
         if trace is None:
             return chain(request)
         token = push_request_scope(trace, parent)
-        active = Scope(trace.tracer._scope_manager, trace.span, False)
+        active = activate(trace.tracer._scope_manager, trace.span, False)
         try:
             response = chain(request)
         except BaseException as exc:
@@ -131,7 +131,7 @@ def _traced_async_chain(chain):
         if trace is None:
             return await chain(request)
         token = push_request_scope(trace, parent)
-        active = Scope(trace.tracer._scope_manager, trace.span, False)
+        active = activate(trace.tracer._scope_manager, trace.span, False)
         try:
             response = await chain(request)
         except BaseException as exc:

@@ -27,12 +27,8 @@ def current_span():
 class Scope(opentracing.Scope):
     # ``span`` is a slot, not the base class's property: it is read on every span.
     __slots__ = ("_manager", "span", "_finish_on_close", "_token")
-
-    def __init__(self, manager, span, finish_on_close):
-        self._manager = manager
-        self.span = span
-        self._finish_on_close = finish_on_close
-        self._token = activate_scope(self)
+    # Made by activate(), for the reason spans are made by new_span() (see trace.span).
+    __init__ = object.__init__
 
     def close(self):
         # Only the active scope may be closed (OpenTracing's rule); anything else is a no-op.
@@ -72,9 +68,20 @@ class Scope(opentracing.Scope):
             span.finish()
 
 
+def activate(manager, span, finish_on_close):
+    """A Scope of ``manager`` for ``span``, active from now on in this thread or task.
+    Tracer.start_active_span writes this out: keep the two alike."""
+    scope = Scope()
+    scope._manager = manager
+    scope.span = span
+    scope._finish_on_close = finish_on_close
+    scope._token = activate_scope(scope)
+    return scope
+
+
 class ScopeManager(opentracing.ScopeManager):
     def activate(self, span, finish_on_close):
-        return Scope(self, span, finish_on_close)
+        return activate(self, span, finish_on_close)
 
     @property
     def active(self):

@@ -58,31 +58,18 @@ class SpanContext(opentracing.SpanContext):
 
 
 class Span(opentracing.Span):
-    # Every attribute is a slot, set in __init__: on CPython 3.11 a read that finds only a
-    # class-level default is not specialized and costs three times a slot's, and slots
-    # make smaller objects. The SpanContext is made only when asked for.
+    # Every attribute is a slot, set when the span is made: on CPython 3.11 a read that
+    # finds only a class-level default is not specialized and costs three times a slot's,
+    # and slots make smaller objects. The SpanContext is made only when asked for.
     __slots__ = ("_tracer", "local", "span_id", "parent_id", "baggage", "name", "start_ns",
                  "kind", "attributes", "end_ns", "events", "status", "status_message", "keep",
                  "_context")
     local_root = False  # True on a RootSpan
-
-    def __init__(self, tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL,
-                 baggage=None, attributes=None):
-        self._tracer = tracer
-        self.local = local
-        self.span_id = span_id
-        self.parent_id = parent_id
-        self.baggage = baggage
-        self.name = name
-        self.start_ns = start_ns
-        self.kind = kind
-        self.attributes = {} if attributes is None else attributes
-        self.end_ns = 0
-        self.events = None
-        self.status = STATUS_UNSET
-        self.status_message = ""
-        self.keep = False
-        self._context = None
+    # Made by new_span() (a RootSpan by new_root_span()), not by a call with arguments: in
+    # CPython 3.11 a class whose __init__ is Python code costs a round trip through C on
+    # every call, more than all the attributes it sets; with object's own __init__ a class
+    # call stays in C, and a function that sets the attributes is an inlined Python call.
+    __init__ = object.__init__
 
     @property
     def context(self):
@@ -206,23 +193,6 @@ class RootSpan(Span):
     # TraceSummary from the trace's first call or dropped span on, else None.
     local_root = True
 
-    def __init__(self, tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
-        # Tracer.start_active_span writes this out: keep the two alike.
-        self._tracer = tracer
-        self.trace_id = trace_id
-        self.sampled = sampled
-        self.span_id = span_id
-        self.name = name
-        self.start_ns = start_ns
-        self.kind = kind
-        self.attributes = {}
-        self.parent_id = self.baggage = self._context = self.events = self.summary = None
-        self.tracestate = self.spans = ()  # spans: a list from the first child on, None once closed
-        self.end_ns = 0
-        self.status = STATUS_UNSET
-        self.status_message = ""
-        self.keep = False
-
     @property
     def local(self):
         return self
@@ -314,8 +284,8 @@ class RootSpan(Span):
                 and self.fold_repeat(parent.span_id, repeat_key, end_ns)):
             return None
         tracer = self._tracer
-        span = Span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
-                    kind, parent.baggage, attributes)
+        span = new_span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
+                        kind, parent.baggage, attributes)
         span.end_ns = end_ns
         spans = self.spans
         if spans and len(spans) < tracer.max_spans_per_trace:
@@ -364,6 +334,48 @@ class RootSpan(Span):
         else:  # no children: the () a root starts with
             spans = [self]
         self._tracer.export(spans)
+
+
+def new_span(tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL, baggage=None,
+             attributes=None):
+    """A span of the local trace whose root is ``local``."""
+    span = Span()
+    span._tracer = tracer
+    span.local = local
+    span.span_id = span_id
+    span.parent_id = parent_id
+    span.baggage = baggage
+    span.name = name
+    span.start_ns = start_ns
+    span.kind = kind
+    span.attributes = {} if attributes is None else attributes
+    span.end_ns = 0
+    span.events = span._context = None
+    span.status = STATUS_UNSET
+    span.status_message = ""
+    span.keep = False
+    return span
+
+
+def new_root_span(tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
+    """The local root of a trace; the tracer sets what a remote parent passes on (parent
+    id, baggage, tracestate). Tracer.start_active_span writes this out: keep the two alike."""
+    span = RootSpan()
+    span._tracer = tracer
+    span.trace_id = trace_id
+    span.sampled = sampled
+    span.span_id = span_id
+    span.name = name
+    span.start_ns = start_ns
+    span.kind = kind
+    span.attributes = {}
+    span.parent_id = span.baggage = span._context = span.events = span.summary = None
+    span.tracestate = span.spans = ()  # spans: a list from the first child on, None once closed
+    span.end_ns = 0
+    span.status = STATUS_UNSET
+    span.status_message = ""
+    span.keep = False
+    return span
 
 
 class TraceSummary:

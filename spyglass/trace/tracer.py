@@ -15,9 +15,9 @@ from .. import process
 from .context import Scope, ScopeManager, activate_scope, get_active_scope
 from .sampling import Sampler
 from .span import INTERNAL, KIND_BY_TAG, STATUS_UNSET, RootSpan, Span, SpanContext
+from .span import new_root_span, new_span
 
 _time_ns = time.time_ns
-_new_object = object.__new__
 _fork_marker = process.fork_marker
 _getrandbits = process._getrandbits
 _TEXT_FORMATS = (Format.TEXT_MAP, Format.HTTP_HEADERS)
@@ -47,14 +47,14 @@ class Tracer(opentracing.Tracer):
         if (child_of is None and references is None and tags is None and start_time is None
                 and not ignore_active_span and manager.__class__ is ScopeManager):
             # The common case, flattened: child of the active span, activated at once. What
-            # the calls here would do is written out: in CPython 3.11 making an object by
-            # calling its class costs more than the attributes it sets.
+            # the calls here would do is written out, as a new trace's root and the scope:
+            # a Python call costs CPython 3.11 about as much as the attributes it sets.
             active = get_active_scope()
-            if active is None:  # a new trace: _new_local_root and RootSpan.__init__
+            if active is None:  # a new trace: _new_local_root and new_root_span
                 if not _fork_marker[0]:
                     process.reseed()
                 sampler = self.sampler
-                span = _new_object(RootSpan)
+                span = RootSpan()
                 span._tracer = self
                 span.trace_id = _getrandbits(128) or 1
                 span.sampled = sampler.rate >= 1.0 or sampler.sample_new_trace()
@@ -73,12 +73,12 @@ class Tracer(opentracing.Tracer):
                 parent = active.span
                 parent_class = parent.__class__
                 if parent_class is RootSpan or parent_class is Span:
-                    span = Span(self, parent if parent_class is RootSpan else parent.local,
-                                _getrandbits(64) or 1, parent.span_id, operation_name,
-                                _time_ns(), INTERNAL, parent.baggage)
+                    span = new_span(self, parent if parent_class is RootSpan else parent.local,
+                                    _getrandbits(64) or 1, parent.span_id, operation_name,
+                                    _time_ns(), INTERNAL, parent.baggage)
                 else:  # a span from elsewhere, activated through our scope manager
                     span = self._new_span(operation_name, parent, _time_ns(), INTERNAL)
-            scope = _new_object(Scope)  # Scope.__init__, written out
+            scope = Scope()  # context.activate, written out
             scope._manager = manager
             scope.span = span
             scope._finish_on_close = finish_on_close
@@ -165,8 +165,8 @@ class Tracer(opentracing.Tracer):
         local = parent if parent.__class__ is RootSpan else parent.local
         if not (local.sampled or keep):
             return None
-        span = Span(self, local, _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
-                    parent.baggage, attributes)
+        span = new_span(self, local, _getrandbits(64) or 1, parent.span_id, name, start_ns,
+                        kind, parent.baggage, attributes)
         span.end_ns = end_ns
         if keep:
             span.keep = True
@@ -182,15 +182,15 @@ class Tracer(opentracing.Tracer):
     def _new_span(self, name, parent, start_ns, kind):
         parent_class = parent.__class__
         if parent_class is RootSpan or parent_class is Span:
-            return Span(self, parent if parent_class is RootSpan else parent.local,
-                        _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
-                        parent.baggage)
+            return new_span(self, parent if parent_class is RootSpan else parent.local,
+                            _getrandbits(64) or 1, parent.span_id, name, start_ns, kind,
+                            parent.baggage)
         if isinstance(parent, Span):
             parent = parent.context
         if isinstance(parent, SpanContext) and parent.local is not None:
             # A local span's context, passed as child_of: join its local trace.
-            return Span(self, parent.local, _getrandbits(64) or 1, parent.span_id, name,
-                        start_ns, kind, parent._baggage)
+            return new_span(self, parent.local, _getrandbits(64) or 1, parent.span_id, name,
+                            start_ns, kind, parent._baggage)
         return self._new_local_root(name, parent, start_ns, kind)
 
     def _new_local_root(self, name, parent, start_ns, kind):
@@ -201,11 +201,11 @@ class Tracer(opentracing.Tracer):
             # None, or another tracer's context, which carries nothing we can continue.
             sampler = self.sampler
             sampled = sampler.rate >= 1.0 or sampler.sample_new_trace()
-            return RootSpan(self, _getrandbits(128) or 1, sampled, _getrandbits(64) or 1,
-                            name, start_ns, kind)
+            return new_root_span(self, _getrandbits(128) or 1, sampled, _getrandbits(64) or 1,
+                                 name, start_ns, kind)
         # Parent-based sampling: the caller decided.
-        span = RootSpan(self, parent.trace_id, parent.sampled, _getrandbits(64) or 1, name,
-                        start_ns, kind)
+        span = new_root_span(self, parent.trace_id, parent.sampled, _getrandbits(64) or 1,
+                             name, start_ns, kind)
         span.parent_id = parent.span_id
         if parent._baggage:
             span.baggage = parent._baggage
