@@ -220,12 +220,16 @@ class RootSpan(Span):
         spans, summary = self.spans, self.summary
         self.spans = self._context = self.summary = None
         if summary is None and self.sampled:
-            # The common case: nothing to add to the root.
+            # The common case: nothing to add to the root. (The exporters are the tracer's
+            # attributes, not methods: read as attributes, not called as methods, so that
+            # CPython 3.11 specializes the read.)
             if spans:
                 spans.append(self)
-                self._tracer.export(spans)
+                export = self._tracer.export
+                export(spans)
             else:
-                self._tracer.export_lone_root(self)
+                export_lone_root = self._tracer.export_lone_root
+                export_lone_root(self)
         elif self.sampled or self.keep or spans:
             self._export_with_summary(spans, summary)
 
@@ -333,7 +337,8 @@ class RootSpan(Span):
             spans.append(self)
         else:  # no children: the () a root starts with
             spans = [self]
-        self._tracer.export(spans)
+        export = self._tracer.export  # an attribute: see finish()
+        export(spans)
 
 
 def new_span(tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL, baggage=None,
