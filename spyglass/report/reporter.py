@@ -76,12 +76,16 @@ class Reporter:
         self._pid = os.getpid()
         self._generation = process.generation
         self._max_queue_size = self.config.max_queue_size
-        self._batch_size = self.config.batch_size
+        # No batch is larger than the queue; _quiet_below stays within its cap.
+        self._batch_size = min(self.config.batch_size, self._max_queue_size)
         self._traces = collections.deque()  # finished traces: lists of spans, or lone roots
         self._others = collections.deque()  # (LOGS, record) and (METRICS, [metric, ...])
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._wake_asked = False  # the app's threads have set _wake since the thread woke
+        # Below this queue length a submit only appends: 0 while there is no thread (a
+        # submit starts it), batch_size while it sleeps (a full batch wakes it), the queue's
+        # cap once it has been woken (beyond it, drop). One test on the app's side.
+        self._quiet_below = 0
         self._interrupt = threading.Event()  # cuts a retry's backoff short on flush/exit
         self._idle = threading.Condition(threading.Lock())
         self._thread = None
@@ -116,14 +120,10 @@ class Reporter:
         if self._generation != process.generation:
             self._after_fork()
         queue = self._traces
-        if len(queue) >= self._max_queue_size:
-            self.counters["dropped"] += 1  # no lock: see _submit
-            return
-        queue.append(trace)
-        if self._thread is None:
-            self.start()
-        elif len(queue) >= self._batch_size and not self._wake_asked:
-            self._wake_up()
+        if len(queue) < self._quiet_below:
+            queue.append(trace)
+        else:
+            self._append_or_drop(queue, trace)
 
     def submit_log(self, record):
         self._submit(LOGS, record)
@@ -142,20 +142,25 @@ class Reporter:
         if self._generation != process.generation:
             self._after_fork()
         queue = self._others
+        if len(queue) < self._quiet_below:
+            queue.append((kind, item))
+        else:
+            self._append_or_drop(queue, (kind, item))
+
+    def _append_or_drop(self, queue, item):
+        """A submit at _quiet_below or beyond: drop when the queue is full; else append,
+        and start the thread, or wake it for a full batch."""
         if len(queue) >= self._max_queue_size:
-            self.counters["dropped"] += 1
+            self.counters["dropped"] += 1  # no lock: see _submit
             return
-        queue.append((kind, item))
+        queue.append(item)
         if self._thread is None:
             self.start()
-        elif len(queue) >= self._batch_size and not self._wake_asked:
-            self._wake_up()
-
-    def _wake_up(self):
-        # Once per batch, not on every submit while the thread is on its way: setting an
-        # Event takes a lock and notifies, which costs more than the submit itself.
-        self._wake_asked = True
-        self._wake.set()
+        elif len(queue) >= self._batch_size:
+            # Once per batch, not on every submit while the thread is on its way: setting
+            # an Event takes a lock and notifies, which costs more than the submit itself.
+            self._quiet_below = self._max_queue_size
+            self._wake.set()
 
     def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
@@ -197,6 +202,8 @@ class Reporter:
             thread.start()
         except RuntimeError:  # interpreter shutting down: at_exit drains synchronously
             self._thread = None
+        else:
+            self._quiet_below = self._batch_size
 
     # -- draining --------------------------------------------------------------------------
 
@@ -239,7 +246,7 @@ class Reporter:
         while True:
             self._wake.wait(self._seconds_to_next_due())
             self._wake.clear()
-            self._wake_asked = False
+            self._quiet_below = self._batch_size
             try:
                 with _importing:  # collectors import what they need on first use
                     self._run_periodic()
