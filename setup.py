@@ -36,6 +36,8 @@ TEST = [
     # databases, caches, HTTP clients, templates
     "psycopg2-binary", "psycopg[binary]", "pymysql", "mysqlclient", "redis", "pysolr",
     "requests", "urllib3", "httpx", "jinja2",
+    # process pools: billiard is Celery's
+    "billiard",
 ]
 
 with open("README.md", encoding="utf-8") as readme:

@@ -51,7 +51,7 @@ def spyglass_tracer():
     reporter = Reporter(load(environ={}), dict)
     reporter._export = lambda kind, items, deadline: True
     atexit.unregister(reporter.at_exit)  # nothing is to be sent at the end of a benchmark
-    return Tracer(export=reporter.submit_trace, export_lone_root=reporter.submit_trace,
+    return Tracer(export=reporter.submit_trace, export_lone_root=reporter.submit_root,
                   sample_rate=1.0)
 
 

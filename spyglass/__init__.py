@@ -8,7 +8,13 @@ Usually started with ``AUTOWRAPT_BOOTSTRAP=runtime`` (or ``flask``, ``django``, 
 
 This module stays small and imports nothing heavy: autowrapt imports it at startup.
 """
+import logging as _logging
+
 __version__ = "0.1.0"
+
+# A library's logger: nothing of spyglass's reaches stderr through Python's last-resort
+# handler. The app's own logging configuration (or ``debug``) decides what is shown.
+_logging.getLogger("spyglass").addHandler(_logging.NullHandler())
 
 
 def init(config_file=None, **settings):

@@ -7,7 +7,6 @@ send, httpx is imported on that thread.
 """
 import logging
 import os
-import signal
 import sys
 import threading
 
@@ -89,8 +88,9 @@ class Agent:
                     try:
                         from .trace.tracer import Tracer  # imports opentracing: see below
 
-                        submit = self.reporter.submit_trace  # takes a lone root too
-                        self._tracer = Tracer(export=submit, export_lone_root=submit,
+                        reporter = self.reporter
+                        self._tracer = Tracer(export=reporter.submit_trace,
+                                              export_lone_root=reporter.submit_root,
                                               sample_rate=self.config.sample_rate,
                                               max_spans_per_trace=self.config.max_spans_per_trace)
                     finally:
@@ -142,7 +142,9 @@ def start(started_by="code", config_file=None, **settings):
                 from .instrument import uwsgi
 
                 uwsgi.watch(_agent)
-            _drain_on_sigterm(_agent.reporter)
+            from .report import signals
+
+            signals.drain_on_sigterm(_agent.reporter)
             log.debug("spyglass: started by %s, sending to %s as %r", started_by,
                       config.endpoint, config.service_name)
         except Exception:
@@ -161,34 +163,7 @@ def _inside_uwsgi():
 def _enable_debug_logging():
     logger = logging.getLogger("spyglass")
     logger.setLevel(logging.DEBUG)
-    if not logger.handlers:
+    if not any(type(handler) is not logging.NullHandler for handler in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s spyglass[%(process)d] %(message)s"))
         logger.addHandler(handler)
-
-
-def _drain_on_sigterm(reporter):
-    """SIGTERM's default action kills the process without running atexit; where the app
-    left it at the default, drain the queue first and then die of SIGTERM as before.
-
-    Not under uWSGI: it installs C-level handlers that Python's signal module cannot see.
-    """
-    if "uwsgi" in sys.modules or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        signal.signal(signal.SIGTERM, _make_sigterm_handler(reporter))
-    except (ValueError, OSError, AttributeError):
-        pass
-
-
-def _make_sigterm_handler(reporter):
-    def on_sigterm(signum, frame):
-        try:
-            reporter.at_exit()
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return on_sigterm

@@ -70,6 +70,21 @@ def parse_int(value):
     return number
 
 
+def parse_size(value):
+    """Bytes: ``4194304``, ``512k``, ``4MiB``, ``1g``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+        scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+        number = int(float(text.rstrip("kmg").strip()) * scale)
+    if number <= 0:
+        raise ValueError("expected a size in bytes > 0")
+    return number
+
+
 def parse_rate(value):
     rate = parse_float(value)
     if rate > 1:
@@ -151,7 +166,7 @@ def _key(name, parse, default, doc):
         parse_callable_path: "module:callable",
         parse_bool: "bool", parse_float: "float", parse_int: "int", parse_rate: "float 0..1",
         parse_str: "str", parse_endpoint: "url", parse_level: "level", parse_mapping: "key=value,…",
-        parse_list: "list", parse_threshold: "seconds or false",
+        parse_list: "list", parse_threshold: "seconds or false", parse_size: "bytes",
     }[parse]
     return Key(name, parse, default, doc, type_name)
 
@@ -191,10 +206,21 @@ KEYS: Tuple[Key, ...] = (
     _key("sample_rate", parse_rate, 1.0, "Head sampling probability for new traces; an incoming "
          "sampled flag is respected. Slow and errored requests are kept regardless."),
     _key("flush_interval", parse_float, 1.0, "Seconds between exports of whatever is queued."),
-    _key("batch_size", parse_int, 512, "Items (traces, log records) per export request."),
-    _key("max_queue_size", parse_int, 2048, "Cap of each export queue (finished traces; log "
-         "records and metrics); when full, new data is dropped and counted, the app never "
+    _key("batch_size", parse_int, 512, "Items (traces, log records) taken off a queue at a "
+         "time; each is sent in one or more requests within `max_batch_spans` and "
+         "`max_batch_bytes`."),
+    _key("max_queue_size", parse_int, 2048, "Cap of each export queue in items (finished traces; "
+         "log records and metrics); when full, new data is dropped and counted, the app never "
          "waits."),
+    _key("max_queue_spans", parse_int, 32768, "Cap of the spans held by queued traces (about "
+         "0.5-1 KiB each), whatever their number: a trace that would pass it is dropped and "
+         "counted. With `max_batch_bytes`, what bounds the sensor's memory when the collector "
+         "is down."),
+    _key("max_batch_spans", parse_int, 4096, "Spans per export request at most (a larger trace "
+         "goes alone)."),
+    _key("max_batch_bytes", parse_size, 4 << 20, "Uncompressed bytes per export request at most "
+         "(a larger trace goes alone); a 413 answer splits the request in halves, down to one "
+         "trace, which is then dropped and counted."),
     _key("timeout", parse_float, 5.0, "Seconds allowed for one export request."),
     _key("shutdown_timeout", parse_float, 5.0, "Seconds allowed at exit (or SIGTERM) to drain "
          "the queue."),

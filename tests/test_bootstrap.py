@@ -102,6 +102,6 @@ def test_the_tracer_built_before_the_app_imports_opentracing_is_the_global_one()
         tracer = spyglass.agent.get().tracer
         import opentracing
         print(opentracing.tracer is tracer)
-    """, AUTOWRAPT_BOOTSTRAP="runtime")
+    """, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_DEBUG="1")  # debug: our errors on stderr
     assert result.stdout.strip() == "True", result.stderr
     assert "could not instrument" not in result.stderr

@@ -7,6 +7,7 @@ DRIVER = """
     from wsgiref.util import setup_testing_defaults
     import spyglass, spyglass.wsgi
 
+    logging.getLogger("spyglass").addHandler(logging.StreamHandler())  # the app shows ours
     spyglass.set_tag("release-train", "blue")
     with spyglass.scope():
         spyglass.set_user({"id": 7, "email": "eve@example.com"})

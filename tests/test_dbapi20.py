@@ -30,7 +30,7 @@ def run_suite(name, receiver=None, **env):
     args = [sys.executable, SUITE, name] + (["traced"] if receiver else [])
     if receiver:
         env.update(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
-                   SPYGLASS_METRICS_INTERVAL="0")
+                   SPYGLASS_METRICS_INTERVAL="0", SPYGLASS_DEBUG="1")  # our errors on stderr
     result = subprocess.run(args, env=clean_env(**env), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

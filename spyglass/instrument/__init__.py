@@ -39,6 +39,8 @@ REGISTRY = {
     # servers
     "uwsgi": ("spyglass.instrument.uwsgi", None),
     "gunicorn.workers.base": ("spyglass.instrument.gunicorn", None),
+    # process pools: multiprocessing, concurrent.futures, billiard (Celery)
+    "multiprocessing.util": ("spyglass.instrument.multiprocessing", None),
 }
 
 # Drivers named in the ``dbapi2_modules`` setting are patched by this one.

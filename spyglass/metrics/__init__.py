@@ -30,6 +30,10 @@ from . import aggregate
 
 log = logging.getLogger("spyglass")
 
+# How long the last collection at exit waits for the aggregates' lock (held by the reporter
+# thread while it folds, or by this very thread if a signal handler interrupted it there).
+EXIT_LOCK_TIMEOUT = 1.0
+
 __all__ = ["counter", "gauge", "histogram", "record_request", "record_db_call"]
 
 # Values recorded but not yet folded, at most (one fold per flush_interval drains them).
@@ -229,13 +233,18 @@ class Registry:
             self._warned.add(what)
             log.warning(message, *args)
 
-    def collect(self, runtime=True):
-        """Every metric with data, as OTLP Metric dicts."""
+    def collect(self, runtime=True, lock_timeout=-1):
+        """Every metric with data, as OTLP Metric dicts (none if the lock could not be had
+        within ``lock_timeout`` seconds: at exit, nothing may wait for ever)."""
         if self._pid != os.getpid():
             self.after_fork()
-        with self._lock:
+        if not self._lock.acquire(timeout=lock_timeout):
+            return []
+        try:
             self._fold()
             metrics = [metric for metric in (i.collect() for i in self.instruments()) if metric]
+        finally:
+            self._lock.release()
         if self.dropped:
             self._warn_once("dropped", "spyglass: metric values recorded faster than they can "
                             "be aggregated; some were dropped (counted in spyglass.metrics.dropped)")
@@ -249,7 +258,7 @@ class Registry:
     def collect_at_exit(self):
         """What was recorded since the last export (no runtime metrics: a process that
         recorded nothing sends nothing at exit)."""
-        return self.collect(runtime=False)
+        return self.collect(runtime=False, lock_timeout=EXIT_LOCK_TIMEOUT)
 
 
 def _named(*names):

@@ -6,9 +6,10 @@ app's threads; two choices follow from it:
 
 - spans are written straight to JSON text, not built as dicts for ``json.dumps`` (half
   the cost: ~4 us per span against ~9; ``test_otlp_encoding`` holds the two equal);
-- a body is made in pieces (``body_chunks``), each item encoded when its turn comes, so a
-  batch never exists whole as text (512 traces are ~0.7 MB, which joining and encoding
-  copied three times over) and what a batch allocates stays small and the same each time.
+- a body is made in pieces, each item encoded when its turn comes and compressed as it
+  comes (``Transport.compress``), so a batch never exists whole as text; the reporter
+  cuts a batch into requests by the items' encoded size (``encoded_items``), within
+  ``max_batch_bytes``.
 """
 import json
 
@@ -33,33 +34,55 @@ def _dumps(payload) -> str:
 _SCOPE_JSON = _dumps(SCOPE)
 
 
-def body_chunks(kind, resource, items, chunk_size=CHUNK_SIZE):
-    """The body of one export request in UTF-8 pieces of about ``chunk_size`` bytes.
-
-    ``kind``: "traces" (``items``: one per local trace, the list of its finished spans or
-    its root span alone), "logs" (LogRecord dicts, see ``otlp.log_record``) or "metrics"
-    (Metric dicts)."""
+def envelope(kind, resource):
+    """The bytes an export request of ``kind`` starts and ends with, around its items."""
     resources, scopes, key = _ENVELOPES[kind]
     head = _dumps({"resource": {"attributes": attributes(resource)}})[:-1]
-    pieces = [f'{{"{resources}":[{head},"{scopes}":[{{"scope":{_SCOPE_JSON},"{key}":[']
-    size = len(pieces[0])
+    opening = f'{{"{resources}":[{head},"{scopes}":[{{"scope":{_SCOPE_JSON},"{key}":['
+    return opening.encode("utf-8", "replace"), b"]}]}]}"
+
+
+def encoded_items(kind, items):
+    """Each item as (its JSON in UTF-8, its weight): for "traces" (``items``: one per local
+    trace, the list of its finished spans or its root span alone) the trace's spans joined
+    by commas, weighing its number of spans; for "logs" (LogRecord dicts, see
+    ``otlp.log_record``) and "metrics" (Metric dicts) one item, weighing 1."""
     if kind == "traces":
-        texts = (_span_json(span) for trace in items
-                 for span in (trace if isinstance(trace, (list, tuple)) else (trace,)))
+        for trace in items:
+            if isinstance(trace, (list, tuple)):
+                yield ",".join(map(_span_json, trace)).encode("utf-8", "replace"), len(trace)
+            else:
+                yield _span_json(trace).encode("utf-8", "replace"), 1
     else:
-        texts = (_dumps(item) for item in items)
-    separator = ""
+        for item in items:
+            yield _dumps(item).encode("utf-8", "replace"), 1
+
+
+def body_pieces(head, texts, tail):
+    """The pieces of one body: ``head``, the ``texts`` separated by commas, ``tail``."""
+    yield head
+    separator = b""
     for text in texts:
-        pieces.append(separator)
-        pieces.append(text)
-        separator = ","
-        size += len(text) + 1
+        yield separator
+        yield text
+        separator = b","
+    yield tail
+
+
+def body_chunks(kind, resource, items, chunk_size=CHUNK_SIZE):
+    """The body of one export request (all of ``items``) in pieces of about
+    ``chunk_size`` bytes."""
+    head, tail = envelope(kind, resource)
+    texts = (text for text, _weight in encoded_items(kind, items))
+    pending, size = [], 0
+    for piece in body_pieces(head, texts, tail):
+        pending.append(piece)
+        size += len(piece)
         if size >= chunk_size:
-            yield "".join(pieces).encode("utf-8", "replace")
-            pieces.clear()
-            size = 0
-    pieces.append("]}]}]}")
-    yield "".join(pieces).encode("utf-8", "replace")
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def traces_body(resource, traces) -> bytes:

@@ -1,5 +1,6 @@
 """OTLP/HTTP export with httpx: gzip, a timeout per request, retries with exponential
-backoff and jitter on network errors, 429 and 5xx, honouring ``Retry-After``.
+backoff and jitter on network errors, 429 and 5xx, honouring ``Retry-After``; a 413 is
+handed back to the reporter, which splits the body.
 
 httpx is imported here, and this module only on the reporter thread, so the app's
 startup never pays for it. Failures are logged once when exporting stops working and once
@@ -25,6 +26,9 @@ MAX_ATTEMPTS = 6
 COMPRESS_LEVEL = 5
 COMPRESS_BUFFER = 256 * 1024  # bytes given to zlib per call (see Transport.compress)
 
+# What became of a body (Transport.send).
+SENT, TOO_LARGE, FAILED = "sent", "too large", "failed"
+
 
 class Transport:
     def __init__(self, endpoint, headers, timeout):
@@ -38,6 +42,7 @@ class Transport:
         })
         self._buffer = memoryview(bytearray(COMPRESS_BUFFER))
         self.healthy = True
+        self.answered = True  # whether the endpoint answered the last attempt at all
         self.lost_while_down = 0
         self._rejections_logged = False
 
@@ -52,7 +57,7 @@ class Transport:
         zlib a buffer at a time: zlib lets the app's threads run during each call, and
         this thread may then wait a switch interval (5 ms) to run again when one of
         them is busy, so the calls are few (3 for a batch of 512 two-span traces). One
-        body at a time: the reporter calls this under its ``_importing`` lock."""
+        body at a time: only the reporter's drain, which has one owner, calls this."""
         compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         view = self._buffer
         capacity = len(view)
@@ -74,21 +79,26 @@ class Transport:
         out.append(compressor.flush())
         return b"".join(out)
 
-    def send(self, path, data: bytes, deadline, sleep=time.sleep) -> bool:
-        """POST one batch, ``data`` gzipped (see ``compress``); retry until it is
-        accepted, refused for good, or ``deadline()`` (a ``time.monotonic()`` value, asked
-        anew before each retry) would pass. True when accepted."""
+    def send(self, path, data: bytes, deadline, sleep=time.sleep, give_up=None) -> str:
+        """POST one body, ``data`` gzipped (see ``compress``); retry until it is accepted,
+        refused for good, ``deadline()`` (a ``time.monotonic()`` value, asked anew before
+        each retry) would pass, or ``give_up()`` says to stop after a failed attempt (at
+        exit: one attempt more, then the rest is dropped). SENT, TOO_LARGE (413: the
+        caller splits the body) or FAILED."""
         url = self.endpoint + path
         for attempt in range(MAX_ATTEMPTS):
             # Never wait on the network past the deadline (at exit: shutdown_timeout).
-            reason, delay = self._attempt(url, data, max(0.1, min(self.timeout,
-                                                                 deadline() - time.monotonic())))
+            reason, delay, answered = self._attempt(
+                url, data, max(0.1, min(self.timeout, deadline() - time.monotonic())))
+            self.answered = answered
             if reason is None:
                 self._recovered()
-                return True
+                return SENT
+            if delay is TOO_LARGE:
+                return TOO_LARGE  # not a failure of the endpoint: the body is split and resent
             self._failing(url, reason)
-            if delay is None:
-                break  # refused for good: retrying would not help
+            if delay is None or (not answered and give_up is not None and give_up()):
+                break  # refused for good, or unreachable at exit: retrying would not help
             delay = min(delay, MAX_RETRY_AFTER) if delay else _backoff(attempt)
             if time.monotonic() + delay >= deadline():
                 break
@@ -96,25 +106,28 @@ class Transport:
             if time.monotonic() >= deadline():
                 break
         self.lost_while_down += 1
-        return False
+        return FAILED
 
     def _attempt(self, url, data, timeout):
-        """(None, None) on success, else (reason, retry delay or None for 'do not retry');
-        a delay of 0 means 'retry after the usual backoff'."""
+        """(None, None, True) on success, else (reason, retry delay or None for 'do not
+        retry' or TOO_LARGE, whether the endpoint answered at all); a delay of 0 means
+        'retry after the usual backoff'."""
         try:
             response = self._client.post(url, content=data, timeout=timeout)
         except httpx.TimeoutException:
-            return "timed out", 0
+            return "timed out", 0, False
         except httpx.TransportError as exc:
-            return _describe_transport_error(exc), 0
+            return _describe_transport_error(exc), 0, False
         status = response.status_code
+        if status == 413:
+            return "HTTP 413", TOO_LARGE, True
         if 200 <= status < 300:
             self._note_partial_success(response)
-            return None, None
+            return None, None, True
         reason = f"HTTP {status} {response.reason_phrase}".strip()
         if status in RETRYABLE_STATUS:
-            return reason, _retry_after(response.headers.get("retry-after")) or 0
-        return reason + _advice(status), None
+            return reason, _retry_after(response.headers.get("retry-after")) or 0, True
+        return reason + _advice(status), None, True
 
     def _failing(self, url, reason):
         if self.healthy:
@@ -174,8 +187,6 @@ def _describe_transport_error(exc):
 def _advice(status):
     if status in (401, 403):
         return ": check the API key in spyglass.headers"
-    if status == 413:
-        return ": the collector's body size limit is below spyglass.batch_size's payloads"
     if status == 404:
         return ": is spyglass.endpoint the OTLP/HTTP base URL (without /v1/...)?"
     return ""

@@ -11,6 +11,8 @@ app = Flask(__name__)
 app.secret_key = "test-only-not-secret"
 login_manager = LoginManager(app)
 shop_log = logging.getLogger("shop")
+# The app shows the sensor's warnings (by default the `spyglass` logger prints nothing).
+logging.getLogger("spyglass").addHandler(logging.StreamHandler())
 
 
 class Member(UserMixin):
