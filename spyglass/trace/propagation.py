@@ -33,6 +33,8 @@ from typing import Iterable, Mapping, MutableMapping, NamedTuple, Sequence, Unio
 from ..lazy_re import LazyRegex
 
 __all__ = [
+    "SAMPLED",
+    "RANDOM_TRACE_ID",
     "TraceParent",
     "Extracted",
     "parse_traceparent",
