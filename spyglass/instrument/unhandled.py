@@ -44,7 +44,7 @@ def install(agent, module):
 
 def _hook_sys(sys):
     excepthook = sys.excepthook
-    if not _is_ours(excepthook):
+    if _is_free(excepthook):
         def sys_excepthook(exc_type, exc_value, exc_traceback):
             if not hasattr(sys, "ps1"):  # the prompt's mistakes are not the app's
                 _report(exc_value, "sys.excepthook")
@@ -53,7 +53,7 @@ def _hook_sys(sys):
         sys.excepthook = _chained(sys_excepthook, excepthook)
 
     unraisablehook = sys.unraisablehook
-    if not _is_ours(unraisablehook):
+    if _is_free(unraisablehook):
         def sys_unraisablehook(unraisable):
             if not sys.is_finalizing():
                 _report(unraisable.exc_value, "sys.unraisablehook",
@@ -65,7 +65,7 @@ def _hook_sys(sys):
 
 def _hook_threading(threading_module):
     excepthook = threading_module.excepthook
-    if _is_ours(excepthook):
+    if not _is_free(excepthook):
         return
 
     def threading_excepthook(args):
@@ -131,5 +131,7 @@ def _chained(hook, previous):
     return hook
 
 
-def _is_ours(hook):
-    return getattr(hook, _ORIGINAL, None) is not None
+def _is_free(hook):
+    """True for a hook ours can go in front of: one that is there (an embedding may have
+    set it to None) and not ours already."""
+    return hook is not None and getattr(hook, _ORIGINAL, None) is None
