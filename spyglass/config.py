@@ -250,6 +250,10 @@ KEYS: Tuple[Key, ...] = (
          "code in stacks."),
     _key("filter_callable", parse_callable_path, "", "`module:callable` run on every error "
          "event before it is sent: return None to drop it, or the (changed) event."),
+    _key("capture_unhandled", parse_bool, True, "Send exceptions nothing caught as error "
+         "events: `sys.excepthook`, `threading.excepthook`, `sys.unraisablehook` and asyncio "
+         "loops' exception handler. The hooks found there still run after, so the app's "
+         "output and exit status stay the same."),
     _key("logging.level", parse_level, logging.WARNING, "Records at or above this level from "
          "the stdlib logging module are sent as OTLP log records."),
     _key("logging_on_error", parse_bool, False, "Send a request's log records only when the "

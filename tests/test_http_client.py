@@ -98,7 +98,8 @@ def test_one_client_span_and_the_context_injected(get, server, exported):
     assert attrs["spyglass.category"] == "remote"
     headers, = Recorder.received
     trace_id = f"{scope.span.trace_id:032x}"
-    assert headers["traceparent"] == f"00-{trace_id}-{span.span_id:016x}-01"
+    # sampled, and a random trace id: a trace started here (W3C Trace Context Level 2)
+    assert headers["traceparent"] == f"00-{trace_id}-{span.span_id:016x}-03"
     assert span.parent_id == scope.span.span_id
 
 

@@ -162,7 +162,8 @@ def test_text_map_round_trip_speaks_w3c():
     span = tracer.start_span("x").set_baggage_item("user", "alice smith")
     carrier = {}
     tracer.inject(span.context, opentracing.Format.HTTP_HEADERS, carrier)
-    assert carrier["traceparent"] == f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+    # sampled, random trace id (Trace Context Level 2)
+    assert carrier["traceparent"] == f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-03"
     assert "user=alice" in carrier["baggage"]
     context = tracer.extract(opentracing.Format.HTTP_HEADERS,
                              {k.upper(): v for k, v in carrier.items()})

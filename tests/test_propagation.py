@@ -1,16 +1,24 @@
 """W3C Trace Context / Baggage propagation: spec cases, limits, carriers, binary, interop."""
 import email.message
 import http.client
+import json
 import http.server
 import random
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import wsgiref.simple_server
 from contextlib import contextmanager
 
 import httpx
+import opentracing
 import pytest
 
 from spyglass.trace.propagation import (
+    RANDOM_TRACE_ID,
+    SAMPLED,
     Extracted,
     TraceParent,
     extract,
@@ -25,6 +33,9 @@ from spyglass.trace.propagation import (
     parse_tracestate,
     to_binary,
 )
+from conftest import clean_env, run_python
+from spyglass.report import encode
+from spyglass.trace.tracer import Tracer
 
 TRACE_ID_HEX = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID_HEX = "b7ad6b7169203331"
@@ -107,6 +118,35 @@ def test_format_traceparent(sampled, flags):
     assert parse_traceparent(header) == (TRACE_ID, SPAN_ID, int(flags))
 
 
+@pytest.mark.parametrize("sampled, random_trace_id, flags",
+                         [(False, False, "00"), (True, False, "01"), (False, True, "02"),
+                          (True, True, "03")])
+def test_format_traceparent_with_the_random_trace_id_flag(sampled, random_trace_id, flags):
+    header = format_traceparent(TRACE_ID, SPAN_ID, sampled, random_trace_id)
+    assert header == f"00-{TRACE_ID_HEX}-{SPAN_ID_HEX}-{flags}"
+    assert parse_traceparent(header).flags & (SAMPLED | RANDOM_TRACE_ID) == int(flags, 16)
+
+
+@pytest.mark.parametrize("flags, sampled, random_trace_id",
+                         [("00", False, False), ("01", True, False), ("02", False, True),
+                          ("03", True, True), ("09", True, False), ("fe", False, True),
+                          ("ff", True, True)])
+def test_extract_reads_the_sampled_and_random_trace_id_flags_as_bits(flags, sampled, random_trace_id):
+    extracted = extract({"traceparent": f"00-{TRACE_ID_HEX}-{SPAN_ID_HEX}-{flags}"})
+    assert (extracted.sampled, extracted.random_trace_id) == (sampled, random_trace_id)
+
+
+@pytest.mark.parametrize("flags", ["00", "01", "02", "03", "ff"])
+def test_the_flags_go_out_as_they_came_the_reserved_bits_zero(flags):
+    # Level 2: the random-trace-id flag MUST be carried as it came, set or unset, in all
+    # outgoing traceparent headers with the same trace id; other flags MUST be zero.
+    extracted = extract({"traceparent": f"00-{TRACE_ID_HEX}-{SPAN_ID_HEX}-{flags}"})
+    carrier = {}
+    inject(carrier, extracted.trace_id, 0x1234, extracted.sampled,
+           random_trace_id=extracted.random_trace_id)
+    assert carrier["traceparent"] == f"00-{TRACE_ID_HEX}-{0x1234:016x}-{int(flags, 16) & 3:02x}"
+
+
 def test_format_traceparent_pads_small_ids():
     assert format_traceparent(1, 2, True) == f"00-{'0' * 31}1-{'0' * 15}2-01"
 
@@ -133,6 +173,19 @@ def test_format_traceparent_refuses_ids_that_cannot_go_on_the_wire(trace_id, spa
         ("tenant@system=x", (("tenant@system", "x"),)),
         ("0tenant@s=x", (("0tenant@s", "x"),)),  # a tenant id may start with a digit
         ("a_-*/0=x", (("a_-*/0", "x"),)),
+        # Level 2: key = ( lcalpha / DIGIT ) 0*255 keychar, '@' a keychar like any other.
+        ("1foo=1", (("1foo", "1"),)),  # a key may start with a digit
+        ("foo@=1", (("foo@", "1"),)),
+        ("f@@o=1,a@b@c=2", (("f@@o", "1"), ("a@b@c", "2"))),
+        ("t@1s=v", (("t@1s", "v"),)),  # no 'system id' rules any more
+        ("t@" + "s" * 15 + "=v", (("t@" + "s" * 15, "v"),)),
+        ("t" * 242 + "@s=v", (("t" * 242 + "@s", "v"),)),
+        ("t" * 100 + "@" + "v" * 155 + "=x", (("t" * 100 + "@" + "v" * 155, "x"),)),  # 256
+        ("9" + "@" * 255 + "=x", (("9" + "@" * 255, "x"),)),
+        # A duplicated key no longer spoils the header: its first (leftmost) entry is kept.
+        ("foo=1,bar=2,foo=3", (("foo", "1"), ("bar", "2"))),
+        (["foo=1", "foo=2"], (("foo", "1"),)),  # duplicate across header values
+        ("a@b=1,a@b=1", (("a@b", "1"),)),
         ("foo= leading space ok", (("foo", " leading space ok"),)),
         ("foo=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", (("foo", "!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"),)),
         ("k" + "x" * 255 + "=" + "v" * 256, (("k" + "x" * 255, "v" * 256),)),  # maximum sizes
@@ -150,7 +203,10 @@ def test_valid_tracestate(header, expected):
     "header",
     [
         "Foo=1",  # uppercase key
-        "1foo=1",  # simple key starting with a digit
+        "@foo=1",  # a key starts with a letter or a digit
+        "_foo=1",
+        "fOo@bar=1",
+        "foo@Bar=1",
         "foo",  # no '='
         "=1",  # empty key
         "foo=",  # empty value
@@ -159,16 +215,12 @@ def test_valid_tracestate(header, expected):
         "foo=bar\x7f",  # not printable
         "foo=bar\x00",
         "foo=caf\u00e9",  # not ASCII
-        "k" + "x" * 256 + "=v",  # key too long
+        "k" + "x" * 256 + "=v",  # key too long (257 characters)
+        "t" * 100 + "@" + "v" * 156 + "=x",
         "foo=" + "v" * 257,  # value too long
-        "t" * 242 + "@s=v",  # tenant id too long
-        "t@" + "s" * 15 + "=v",  # system id too long
-        "t@1s=v",  # system id must start with a letter
-        "t@s@x=v",
-        "foo=1,bar=2,foo=3",  # duplicate key
-        ["foo=1", "foo=2"],  # duplicate across header values
         "foo=1,bar",  # one invalid member spoils the header
         ",".join(f"k{i}=v" for i in range(33)),  # more than 32 members
+        ",".join(["k=v"] * 33),  # duplicates count towards the 32
         None,
         [],
     ],
@@ -183,6 +235,16 @@ def test_format_tracestate_puts_own_entry_first_replacing_the_old_one():
     assert format_tracestate(entries) == "congo=t61rcWkgMzE,spy=old,rojo=00f067aa0ba902b7"
     assert format_tracestate((), "spy", "new") == "spy=new"
     assert format_tracestate(()) == ""
+
+
+def test_format_tracestate_accepts_level_2_keys_and_never_repeats_one():
+    entries = (("foo@", "1"), ("t" * 255 + "@", "2"), ("foo@", "3"), ("1x", "4"))
+    header = format_tracestate(entries, "t@v", "own")
+    assert header == f"t@v=own,foo@=1,{'t' * 255}@=2,1x=4"
+    assert parse_tracestate(header) == (("t@v", "own"), ("foo@", "1"), ("t" * 255 + "@", "2"),
+                                        ("1x", "4"))
+    with pytest.raises(ValueError):
+        format_tracestate((), "@own", "x")
 
 
 def test_format_tracestate_keeps_at_most_32_members_dropping_from_the_right():
@@ -402,8 +464,20 @@ def test_extract_baggage_without_a_trace_context():
 
 
 def test_extract_drops_an_invalid_tracestate_but_keeps_the_context():
-    extracted = extract({"traceparent": VALID, "tracestate": "a=1,a=2", "baggage": "k=v"})
+    extracted = extract({"traceparent": VALID, "tracestate": "a=1,A=2", "baggage": "k=v"})
     assert extracted == Extracted(TRACE_ID, SPAN_ID, True, (), {"k": "v"})
+
+
+def test_level_2_tracestate_keys_and_duplicates_are_inherited_and_passed_on():
+    key_256 = "k" + "@" * 100 + "x" * 155
+    header = f"foo@=1,{key_256}=2,t0@v1@=3,foo@=4,0=5"
+    extracted = extract({"traceparent": f"00-{TRACE_ID_HEX}-{SPAN_ID_HEX}-03", "tracestate": header})
+    assert extracted.tracestate == (("foo@", "1"), (key_256, "2"), ("t0@v1@", "3"), ("0", "5"))
+    carrier = {}
+    inject(carrier, TRACE_ID, 0x99, extracted.sampled, extracted.tracestate,
+           random_trace_id=extracted.random_trace_id)
+    assert carrier == {"traceparent": f"00-{TRACE_ID_HEX}-{0x99:016x}-03",
+                       "tracestate": f"foo@=1,{key_256}=2,t0@v1@=3,0=5"}
 
 
 def test_extract_tolerates_odd_values():
@@ -457,6 +531,75 @@ def test_inject_into_httpx_headers_never_duplicates():
     assert headers.get_list("traceparent") == [VALID]
     assert headers.get_list("baggage") == ["a=b%20c"]
     assert extract(headers) == Extracted(TRACE_ID, SPAN_ID, True, (), {"a": "b c"})
+
+
+# ------------------------------------------- the flags through spyglass's tracer
+
+def flags_sent(context):
+    carrier = {}
+    Tracer().inject(context, opentracing.Format.HTTP_HEADERS, carrier)
+    return carrier["traceparent"][-2:]
+
+
+def otlp_flags(exported):
+    spans = json.loads(encode.traces_body({}, exported))["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    return {span["name"]: span["flags"] for span in spans}
+
+
+@pytest.mark.parametrize("rate, flags", [(1.0, "03"), (0.0, "02")])
+def test_a_trace_started_here_has_the_random_trace_id_flag_whatever_the_sampling(rate, flags):
+    tracer = Tracer(sample_rate=rate)
+    with tracer.start_active_span("active") as scope:  # the flattened path
+        assert flags_sent(scope.span.context) == flags
+        assert flags_sent(tracer.start_span("child").context) == flags
+    for root in (tracer.start_span("started", ignore_active_span=True),
+                 tracer.start_server_span("server"), tracer.start_server_span("server", {})):
+        assert flags_sent(root.context) == flags
+        assert flags_sent(root.context.with_baggage_item("k", "v")) == flags
+
+
+@pytest.mark.parametrize("incoming", ["00", "01", "02", "03", "ff", "fe"])
+def test_a_continued_trace_carries_the_callers_flags_unchanged(incoming):
+    # The sampled flag decides as before (parent-based); random-trace-id goes on as it came,
+    # set or unset; the reserved bits go out as zero.
+    expected = f"{int(incoming, 16) & 3:02x}"
+    headers = {"traceparent": f"00-{TRACE_ID_HEX}-{SPAN_ID_HEX}-{incoming}"}
+    exported = []
+    tracer = Tracer(export=exported.append, sample_rate=1.0)
+    server = tracer.start_server_span("server", headers)
+    assert server.sampled is bool(int(incoming, 16) & 1)
+    with tracer.scope_manager.activate(server, True):
+        with tracer.start_active_span("inner") as scope:
+            assert flags_sent(scope.span.context) == expected
+    context = tracer.extract(opentracing.Format.HTTP_HEADERS, headers)
+    assert flags_sent(context) == expected
+    with tracer.start_active_span("continued", child_of=context) as scope:
+        assert flags_sent(scope.span.context) == expected
+        with tracer.start_span("child") as child:
+            assert flags_sent(child.context) == expected
+    binary = bytearray()
+    tracer.inject(context, opentracing.Format.BINARY, binary)
+    assert flags_sent(tracer.extract(opentracing.Format.BINARY, binary)) == expected
+    if server.sampled:
+        assert {name: flags & 0xFF for name, flags in otlp_flags(exported).items()} == {
+            "server": int(expected, 16), "inner": int(expected, 16),
+            "continued": int(expected, 16), "child": int(expected, 16)}
+    else:
+        assert exported == []
+
+
+def test_the_otlp_span_flags_carry_the_random_trace_id_flag():
+    # OTLP: W3C trace flags in the low 8 bits; 0x100 says whether the parent is remote
+    # (0x200) is known.
+    exported = []
+    tracer = Tracer(export=exported.append)
+    with tracer.start_active_span("new"):
+        with tracer.start_active_span("new child"):
+            pass
+    unset = tracer.extract(opentracing.Format.HTTP_HEADERS, {"traceparent": VALID})
+    with tracer.start_active_span("continued", child_of=unset):
+        pass
+    assert otlp_flags(exported) == {"new": 0x103, "new child": 0x103, "continued": 0x301}
 
 
 # ----------------------------------------------------- over real HTTP servers
@@ -548,6 +691,90 @@ def test_inject_into_a_real_outgoing_httpx_request():
     assert seen == [EXPECTED]
 
 
+# ------------------------------------------------------- across real processes
+
+DOWNSTREAM = """
+    import sys
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+    from flask import Flask, request
+
+    app = Flask("downstream")
+
+    @app.get("/echo")
+    def echo():
+        return request.headers.get("traceparent", "") + " " + request.headers.get("tracestate", "")
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+"""
+
+UPSTREAM = """
+    import json, os, urllib.request
+    import opentracing
+
+    tracer = opentracing.global_tracer()
+    for name, headers in json.loads(os.environ["CALLERS"]):
+        context = tracer.extract(opentracing.Format.HTTP_HEADERS, headers) if headers else None
+        with tracer.start_active_span(name, child_of=context):
+            with urllib.request.urlopen(os.environ["DOWNSTREAM"] + "/echo", timeout=10) as response:
+                print(name, response.read().decode())
+"""
+
+KEY_256 = "t0" + "@" * 10 + "v" * 244
+INHERITED = (("foo@", "1"), (KEY_256, "2"), ("t0@v1", "3"))
+RECEIVED = f"foo@=1,{KEY_256}=2,t0@v1=3,foo@=4,t0@v1=5"
+CALLERS = [
+    ("new", None),
+    ("unset", {"traceparent": f"00-{'1' * 32}-{'2' * 16}-01", "tracestate": RECEIVED}),
+    ("set", {"traceparent": f"00-{'3' * 32}-{'4' * 16}-03", "tracestate": RECEIVED}),
+]
+
+
+def test_flags_and_tracestate_across_two_traced_processes(receiver):
+    """A traced process calls a real HTTP server in another traced process: each trace's
+    W3C flags and tracestate, as both processes exported them to the collector."""
+    with subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(DOWNSTREAM)], stdout=subprocess.PIPE, text=True,
+            env=clean_env(AUTOWRAPT_BOOTSTRAP="flask", SPYGLASS_ENDPOINT=receiver.url,
+                          SPYGLASS_SERVICE_NAME="downstream", SPYGLASS_METRICS_INTERVAL="0")) as server:
+        try:
+            port = int(server.stdout.readline())
+            upstream = run_python(UPSTREAM, AUTOWRAPT_BOOTSTRAP="runtime",
+                                  SPYGLASS_ENDPOINT=receiver.url, SPYGLASS_SERVICE_NAME="upstream",
+                                  SPYGLASS_METRICS_INTERVAL="0", CALLERS=json.dumps(CALLERS),
+                                  DOWNSTREAM=f"http://127.0.0.1:{port}")
+        finally:
+            server.send_signal(signal.SIGTERM)  # spyglass drains, then it dies of SIGTERM
+            server.wait(timeout=30)
+    echoed = dict(line.split(" ", 1) for line in upstream.stdout.splitlines())
+    assert receiver.wait_for(lambda r: len([s for s in r.spans() if s["kind"] == 2]) == 3)
+    assert receiver.schema_errors == []
+    spans = receiver.spans()
+    for name, headers in CALLERS:
+        root, = [s for s in spans if s["name"] == name]
+        client, = [s for s in spans if s.get("parentSpanId") == root["spanId"]]
+        served, = [s for s in spans if s.get("parentSpanId") == client["spanId"]]
+        assert (root["resource"]["service.name"], served["resource"]["service.name"]) == (
+            "upstream", "downstream")
+        flags = 0x03 if headers is None else int(headers["traceparent"][-2:], 16)
+        sent_traceparent, _, sent_tracestate = echoed[name].partition(" ")
+        assert sent_traceparent == f"00-{root['traceId']}-{client['spanId']}-{flags:02x}"
+        assert [s["flags"] & 0xFF for s in (root, client, served)] == [flags] * 3
+        assert served["flags"] & 0x300 == 0x300  # its parent is remote
+        if headers is None:
+            assert sent_tracestate == ""
+            assert "traceState" not in root and "traceState" not in served
+        else:
+            inherited = ",".join(f"{k}={v}" for k, v in INHERITED)
+            assert sent_tracestate == inherited
+            assert root["traceState"] == served["traceState"] == inherited
+
+
 # ------------------------------------------------------------------ interop
 
 def test_interop_with_opentelemetry():
@@ -600,6 +827,14 @@ def test_binary_layout_follows_the_w3c_draft():
 def test_binary_ignores_unknown_trailing_fields():
     data = to_binary(TRACE_ID, SPAN_ID, True, {"a": "1"})
     assert from_binary(data + b"\x09whatever follows") == Extracted(TRACE_ID, SPAN_ID, True, (), {"a": "1"})
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+@pytest.mark.parametrize("random_trace_id", [True, False])
+def test_binary_carries_the_random_trace_id_flag(sampled, random_trace_id):
+    data = to_binary(TRACE_ID, SPAN_ID, sampled, None, random_trace_id)
+    assert data[-1] == sampled | random_trace_id << 1  # the options byte: the trace flags
+    assert from_binary(data) == Extracted(TRACE_ID, SPAN_ID, sampled, (), {}, random_trace_id)
 
 
 def test_binary_without_options_is_not_sampled():

@@ -144,6 +144,20 @@ def capture_unhandled(exc, request):
         log.exception("spyglass: could not report an exception")
 
 
+def capture_uncaught(exc, mechanism, contexts=None):
+    """An exception nothing caught, met by the hook named ``mechanism`` (see
+    spyglass.instrument.unhandled): an error event with ``handled`` false and
+    ``mechanism``, unless the exception was reported already (by the request it failed,
+    or a ``capture_exception``). Returns the event id, or None."""
+    if not isinstance(exc, Exception):
+        return None
+    try:
+        return _capture(exc, False, {"contexts": contexts} if contexts else {}, mechanism)
+    except Exception:
+        log.exception("spyglass: could not report an unhandled exception")
+        return None
+
+
 def capture_request_message(request, message, level, **context):
     """A message about the request itself (a 404 under report_404)."""
     try:
@@ -155,7 +169,7 @@ def capture_request_message(request, message, level, **context):
 
 # -- the pipeline ---------------------------------------------------------------------------
 
-def _capture(exc, handled, context):
+def _capture(exc, handled, context, mechanism=None):
     agent = agent_module.get()
     if agent is None or suppressed.get():
         return None
@@ -174,6 +188,8 @@ def _capture(exc, handled, context):
     event = _build(agent, exc, handled, level, request, scrubber, context)
     if event is None:
         return None
+    if mechanism:
+        event["mechanism"] = mechanism
     return _send(agent, event, exc, request, scrubber, span=span)
 
 
@@ -392,6 +408,12 @@ _propagated: ContextVar = ContextVar("spyglass.propagated", default=None)
 
 def note_propagated(exc):
     _propagated.set(exc)
+
+
+def forget_propagated(exc):
+    """Undo ``note_propagated(exc)`` if nothing has asked about it since."""
+    if _propagated.get() is exc:
+        _propagated.set(None)
 
 
 def _recently_propagated(exc):

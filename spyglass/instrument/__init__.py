@@ -46,11 +46,21 @@ REGISTRY = {
 # Drivers named in the ``dbapi2_modules`` setting are patched by this one.
 GENERIC_DBAPI = ("spyglass.instrument.dbapi2_generic", "dbapi2_generic")
 
+# Exceptions nothing caught, unless ``capture_unhandled`` is false: sys and threading are
+# loaded before the app starts (their hooks go in at once), asyncio when the app imports it.
+UNHANDLED = {
+    "sys": ("spyglass.instrument.unhandled", None),
+    "threading": ("spyglass.instrument.unhandled", None),
+    "asyncio.base_events": ("spyglass.instrument.unhandled", None),
+}
+
 
 def register_hooks(agent):
     import wrapt
 
     hooks = dict(REGISTRY)
+    if agent.config.capture_unhandled:
+        hooks.update(UNHANDLED)
     for module_name in agent.config.dbapi2_modules:
         hooks.setdefault(module_name, GENERIC_DBAPI)
     for module_name, (instrumentation, timing_key) in hooks.items():

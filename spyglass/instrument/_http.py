@@ -93,7 +93,7 @@ def inject(headers, span):
     context = span.context
     fresh = {}
     propagation.inject(fresh, context.trace_id, context.span_id, context.sampled,
-                       context.tracestate, context.baggage)
+                       context.tracestate, context.baggage, context.random_trace_id)
     for name, value in fresh.items():
         if name not in present:
             headers[name] = value

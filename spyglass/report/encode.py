@@ -127,9 +127,12 @@ def _span_json(span):
 
 
 def _span_flags(span):
-    # W3C trace flags in bits 0-7; bit 8 says bit 9 is known; bit 9: the parent is remote.
+    # W3C trace flags in bits 0-7 (0x01 sampled, 0x02 random trace id); bit 8 says bit 9
+    # is known; bit 9: the parent is remote.
+    local = span.local
     remote_parent = span.local_root and bool(span.parent_id)
-    return 0x100 | (0x200 if remote_parent else 0) | (1 if span.local.sampled else 0)
+    return (0x100 | (0x200 if remote_parent else 0) | (1 if local.sampled else 0)
+            | (2 if local.random_trace_id else 0))
 
 
 def _attributes_json(mapping):

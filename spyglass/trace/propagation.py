@@ -1,10 +1,14 @@
 """W3C Trace Context and W3C Baggage on the wire: pure functions, stdlib only.
 
-Text headers (https://www.w3.org/TR/trace-context-2/, https://www.w3.org/TR/baggage/):
+Text headers (https://www.w3.org/TR/trace-context-2/, https://www.w3.org/TR/baggage/),
+by Trace Context Level 2 (the editor's draft):
 
 - ``traceparent``: ``00-<trace id>-<parent id>-<flags>``; anything invalid reads as absent.
-- ``tracestate``: vendor entries, kept in order; any invalid member or a duplicate key
-  discards the whole header, as the spec requires.
+  Of the flags, ``sampled`` (0x01) and ``random-trace-id`` (0x02) are read and written;
+  the others are reserved, and written as zero.
+- ``tracestate``: vendor entries, kept in order; an invalid member or more than 32 discard
+  the whole header. A key repeated keeps its first (leftmost) entry: the spec lets a
+  vendor discard duplicates it did not write, and forbids sending one.
 - ``baggage``: ``key=value`` pairs, percent-encoded values; an invalid member is skipped
   on its own.
 
@@ -29,6 +33,8 @@ from typing import Iterable, Mapping, MutableMapping, NamedTuple, Sequence, Unio
 from ..lazy_re import LazyRegex
 
 __all__ = [
+    "SAMPLED",
+    "RANDOM_TRACE_ID",
     "TraceParent",
     "Extracted",
     "parse_traceparent",
@@ -63,10 +69,14 @@ _MAX_SPAN_ID = 1 << 64
 _new_tuple = tuple.__new__
 
 
+SAMPLED = 0x01
+RANDOM_TRACE_ID = 0x02  # at least the trace id's right-most 7 bytes are random
+
+
 class TraceParent(NamedTuple):
     trace_id: int  # 128-bit, never 0
     span_id: int  # 64-bit, never 0
-    flags: int  # sampled = flags & 1; other bits kept, not interpreted
+    flags: int  # SAMPLED, RANDOM_TRACE_ID; other bits kept, not interpreted
 
 
 def parse_traceparent(value: str) -> TraceParent | None:
@@ -98,10 +108,16 @@ def _traceparent_fields(value: str) -> tuple[int, int, int] | None:
     return trace_id, span_id, int(fields[4], 16)
 
 
-def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
-    """Format a version-00 ``traceparent``; ValueError for ids that are 0 or too wide."""
+def format_traceparent(trace_id: int, span_id: int, sampled: bool,
+                       random_trace_id: bool = False) -> str:
+    """Format a version-00 ``traceparent``; ValueError for ids that are 0 or too wide.
+
+    ``random_trace_id``: the trace id's right-most 7 bytes are random (a trace we
+    started), or the trace came with the flag set; it must be carried as it came.
+    """
     _check_ids(trace_id, span_id)
-    return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
+    flags = (SAMPLED if sampled else 0) | (RANDOM_TRACE_ID if random_trace_id else 0)
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
 
 def _check_ids(trace_id: int, span_id: int) -> None:
@@ -115,11 +131,9 @@ _TRACESTATE_MAX_MEMBERS = 32
 _TRACESTATE_MAX_LENGTH = 512
 _TRACESTATE_LONG_MEMBER = 128  # truncation drops members longer than this first
 
-_KEY_CHARS = r"[a-z0-9_\-*/]"
-_TRACESTATE_KEY = (
-    rf"[a-z]{_KEY_CHARS}{{0,255}}"  # simple-key
-    rf"|[a-z0-9]{_KEY_CHARS}{{0,240}}@[a-z]{_KEY_CHARS}{{0,13}}"  # tenant-id@system-id
-)
+# key = ( lcalpha / DIGIT ) 0*255 ( keychar ), keychar = lcalpha / DIGIT / _ - * / @
+# (Level 2: '@' anywhere after the first character, 256 characters in all).
+_TRACESTATE_KEY = r"[a-z0-9][a-z0-9_\-*/@]{0,255}"
 # Printable ASCII except ',' and '=', 1..256 characters, no trailing space.
 _TRACESTATE_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 _TRACESTATE_MEMBER = LazyRegex(rf"({_TRACESTATE_KEY})=({_TRACESTATE_VALUE})")
@@ -129,8 +143,9 @@ _TRACESTATE_MEMBER_OWS = LazyRegex(rf"[ \t]*({_TRACESTATE_KEY})=({_TRACESTATE_VA
 def parse_tracestate(value: str | Sequence[str] | None) -> tuple[tuple[str, str], ...] | None:
     """Parse ``tracestate`` into ``((key, value), ...)``, in header order.
 
-    None when the header is absent or invalid: an invalid member, a duplicate key or
-    more than 32 members discard it whole. Empty members are ignored (and not counted).
+    None when the header is absent or invalid: an invalid member or more than 32 members
+    discard it whole. Empty members are ignored (and not counted). A repeated key keeps
+    its first entry only (the duplicates still count towards the 32).
     """
     text = _joined(value)
     if text is None:
@@ -145,8 +160,18 @@ def parse_tracestate(value: str | Sequence[str] | None) -> tuple[tuple[str, str]
     if len(entries) > _TRACESTATE_MAX_MEMBERS:
         return None
     if len(entries) > 1 and len({key for key, _ in entries}) != len(entries):
-        return None
+        return _first_of_each_key(entries)
     return tuple(entries)
+
+
+def _first_of_each_key(entries: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    seen = set()
+    kept = []
+    for key, value in entries:
+        if key not in seen:
+            seen.add(key)
+            kept.append((key, value))
+    return tuple(kept)
 
 
 def format_tracestate(
@@ -301,6 +326,7 @@ class Extracted(NamedTuple):
     sampled: bool
     tracestate: tuple[tuple[str, str], ...]  # () when absent or invalid; none in binary
     baggage: dict[str, str]
+    random_trace_id: bool = False  # the caller's flag, to be carried unchanged
 
 
 Carrier = Union[Mapping, Iterable]
@@ -341,9 +367,10 @@ def extract(carrier: Carrier) -> Extracted | None:
     return _new_tuple(Extracted, (
         trace_id,
         span_id,
-        bool(flags & 1),
+        bool(flags & SAMPLED),
         parse_tracestate(headers.get(TRACESTATE)) or (),
         parse_baggage(headers.get(BAGGAGE)),
+        bool(flags & RANDOM_TRACE_ID),
     ))
 
 
@@ -359,6 +386,7 @@ def inject(
     sampled: bool,
     tracestate: Sequence[tuple[str, str]] = (),
     baggage: Mapping[str, str] | None = None,
+    random_trace_id: bool = False,
 ) -> None:
     """Write ``traceparent``, and ``tracestate``/``baggage`` when they have content.
 
@@ -367,7 +395,8 @@ def inject(
     not written here are left as they are.
     """
     existing = _existing_keys(carrier)
-    _put(carrier, existing, TRACEPARENT, format_traceparent(trace_id, span_id, sampled))
+    _put(carrier, existing, TRACEPARENT,
+         format_traceparent(trace_id, span_id, sampled, random_trace_id))
     if tracestate:
         header = format_tracestate(tracestate)
         if header:
@@ -458,14 +487,16 @@ _BINARY_CONTEXT = struct.Struct(">BBQQBQBB")
 _BAGGAGE_FIELD = struct.Struct(">BH")
 
 
-def to_binary(trace_id: int, span_id: int, sampled: bool, baggage: Mapping[str, str] | None) -> bytes:
-    """Encode for ``Format.BINARY``: the W3C binary draft layout, baggage as field 3."""
+def to_binary(trace_id: int, span_id: int, sampled: bool, baggage: Mapping[str, str] | None,
+              random_trace_id: bool = False) -> bytes:
+    """Encode for ``Format.BINARY``: the W3C binary draft layout (its options byte holds
+    the trace flags), baggage as field 3."""
     _check_ids(trace_id, span_id)
     data = _BINARY_CONTEXT.pack(
         _BINARY_VERSION,
         _FIELD_TRACE_ID, trace_id >> 64, trace_id & _MASK_64,
         _FIELD_SPAN_ID, span_id,
-        _FIELD_OPTIONS, 1 if sampled else 0,
+        _FIELD_OPTIONS, (SAMPLED if sampled else 0) | (RANDOM_TRACE_ID if random_trace_id else 0),
     )
     if baggage:
         text = format_baggage(baggage).encode("ascii")
@@ -513,4 +544,5 @@ def from_binary(data: bytes | bytearray) -> Extracted | None:
         return None
     options = fields.get(_FIELD_OPTIONS, b"\x00")[0]
     baggage = parse_baggage(fields.get(_FIELD_BAGGAGE, b"").decode("ascii", "replace"))
-    return Extracted(trace_id, span_id, bool(options & 1), (), baggage)
+    return Extracted(trace_id, span_id, bool(options & SAMPLED), (), baggage,
+                     bool(options & RANDOM_TRACE_ID))

@@ -26,21 +26,27 @@ _time_ns = time.time_ns
 
 
 class SpanContext(opentracing.SpanContext):
-    """Ids, sampled flag, baggage and tracestate; immutable once made.
+    """Ids, the W3C flags (sampled, random trace id), baggage and tracestate; immutable
+    once made.
 
     ``local`` links a context to its process-local trace, so that ``child_of=span.context``
     still joins the same local trace; contexts extracted from a carrier have none.
+    ``random_trace_id`` is False unless known true: a trace started here, or a caller's
+    context that said so.
     """
 
-    __slots__ = ("trace_id", "span_id", "sampled", "_baggage", "tracestate", "local")
+    __slots__ = ("trace_id", "span_id", "sampled", "_baggage", "tracestate", "local",
+                 "random_trace_id")
 
-    def __init__(self, trace_id, span_id, sampled=True, baggage=None, tracestate=(), local=None):
+    def __init__(self, trace_id, span_id, sampled=True, baggage=None, tracestate=(), local=None,
+                 random_trace_id=False):
         self.trace_id = trace_id
         self.span_id = span_id
         self.sampled = sampled
         self._baggage = baggage
         self.tracestate = tracestate
         self.local = local
+        self.random_trace_id = random_trace_id
 
     @property
     def baggage(self):
@@ -50,7 +56,7 @@ class SpanContext(opentracing.SpanContext):
         baggage = dict(self.baggage)
         baggage[key] = value
         return SpanContext(self.trace_id, self.span_id, self.sampled, baggage,
-                           self.tracestate, self.local)
+                           self.tracestate, self.local, self.random_trace_id)
 
     def __repr__(self):
         return (f"SpanContext(trace_id={self.trace_id:032x}, span_id={self.span_id:016x}, "
@@ -77,7 +83,8 @@ class Span(opentracing.Span):
         if context is None:
             local = self.local
             context = self._context = SpanContext(local.trace_id, self.span_id, local.sampled,
-                                                  self.baggage, local.tracestate, local)
+                                                  self.baggage, local.tracestate, local,
+                                                  local.random_trace_id)
         return context
 
     @property
@@ -192,6 +199,10 @@ class RootSpan(Span):
     # tracer where a trace continues from elsewhere (a remote parent). summary: a
     # TraceSummary from the trace's first call or dropped span on, else None.
     local_root = True
+    # W3C's random-trace-id flag: our trace ids are random. A trace continued from a caller
+    # carries the caller's flag, set on the instance where it is unset (rare): no cost to
+    # the spans and traces that start here, where it is read at injection and export only.
+    random_trace_id = True
 
     @property
     def local(self):
@@ -204,7 +215,7 @@ class RootSpan(Span):
         context = self._context
         if context is None:
             context = SpanContext(self.trace_id, self.span_id, self.sampled, self.baggage,
-                                  self.tracestate, self)
+                                  self.tracestate, self, self.random_trace_id)
             if self.spans is not None:
                 self._context = context
         return context
@@ -364,7 +375,8 @@ def new_span(tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL, b
 
 def new_root_span(tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
     """The local root of a trace; the tracer sets what a remote parent passes on (parent
-    id, baggage, tracestate). Tracer.start_active_span writes this out: keep the two alike."""
+    id, baggage, tracestate, an unset random-trace-id flag). Tracer.start_active_span
+    writes this out: keep the two alike."""
     span = RootSpan()
     span._tracer = tracer
     span.trace_id = trace_id

@@ -110,12 +110,13 @@ class Tracer(opentracing.Tracer):
                 raise InvalidCarrierException("carrier must be a mutable mapping")
             propagation.inject(carrier, span_context.trace_id, span_context.span_id,
                                span_context.sampled, span_context.tracestate,
-                               span_context.baggage)
+                               span_context.baggage, span_context.random_trace_id)
         elif format == Format.BINARY:
             if not isinstance(carrier, bytearray):
                 raise InvalidCarrierException("carrier must be a bytearray")
             carrier.extend(propagation.to_binary(span_context.trace_id, span_context.span_id,
-                                                 span_context.sampled, span_context.baggage))
+                                                 span_context.sampled, span_context.baggage,
+                                                 span_context.random_trace_id))
         else:
             raise UnsupportedFormatException(format)
 
@@ -134,8 +135,7 @@ class Tracer(opentracing.Tracer):
             raise UnsupportedFormatException(format)
         if found is None:
             return None
-        return SpanContext(found.trace_id, found.span_id, found.sampled,
-                           found.baggage or None, found.tracestate)
+        return _remote_context(found)
 
     # -- for spyglass's instrumentation ---------------------------------------------------
 
@@ -152,8 +152,7 @@ class Tracer(opentracing.Tracer):
         if headers is not None:
             found = propagation.extract(headers)
             if found is not None:
-                parent = SpanContext(found.trace_id, found.span_id, found.sampled,
-                                     found.baggage or None, found.tracestate)
+                parent = _remote_context(found)
         return self._new_local_root(name, parent, _time_ns(), kind)
 
     def record_call(self, parent, name, kind, start_ns, end_ns, attributes, keep=False):
@@ -211,7 +210,15 @@ class Tracer(opentracing.Tracer):
             span.baggage = parent._baggage
         if parent.tracestate:
             span.tracestate = parent.tracestate
+        if not parent.random_trace_id:  # carried as the caller set it
+            span.random_trace_id = False
         return span
+
+
+def _remote_context(found):
+    """The SpanContext of what ``propagation`` extracted from a carrier."""
+    return SpanContext(found.trace_id, found.span_id, found.sampled, found.baggage or None,
+                       found.tracestate, None, found.random_trace_id)
 
 
 def _parent_from_references(references):
