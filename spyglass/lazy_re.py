@@ -23,6 +23,9 @@ class LazyRegex:
             compiled = self._compiled = re.compile(self._pattern, self._flags)
         return compiled
 
+    def match(self, string, *span):
+        return self.compiled().match(string, *span)
+
     def fullmatch(self, string, *span):
         return self.compiled().fullmatch(string, *span)
 

@@ -480,3 +480,79 @@ def test_stacktrace_text_is_scrubbed_and_capped():
         f"PermissionError: user {FILTERED}\n")
     long = format_stacktrace(caught(recurse, 0), limit=4000)
     assert len(long) <= 4000 and long.rstrip().endswith("maximum recursion depth exceeded")
+
+
+# --- secrets in the source lines ------------------------------------------------
+
+SECRETS = ("tok_live_5f9c2a7e", "hunter2", "Bearer-abcdef0123456789", "s3cr3tpw",
+           "4111 1111 1111 1111", "multi-line-secret-value", "env-fallback-key", "annotated-pw")
+APP_WITH_SECRETS = '''\
+import os
+API_TOKEN = "tok_live_5f9c2a7e"
+DB_URL = "postgres://app:s3cr3tpw@db/shop"
+
+
+def connect(url, password):
+    token: str = "annotated-pw"
+    raise ConnectionError("database unreachable")  # context line of the innermost frame
+    api_key = os.environ.get("API_KEY", "env-fallback-key")
+
+
+def checkout():
+    headers = {"Authorization": "Bearer Bearer-abcdef0123456789"}
+    password = "hunter2"
+    if password == "hunter2":
+        connect(DB_URL, password="hunter2")
+    card_number = "4111 1111 1111 1111"
+    SECRET = (
+        "multi-line-secret-value"
+    )
+
+
+try:
+    checkout()
+except ConnectionError:
+    import spyglass
+    spyglass.capture_exception()
+    raise
+'''
+
+
+def test_an_error_events_source_lines_leave_no_secret(tmp_path, receiver):
+    """A real process raises next to secrets written in its code: the error event that
+    reaches the receiver has every one of them masked, in every frame's pre_context,
+    context_line and post_context, and nowhere else either."""
+    from conftest import clean_env
+
+    program = tmp_path / "shop_app.py"
+    program.write_text(APP_WITH_SECRETS)
+    result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True,
+                            timeout=60, env=clean_env(AUTOWRAPT_BOOTSTRAP="runtime",
+                                                      SPYGLASS_ENDPOINT=receiver.url,
+                                                      SPYGLASS_METRICS_INTERVAL="0"))
+    assert result.returncode == 1 and "ConnectionError: database unreachable" in result.stderr
+    records = receiver.wait_for(lambda r: [record for record in r.log_records()
+                                           if record["attrs"].get("event.name") == "spyglass.error"])
+    event = json.loads(records[0]["body"]["stringValue"])
+    frames = [frame for frame in event["frames"] if frame["abs_path"] == str(program)]
+    assert [frame["function"] for frame in frames] == ["<module>", "checkout", "connect"]
+    source = [line for frame in frames
+              for line in frame["pre_context"] + [frame["context_line"]] + frame["post_context"]]
+    everything = receiver.raw_text()
+    for secret in SECRETS:
+        assert not [line for line in source if secret in line], secret
+        assert secret not in everything, secret  # nor in the stack trace, nor anywhere
+
+    module, checkout, connect = frames
+    assert connect["context_line"] == ('    raise ConnectionError("database unreachable")'
+                                       "  # context line of the innermost frame")
+    assert connect["pre_context"][-1] == f'    token: str = "{FILTERED}"'
+    assert connect["post_context"][0] == f'    api_key = os.environ.get("API_KEY", "{FILTERED}")'
+    assert checkout["context_line"] == f'        connect(DB_URL, password="{FILTERED}")'
+    assert checkout["pre_context"][-3:] == [
+        f'    headers = {{"Authorization": "{FILTERED}"}}',
+        f'    password = "{FILTERED}"', f'    if password == "{FILTERED}":']
+    assert checkout["post_context"] == [f'    card_number = "{FILTERED}"', "    SECRET = (",
+                                        f'        "{FILTERED}"', "    )", ""]
+    assert module["context_line"] == "    checkout()"
+    assert receiver.schema_errors == []

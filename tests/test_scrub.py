@@ -171,6 +171,44 @@ def test_text(text, expected):
     assert scrubber.text(text) == expected
 
 
+@pytest.mark.parametrize("line, expected", [
+    ('    password = "hunter2"', f'    password = "{F}"'),
+    ("API_KEY='sk_live_abcdef123'", f"API_KEY='{F}'"),
+    ('    if password == "hunter2":', f'    if password == "{F}":'),
+    ("    if token != 'abc123':", f"    if token != '{F}':"),
+    ("    db_password := 'hunter2'", f"    db_password := '{F}'"),
+    ('SECRET_KEY: str = "django-insecure-xyz"', f'SECRET_KEY: str = "{F}"'),
+    ("password: str | None = rb'x'", f"password: str | None = rb'{F}'"),
+    ("token: Optional[str] = None", f"token: Optional[str] = {F}"),
+    ('os.environ["API_TOKEN"] = "tok_123456"', f'os.environ["API_TOKEN"] = "{F}"'),
+    ("SECRET_KEY = os.environ.get('SECRET_KEY', 'dev-insecure')",
+     f"SECRET_KEY = os.environ.get('SECRET_KEY', '{F}')"),
+    ("    kwargs.setdefault('password', 'hunter2')", f"    kwargs.setdefault('password', '{F}')"),
+    ("    self.client_secret = b'xyz'", f"    self.client_secret = b'{F}'"),
+    ("    pwd = f'{base}-hunter2'", f"    pwd = f'{F}'"),
+    ('PASSWORD = """hunter2"""', f'PASSWORD = """{F}"""'),
+    ("    secret = ('hunter2')", f"    secret = {F}"),
+    ("    SECRET = (\n        'hunter2'\n    )", f"    SECRET = (\n        '{F}'\n    )"),
+    ("PRIVATE_KEY = '''\nMIIEv\nQIBAD\n'''\nx = 1", f"PRIVATE_KEY = '''{F}\n\n\n'''\nx = 1"),
+    ("password = 'a line cut sho", f"password = '{F}"),
+    ('    headers = {"Authorization": "Bearer abcdefgh12345678"}', f'    headers = {{"Authorization": "{F}"}}'),
+    ("    call(auth=('bob', 'x'), headers=[('Authorization', 'Basic dXNlcjpwYXNz')])",
+     f"    call(auth={F}, headers=[('Authorization', '{F}')])"),
+    ('    card = "4111 1111 1111 1111"', f'    card = "{F}"'),
+    ("    user = authenticate(username=u, password=pw)", f"    user = authenticate(username=u, password={F})"),
+    # Code that holds no secret stays readable: calls, other names, prose.
+    ("    token = request.headers.get('X-Token')", "    token = request.headers.get('X-Token')"),
+    ("    password = getpass()", "    password = getpass()"),
+    ("    total = price * quantity  # per item", "    total = price * quantity  # per item"),
+    ("    raise ValueError('bad value')", "    raise ValueError('bad value')"),
+    ("missing fields: ['password', 'username']", "missing fields: ['password', 'username']"),
+    ("    author: str = 'Jane'", "    author: str = 'Jane'"),
+])
+def test_source_lines(line, expected):
+    """Secrets as code writes them, for the source lines of error events."""
+    assert scrubber.text(line) == expected
+
+
 def test_text_redaction_can_be_turned_off():
     quiet = Scrubber(redact_patterns=False)
     assert quiet.text("bob@example.com") == "bob@example.com"

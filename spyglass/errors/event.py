@@ -33,6 +33,7 @@ MAX_EXCEPTIONS = 50       # exceptions described in one event, all kinds
 MAX_VARS = 50             # locals per frame
 MAX_REPR = 256            # characters per local's repr
 MAX_LINE = 512            # characters per source line
+SCRUB_LINES_ABOVE = 5     # source lines read above the context, for its redaction only
 DEFAULT_TEMPLATE = "{{ default }}"
 UNREPRESENTABLE = "<unrepresentable>"
 
@@ -220,7 +221,8 @@ class _EventBuilder:
             if raw_path not in checked:
                 checked.add(raw_path)
                 linecache.checkcache(raw_path)
-            result.update(_source_context(raw_path, lineno, self.context_lines, frame.f_globals))
+            result.update(_source_context(raw_path, lineno, self.context_lines, frame.f_globals,
+                                          self.scrubber))
         if self.report_local_vars and not running:
             result["vars"] = self.local_vars(frame)
         return result
@@ -343,24 +345,34 @@ def _running_frame_ids() -> frozenset[int]:
     return frozenset(running)
 
 
-def _source_context(filename: str, lineno: int, around: int, module_globals) -> dict:
+def _source_context(filename: str, lineno: int, around: int, module_globals,
+                    scrubber: Scrubber) -> dict:
     try:
         lines = linecache.getlines(filename, module_globals)
     except Exception:
         return {}
     if not 0 < lineno <= len(lines):
         return {}
-    index = lineno - 1
-    return {
-        "pre_context": [_source_line(line) for line in lines[max(0, index - around):index]],
-        "context_line": _source_line(lines[index]),
-        "post_context": [_source_line(line) for line in lines[index + 1:index + 1 + around]],
-    }
+    first = max(0, lineno - 1 - around)
+    # Read from a few lines above: the name of a value the window starts inside stands there.
+    above = max(0, first - SCRUB_LINES_ABOVE)
+    window = _scrubbed([_source_line(line) for line in lines[above:lineno + around]],
+                       scrubber)[first - above:]
+    at = lineno - 1 - first
+    return {"pre_context": window[:at], "context_line": window[at], "post_context": window[at + 1:]}
 
 
 def _source_line(line: str) -> str:
     line = line.rstrip("\r\n")
     return line if len(line) <= MAX_LINE else line[:MAX_LINE] + "..."
+
+
+def _scrubbed(lines: list[str], scrubber: Scrubber) -> list[str]:
+    """Source lines redacted as messages and locals are, read as one text: a value on the
+    line after its name (``secret = (`` then ``"hunter2"``) is found too. Line by line when
+    a redaction took a line break away."""
+    scrubbed = scrubber.text("\n".join(lines)).split("\n")
+    return scrubbed if len(scrubbed) == len(lines) else [scrubber.text(line) for line in lines]
 
 
 def _frame_module(frame: FrameType) -> str | None:

@@ -61,11 +61,28 @@ _AUTH_SCHEME = LazyRegex(r"\b(?P<scheme>[Bb]earer|BEARER|[Bb]asic|BASIC)(?P<sep>
 _URL_USERINFO = LazyRegex(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
 # key=value or 'key': value, where the key is judged by is_secret_key. A bare
 # "key: value" is left alone: prose such as "unexpected token: '}'" is common.
+# Source lines add the forms code writes (each piece below says which). An unquoted value
+# followed by "(" is a call, code rather than a secret: password = getpass() stays readable.
+_NAME = r"[\w.-]{1,64}"
+_TYPE = r"[\w.\[\]]{1,64}(?![\w.\[\]])"
+# A literal: with a prefix (f'', rb''), in triple quotes, or without its end (a line cut short).
+_STRING = (r"""[rRbBuUfF]{0,2}(?:'''(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)"""
+           r'''|"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)'''
+           r"""|'(?:[^'\\]|\\.)*(?:'|\Z)|"(?:[^"\\]|\\.)*(?:"|\Z))""")
 _KEY_VALUE = LazyRegex(
-    r"""(?P<key>(?P<q>['"])[\w.-]{1,64}(?P=q)\s*[:=]|(?<![\w.-])[\w.-]{1,64}\s*=)\s*"""
-    r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|b'(?:[^'\\]|\\.)*'|[^\s&,;)}\]'"]+)"""
+    # 'key': , "key"= , environ["KEY"] = , "key" == or !=
+    rf"""(?P<key>(?P<q>['"]){_NAME}(?P=q)\]?\s*(?:[=!]=|[:=])"""
+    # getenv("KEY", 'x'): then a quoted value only
+    rf"""|(?<=\()(?P<q2>['"]){_NAME}(?P=q2),(?=\s*[rRbBuUfF]{{0,2}}['"])"""
+    # key= , key == , key != , key := , key: str | None =
+    rf"""|(?<![\w.-]){_NAME}(?![\w.-])(?:\s*:\s*{_TYPE}(?:\s*[|,]\s*{_TYPE}){{0,4}})?\s*[:!=]?=)"""
+    # key = (<line break> 'x' <line break> )
+    r"""\s*(?:\(\s*\n\s*)?"""
+    # a literal, a tuple on one line (auth=('bob', 'x'): all of it), or a bare word
+    rf"""(?P<value>{_STRING}|\([^()\n]{{0,256}}\)|[^\s&,;)}}\]'"(]+(?![^\s&,;)}}\]'"]))"""
 )
 _KEY_NAME = LazyRegex(r"[\w.-]+")
+_OPENING_QUOTE = LazyRegex(r"""[rRbBuUfF]{0,2}('''|\"\"\"|'|")""")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -252,7 +269,7 @@ class Scrubber:
                 text = _EMAIL.sub(FILTERED, text)
             if "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
                 text = _AUTH_SCHEME.sub(_replace_auth, text)
-            if "=" in text or ":" in text:
+            if "=" in text or ":" in text or "'," in text or '",' in text:
                 text = _KEY_VALUE.sub(self._replace_key_value, text)
             return _CARD.sub(_replace_card, text)
         except Exception:
@@ -263,10 +280,15 @@ class Scrubber:
         if key_name is None or not self.is_secret_key(key_name.group()):
             return match.group()
         value = match.group("value")
-        quote = value[-1] if value[-1:] in ("'", '"') and len(value) > 1 else ""
         prefix = match.group()[: match.start("value") - match.start()]
-        opening = value[: value.index(quote) + 1] if quote else ""
-        return f"{prefix}{opening}{FILTERED}{quote}"
+        quoted = _OPENING_QUOTE.match(value)
+        if quoted is None:
+            return f"{prefix}{FILTERED}"
+        opening, quote = quoted.group(), quoted.group(1)
+        closing = quote if len(value) >= len(opening) + len(quote) and value.endswith(quote) else ""
+        # A value over several lines keeps its line breaks: source lines stay where they were.
+        line_breaks = "\n" * value.count("\n")
+        return f"{prefix}{opening}{FILTERED}{line_breaks}{closing}"
 
 
 def _first(items: Iterable) -> Iterable:

@@ -4,8 +4,17 @@ URLs scrubbed of credentials and secret parameters, and no second span when one 
 runs on another (requests on urllib3 on http.client): the outermost one traces.
 
 Nothing is traced on spyglass's own threads (``suppressed``) or to its own endpoint.
+
+The app's requests change by the three headers and nothing else (docs/Telemetry.md says what
+an app can see). When no span starts, no header object is read, copied or replaced. When one
+does, the context goes either into a copy of the app's headers of their own type (urllib3,
+http.client: those objects are often shared, between threads or as a default argument) or
+into the library's own per-request object for the duration of the send, taken out after it
+(requests, httpx: hooks and redirects see what goes out, and a request object sent twice
+carries each send's own context).
 """
 import contextvars
+import copy
 
 from ._calls import REMOTE, Calls
 from ..trace import propagation
@@ -25,10 +34,9 @@ class OutboundHTTP:
         self.own_endpoint = agent.config.endpoint
         self.scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
 
-    def start(self, method, url, headers=None):
-        """The span of a request about to go out (and the token to pass to ``finish``), or
-        None: no active span, a library above already traces it, or it is spyglass's own.
-        Injects the trace context into ``headers`` (a mutable mapping) when given."""
+    def start(self, method, url):
+        """The span of a request about to go out (with the token ``finish`` takes), or None:
+        no active span, a library above already traces it, or it is spyglass's own."""
         scope = get_active_scope()
         if scope is None or _in_request.get() or suppressed.get():
             return None
@@ -47,8 +55,6 @@ class OutboundHTTP:
                 attributes["server.address"] = host
             if port:
                 attributes["server.port"] = port
-            if headers is not None:
-                inject(headers, span)
             return span, _in_request.set(True)
         except Exception:
             self.calls.failed()
@@ -71,6 +77,36 @@ class OutboundHTTP:
         except Exception:
             self.calls.failed()
 
+    def with_context(self, started, headers):
+        """A copy of the app's ``headers``, of their own type and with every field (repeated
+        ones too), plus the trace context; None when no such copy can be made (then the app's
+        headers go out as they are)."""
+        try:
+            outgoing = copy_headers(headers)
+            if outgoing is not None:
+                inject(outgoing, started[0])
+            return outgoing
+        except Exception:
+            self.calls.failed()
+            return None
+
+    def add_context(self, started, headers):
+        """The trace context written into ``headers`` in place; returns what was added, for
+        ``remove_context``."""
+        try:
+            return inject(headers, started[0])
+        except Exception:
+            self.calls.failed()
+            return {}
+
+    def remove_context(self, headers, added):
+        """Take out what ``add_context`` added, where it is still as added."""
+        try:
+            for name, value in added.items():
+                if headers.get(name) == value:
+                    del headers[name]
+        except Exception:
+            self.calls.failed()
 
     @staticmethod
     def release(started):
@@ -88,15 +124,37 @@ class OutboundHTTP:
 
 def inject(headers, span):
     """Write the trace context into ``headers``, leaving any of the three headers the app
-    set itself as it is."""
+    set itself as it is; returns the headers written (name -> value)."""
     present = {str(key).lower() for key in headers.keys()} & _HEADERS
     context = span.context
     fresh = {}
     propagation.inject(fresh, context.trace_id, context.span_id, context.sampled,
                        context.tracestate, context.baggage, context.random_trace_id)
+    added = {}
     for name, value in fresh.items():
         if name not in present:
-            headers[name] = value
+            headers[name] = added[name] = value
+    return added
+
+
+def copy_headers(headers):
+    """``headers`` copied as their own type with every field, repeated ones included
+    (urllib3's ``HTTPHeaderDict``, requests' ``CaseInsensitiveDict``, httpx's ``Headers``,
+    ``email.message.Message``, dict and its kin), or None when no such copy can be made."""
+    kind = type(headers)
+    if kind is dict:
+        return headers.copy()
+    try:
+        duplicate = headers.copy()
+    except Exception:
+        duplicate = None
+    if type(duplicate) is not kind:  # no copy(), or one of another type (a dict subclass)
+        try:
+            # Deep: a shallow copy of a Message shares its list of fields with the app's.
+            duplicate = copy.deepcopy(headers)
+        except Exception:
+            return None
+    return duplicate if type(duplicate) is kind else None
 
 
 def _host_and_port(url):

@@ -4,10 +4,9 @@ requests nothing is recorded (they trace).
 
 | patched | how |
 |---|---|
-| ``http.client.HTTPConnection.request`` | span started, headers copied and injected |
+| ``http.client.HTTPConnection.request`` | span started; the context sent in a copy of the headers of their own type |
 | ``http.client.HTTPConnection.getresponse`` | span finished with ``http.response.status_code`` |
 """
-import copy
 import functools
 import weakref
 
@@ -26,10 +25,12 @@ def install(agent, module):
     def request(self, method, url, body=None, headers={}, **kwargs):  # noqa: B006 (the driver's default)
         if get_active_scope() is None:
             return original_request(self, method, url, body, headers, **kwargs)
-        outgoing = _copy(headers)  # the context goes into a copy: the app's stays as it was
-        started = http.start(method, _full_url(self, url), outgoing)
+        started = http.start(method, _full_url(self, url))
         if started is None:
             return original_request(self, method, url, body, headers, **kwargs)
+        # Into a copy of their own type (an email.message.Message repeats fields): the app's
+        # object stays as it was, and the default ``{}`` is shared by every call.
+        outgoing = http.with_context(started, headers)
         if outgoing is not None:
             headers = outgoing
         # The span stays open until getresponse; other requests meanwhile are traced.
@@ -60,17 +61,6 @@ def install(agent, module):
 
     connection_class.request = request
     connection_class.getresponse = getresponse
-
-
-def _copy(headers):
-    """A copy of the app's headers that takes the trace context, of the same type so that
-    what http.client sends is the same (an ``email.message.Message`` repeats headers), or
-    None when it cannot be copied (then nothing is injected)."""
-    try:
-        # Deep: a shallow copy of a Message shares its list of headers with the app's.
-        return dict(headers) if type(headers) is dict else copy.deepcopy(headers)
-    except Exception:
-        return None
 
 
 def _full_url(connection, url):

@@ -4,7 +4,7 @@ nothing more.
 
 | patched | how |
 |---|---|
-| ``requests.Session.send`` | span, headers injected into the ``PreparedRequest`` |
+| ``requests.Session.send`` | span; the context in the ``PreparedRequest``'s headers for the send, then taken out |
 """
 import functools
 
@@ -18,14 +18,20 @@ def install(agent, module):
 
     @functools.wraps(original)
     def send(self, request, **kwargs):
-        started = http.start(request.method, request.url, request.headers)
+        started = http.start(request.method, request.url)
         if started is None:
             return original(self, request, **kwargs)
+        # requests made these headers for this request: the context goes in for the send
+        # (hooks, adapters and redirects see what goes out) and comes out after it.
+        headers = request.headers
+        added = http.add_context(started, headers)
         try:
             response = original(self, request, **kwargs)
         except Exception as error:
             http.finish(started, error=error)
             raise
+        finally:
+            http.remove_context(headers, added)
         http.finish(started, response.status_code)
         return response
 

@@ -4,11 +4,12 @@ part of it, and http.client below records nothing more. Under requests, requests
 
 | patched | how |
 |---|---|
-| ``urllib3.connectionpool.HTTPConnectionPool.urlopen`` | span; headers copied and injected |
+| ``urllib3.connectionpool.HTTPConnectionPool.urlopen`` | span; the context sent in a copy of the headers of their own type |
 """
 import functools
 
 from ._http import OutboundHTTP
+from ..trace.context import get_active_scope
 
 
 def install(agent, module):
@@ -20,16 +21,21 @@ def install(agent, module):
 
     @functools.wraps(original)
     def urlopen(self, method, url, *args, **kwargs):
-        # urlopen(method, url, body=None, headers=None, …)
-        if len(args) > 1:
-            headers = dict(args[1] if args[1] is not None else self.headers)
-            args = (args[0], headers) + args[2:]
-        else:
-            given = kwargs.get("headers")
-            headers = kwargs["headers"] = dict(given if given is not None else self.headers)
-        started = http.start(method, _full_url(self, url), headers)
+        if get_active_scope() is None:
+            return original(self, method, url, *args, **kwargs)
+        started = http.start(method, _full_url(self, url))
         if started is None:
             return original(self, method, url, *args, **kwargs)
+        # urlopen(method, url, body=None, headers=None, …); None means the pool's headers.
+        # The app's object may be shared (the pool's, a module's constant): it goes out as a
+        # copy of its own type, an HTTPHeaderDict keeping its repeated fields.
+        given = args[1] if len(args) > 1 else kwargs.get("headers")
+        outgoing = http.with_context(started, self.headers if given is None else given)
+        if outgoing is not None:
+            if len(args) > 1:
+                args = (args[0], outgoing) + args[2:]
+            else:
+                kwargs["headers"] = outgoing
         try:
             response = original(self, method, url, *args, **kwargs)
         except Exception as error:
