@@ -203,7 +203,8 @@ def test_a_request_object_sent_twice_carries_each_sends_own_context(raw_server, 
     spans = exported.calls()
     sent = [line[len("traceparent: "):] for _, lines in raw_server.received for line in lines
             if line.startswith("traceparent: ")]
-    assert sent == [f"00-{span.trace_id:032x}-{span.span_id:016x}-03" for span in spans]  # sampled, random id
+    # -03: sampled, and the random-trace-id flag of a trace started here
+    assert sent == [f"00-{span.trace_id:032x}-{span.span_id:016x}-03" for span in spans]
     assert len(set(sent)) == 4
     assert dict(prepared.headers) == {"B": "2"}
     assert request.headers.multi_items() == [("host", "%s:%d" % raw_server.server_address),
