@@ -16,6 +16,12 @@ COLLECTOR = [
     "jinja2>=3.0",                      # the web UI's pages
 ]
 
+# `spyglass serve --db postgresql://…`: several collectors on one database.
+COLLECTOR_POSTGRES = COLLECTOR + [
+    "psycopg[binary]>=3.1",
+    "psycopg_pool>=3.2",
+]
+
 # `spyglass demo`: the example Flask app under uWSGI (uWSGI compiles: needs a C compiler).
 DEMO = [
     "flask>=2.2",
@@ -66,9 +72,10 @@ setup(
     ],
     extras_require={
         "collector": COLLECTOR,
+        "collector-postgres": COLLECTOR_POSTGRES,
         "demo": DEMO,
-        "test": sorted(set(TEST + COLLECTOR)),
-        "all": sorted(set(COLLECTOR + DEMO)),
+        "test": sorted(set(TEST + COLLECTOR_POSTGRES)),
+        "all": sorted(set(COLLECTOR_POSTGRES + DEMO)),
     },
     entry_points={
         "console_scripts": ["spyglass = spyglass.cli:main"],

@@ -26,8 +26,9 @@ def _serve_arguments(parser):
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; env SPYGLASS_COLLECTOR_HOST)")
     parser.add_argument("--port", type=int, help="port to bind, 0 for any free one "
                                                  "(default 4318; env SPYGLASS_COLLECTOR_PORT)")
-    parser.add_argument("--db", help="SQLite database file (default $XDG_DATA_HOME/spyglass/spyglass.db; "
-                                     "env SPYGLASS_COLLECTOR_DB)")
+    parser.add_argument("--db", help="where to store: a SQLite file (a path or sqlite:///path; default "
+                                     "$XDG_DATA_HOME/spyglass/spyglass.db) or postgresql://user@host/db "
+                                     "(env SPYGLASS_COLLECTOR_DB)")
     parser.add_argument("--api-key", help="require this key from senders and readers "
                                           "(env SPYGLASS_COLLECTOR_API_KEY)")
     parser.add_argument("--max-body", metavar="SIZE", help="largest request body, as sent or inflated "
@@ -61,12 +62,16 @@ def _serve(args):
         return 2
     try:
         from spyglass.collector.server import serve
+        from spyglass.collector.store import StoreError
     except ImportError as exc:
         print(f"spyglass serve needs the collector extra: pip install 'spyglass[collector]' ({exc})",
               file=sys.stderr)
         return 2
     try:
         return serve(config, workers=config.workers)
+    except StoreError as exc:
+        print(f"spyglass serve: cannot open the database: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"spyglass serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
               f"is another collector running there? Choose another --port.", file=sys.stderr)

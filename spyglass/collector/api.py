@@ -110,7 +110,8 @@ class Api:
                 "endpoints": sorted(path for path in openapi_document()["paths"])}
 
     def health(self, query):
-        return {"status": "ok", "schema_version": getattr(self.store, "schema_version", None)}
+        store = self.store.describe()
+        return {"status": "ok", "schema_version": store["schema_version"], "store": store}
 
     def services(self, query):
         since_ns, _ = _window(query)

@@ -27,13 +27,18 @@ class CollectorConfig:
 
     host: str = "127.0.0.1"
     port: int = 4318
-    db: str = field(default_factory=default_db_path)
+    db: str = field(default_factory=default_db_path)  # a SQLite file path or URL, or postgresql://…
     api_key: str = ""
     max_body_bytes: int = 16 << 20
     retention_seconds: float = 7 * 86400
     retention_bytes: int = 1 << 30
     retention_interval: float = 60.0
     workers: int = 0  # 0: one per core, up to 4
+
+    def __post_init__(self):
+        from .store import backend_of
+
+        backend_of(self.db)  # a --db the collector cannot open is refused before it starts
 
     @property
     def binds_publicly(self):

@@ -12,7 +12,6 @@ import mimetypes
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import otlp_json, otlp_proto, wire
 from .api import Api, ApiError
-from .store import open_store
+from .store import StoreError, StoreRejected, open_store
 from .ui import Ui
 
 logger = logging.getLogger("spyglass.collector")
@@ -88,11 +87,11 @@ class Collector:
                 raise wire.BadRequest(400, f"could not decode the {signal_name} request: {exc}") from None
             try:
                 self.store.write(batch)
-            except OverflowError:  # the transaction rolled back: nothing of it is kept
-                raise wire.BadRequest(400, "a number is outside the int64 range") from None
+            except StoreRejected as exc:  # the transaction rolled back: nothing of it is kept
+                raise wire.BadRequest(400, str(exc)) from None
         except wire.BadRequest as exc:
             return self.refuse(exc.status, exc.reason, fmt)
-        except sqlite3.OperationalError as exc:  # locked or full: the sender should retry later
+        except StoreError as exc:  # unreachable, locked or full: the sender should retry later
             logger.warning("store unavailable: %s", exc)
             return self.refuse(503, f"store unavailable: {exc}", fmt, {"Retry-After": "5"})
         return Reply(200, _DECODERS[fmt].success(signal_name, batch), fmt)
@@ -125,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
         """Run ``method``; a bug in it costs this request a 500, not the connection or the server."""
         try:
             method()
+        except StoreError as exc:  # a query met a database that is away: ask to come back later
+            logger.warning("store unavailable: %s", exc)
+            self._send(Reply(503, Api.encode({"error": f"store unavailable: {exc}"}), headers={"Retry-After": "5"}))
         except Exception:
             logger.exception("%s %s failed", self.command, self.path)
             self.close_connection = True
@@ -365,7 +367,7 @@ def serve(config, out=sys.stdout, workers=None):
     retention = RetentionThread(server.collector.store, config.retention_interval)
     retention.start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"spyglass collector listening on {server.url} (database: {server.collector.store.path}, "
+    print(f"spyglass collector listening on {server.url} (database: {server.collector.store.describe()['location']}, "
           f"{workers} worker{'s' if workers > 1 else ''})", file=out, flush=True)
     try:
         server.serve_forever()

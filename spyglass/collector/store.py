@@ -1,16 +1,39 @@
-"""The storage interface: all the collector asks of a backend, and how to open one.
+"""The storage interface: all the collector asks of a backend, its errors, and how to open one.
 
 The receiver writes ``model.Batch`` objects; the API reads through the query methods,
-which return JSON-ready dicts and lists. Times are Unix nanoseconds everywhere. SQLite
-(``sqlite_store``) is the default backend; one for PostgreSQL, for several collectors
-behind a load balancer, implements this same class.
+which return JSON-ready dicts and lists. Times are Unix nanoseconds everywhere. Two
+backends implement ``Store``: SQLite (``sqlite_store``, one file, the default) and
+PostgreSQL (``postgres_store``, for several collectors behind a load balancer). Both
+answer the queries with the same SQL (``queries``), and raise only the errors below, so
+nothing above this module knows which database it talks to.
 """
 from typing import Optional, Protocol
+from urllib.parse import urlsplit
+
+
+class StoreError(Exception):
+    """The store failed in a way the sender cannot fix by sending something else."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, is locked or is full for now: retry later (503)."""
+
+
+class StoreRejected(StoreError):
+    """The database refused this batch's values (a number out of range): the sender's fault (400)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer spyglass than this one."""
 
 
 class Store(Protocol):
     def write(self, batch) -> None:
         """Store a whole ``Batch`` in one transaction, or nothing of it."""
+
+    def describe(self) -> dict:
+        """What the UI and ``/api/health`` show about the store: backend, location (no
+        password), schema version, and the retention limits in force."""
 
     def services(self, since_ns: int) -> list:
         """Each service seen since ``since_ns``: requests, error rate, p50/p95/p99, instances."""
@@ -44,17 +67,42 @@ class Store(Protocol):
         """Delete what is older than the age limit, then the oldest until under the size limit."""
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections and stop the store's threads."""
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def backend_of(url):
+    """``"sqlite"`` or ``"postgresql"`` for a ``--db`` value: a URL or a plain file path."""
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in POSTGRES_SCHEMES:
+        return "postgresql"
+    if scheme in ("", "sqlite"):
+        return "sqlite"
+    raise ValueError(f"unknown database {url!r}: use a file path, sqlite:///path or postgresql://user@host/db")
+
+
+def sqlite_path(url):
+    """The file of ``sqlite:///abs/path``, ``sqlite://rel/path`` or a plain path."""
+    return url.split("://", 1)[1] if "://" in url else url
 
 
 def open_store(config, maintain=True):
-    """The store for ``config.db``: a SQLite database file path (the only backend yet).
+    """The store ``config.db`` names, by its scheme: a file path or ``sqlite:///path`` opens
+    SQLite, ``postgresql://user@host/db`` PostgreSQL (the ``collector-postgres`` extra).
 
-    ``maintain``: whether this store does the database's upkeep (WAL checkpoints); one
-    process per database should.
+    ``maintain``: whether this store does the database's upkeep (WAL checkpoints, bounding
+    the files to the size limit); one process per database should.
     """
+    limits = {"retention_seconds": config.retention_seconds, "retention_bytes": config.retention_bytes}
+    if backend_of(config.db) == "postgresql":
+        try:
+            from .postgres_store import PostgresStore
+        except ImportError as exc:
+            raise StoreError(f"a PostgreSQL store needs the collector-postgres extra: "
+                             f"pip install 'spyglass[collector-postgres]' ({exc})") from None
+        return PostgresStore(config.db, **limits)
     from .sqlite_store import SQLiteStore
 
-    return SQLiteStore(config.db, retention_seconds=config.retention_seconds,
-                       retention_bytes=config.retention_bytes,
-                       checkpoint_interval=10.0 if maintain else None)
+    return SQLiteStore(sqlite_path(config.db), maintain=maintain, **limits)

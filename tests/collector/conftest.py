@@ -6,11 +6,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from conftest import require
+
 REPO = Path(__file__).resolve().parents[2]
+#: A PostgreSQL server the tests may create databases on (each test its own, dropped after).
+POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
 
 
 class RunningCollector:
@@ -117,3 +122,55 @@ def otel_tracer(collector):
     yield make
     for provider in providers:
         provider.shutdown()
+
+
+class PostgresServer:
+    """Makes throwaway databases on the test server: ``create()`` returns a new one's URL."""
+
+    def __init__(self, admin_url):
+        import psycopg
+
+        self.admin_url = admin_url
+        self.admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+        self.created = []
+
+    def url_of(self, name):
+        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+
+    def create(self, prefix="spyglass_store"):
+        name = f"{prefix}_{os.urandom(4).hex()}"
+        self.admin.execute(f"CREATE DATABASE {name}")
+        self.created.append(name)
+        return self.url_of(name)
+
+    def execute(self, url, sql, parameters=()):
+        """Run one statement on the database at ``url``; its rows, if it returns any."""
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            cursor = connection.execute(sql, parameters)
+            return cursor.fetchall() if cursor.description else None
+
+    def drop_all(self):
+        for name in self.created:
+            self.admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.admin.close()
+
+
+@pytest.fixture
+def postgres():
+    """A ``PostgresServer`` on ``SPYGLASS_TEST_POSTGRES_URL``; its databases dropped at teardown."""
+    try:
+        server = PostgresServer(POSTGRES_URL)
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, the server is not usable
+        require(False, f"PostgreSQL not reachable at {POSTGRES_URL} (set SPYGLASS_TEST_POSTGRES_URL): {exc}")
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    """What ``--db`` names, once per backend: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "spyglass.db")
+    return request.getfixturevalue("postgres").create()

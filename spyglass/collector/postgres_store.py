@@ -1,0 +1,377 @@
+"""A store on PostgreSQL, for several collectors on one database behind a load balancer.
+
+Each process keeps a small pool of connections (``psycopg_pool``), each checked before
+use, so a connection the server dropped is replaced rather than failing a request. A
+batch is one transaction: its spans are COPYed into a temporary table and merged into
+``spans`` with ``ON CONFLICT DO NOTHING`` (a batch the sender retries after a lost reply
+is not stored twice), its logs and metric points COPYed straight into their tables. The
+rows that several collectors update at once (a process's resource row, an error group)
+are written last and in key order: their row locks are held for the shortest time and
+always taken in the same order, so concurrent batches neither queue behind nor deadlock
+on one another.
+
+Spans, logs and metric points are partitioned by hour (``postgres_schema``). Partitions
+are created a couple of hours ahead by retention, and on demand for a batch that
+reaches an hour within the retention age that has none; retention drops whole
+partitions, so deleting a day costs no more than deleting an hour. What falls outside
+(a clock far off) goes to each table's DEFAULT partition, whose rows move into their
+hour's partition if it is made later. Schema migrations and partition changes take an
+advisory lock: any number of collectors may start, or run retention, at once.
+
+Every error leaves as the store's own (``store.StoreError``): a server that is gone, a
+lock timeout or a pool with no free connection is ``StoreUnavailable`` (503, the sender
+retries), a value PostgreSQL refuses is ``StoreRejected`` (400).
+"""
+import calendar
+import json
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .model import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
+from .postgres_schema import MIGRATIONS, PARTITIONED
+from .queries import Queries
+from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
+
+logger = logging.getLogger("spyglass.collector")
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+#: Partitions exist from the retention age up to this many hours ahead of now.
+HOURS_AHEAD = 2
+#: Keys of the advisory locks (any 64-bit numbers other applications are unlikely to use).
+SCHEMA_LOCK, PARTITION_LOCK = 0x7370_7967_6C61_7301, 0x7370_7967_6C61_7302
+#: A process's resource row is refreshed at most this often (its ``last_seen_ns``).
+RESOURCE_REFRESH_NS = NS
+DDL_LOCK_TIMEOUT = "5s"
+POOL_SIZE = 4
+POOL_TIMEOUT = 5.0  # seconds a request waits for a connection before answering 503
+
+_TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
+               "metric_points": METRIC_COLUMNS.index("time_ns")}
+_FLOAT_INDEXES = (METRIC_COLUMNS.index("value"), METRIC_COLUMNS.index("sum"))
+_COPY = {
+    "spans": f"COPY spans_incoming ({', '.join(SPAN_COLUMNS)}) FROM STDIN",
+    "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
+    "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
+}
+_MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
+                f"FROM spans_incoming ON CONFLICT DO NOTHING")
+_UPSERT_RESOURCE = """
+    INSERT INTO resources AS r (key, service, instance, attributes, first_seen_ns, last_seen_ns)
+    VALUES (%s, %s, %s, %s, %s, %s)
+    ON CONFLICT (key) DO UPDATE SET last_seen_ns = greatest(r.last_seen_ns, excluded.last_seen_ns)
+"""
+_UPSERT_ERROR_GROUP = """
+    INSERT INTO error_groups AS g (service, fingerprint, type, message, culprit, first_seen_ns,
+                                   last_seen_ns, count)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, 1)
+    ON CONFLICT (service, fingerprint) DO UPDATE SET
+        count = g.count + 1,
+        first_seen_ns = least(g.first_seen_ns, excluded.first_seen_ns),
+        type = CASE WHEN excluded.last_seen_ns >= g.last_seen_ns THEN excluded.type ELSE g.type END,
+        message = CASE WHEN excluded.last_seen_ns >= g.last_seen_ns THEN excluded.message ELSE g.message END,
+        culprit = CASE WHEN excluded.last_seen_ns >= g.last_seen_ns THEN excluded.culprit ELSE g.culprit END,
+        last_seen_ns = greatest(g.last_seen_ns, excluded.last_seen_ns)
+    RETURNING id, last_seen_ns
+"""
+_INSERT_ERROR_EVENT = """
+    INSERT INTO error_events (group_id, time_ns, resource_key, service, trace_id, span_id, route,
+                              user_id, handled, source, event)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+"""
+
+
+@lru_cache(maxsize=256)
+def _dialect(sql):
+    """The shared queries' ``?`` placeholders as psycopg's ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@contextmanager
+def _store_errors():
+    """psycopg's exceptions as the store's own."""
+    try:
+        yield
+    except (psycopg.errors.NumericValueOutOfRange, OverflowError) as exc:
+        raise StoreRejected("a number is outside the int64 range") from exc
+    except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+        raise StoreRejected(f"PostgreSQL refused a value: {exc}") from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # gone, restarting, lock timeout, pool empty
+        raise StoreUnavailable(f"PostgreSQL: {str(exc).strip()}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"PostgreSQL: {str(exc).strip()}") from exc
+
+
+def redacted(url):
+    """``url`` without its password, for logs and the UI."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+def _scrub(value):
+    """A string PostgreSQL can hold: no NUL, no lone surrogate."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _scrubbed(batch):
+    for name in ("spans", "logs", "metrics"):
+        setattr(batch, name, [tuple(_scrub(value) for value in row) for row in getattr(batch, name)])
+    for error in batch.errors:
+        for name, value in vars(error).items():
+            setattr(error, name, _scrub(value))
+    return batch
+
+
+def _hour_name(table, hour):
+    return f"{table}_{time.strftime('%Y%m%d%H', time.gmtime(hour * 3600))}"
+
+
+def _hour_of(name, table):
+    match = re.fullmatch(rf"{table}_(\d{{10}})", name)
+    return calendar.timegm(time.strptime(match.group(1), "%Y%m%d%H")) // 3600 if match else None
+
+
+class PostgresStore(Queries):
+    """``store.Store`` on a PostgreSQL database, named by a ``postgresql://`` URL."""
+
+    def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE):
+        self.url = url
+        self.retention_seconds = retention_seconds
+        self.retention_bytes = retention_bytes
+        self._hours = set()  # hours whose partitions exist, as far as this process knows
+        self._hours_lock = threading.Lock()
+        self._resources_written = {}  # resource key -> when this process last wrote its row
+        with _store_errors():
+            with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+                self.schema_version = self._migrate(connection)
+            self._pool = ConnectionPool(
+                url, min_size=1, max_size=pool_size, timeout=POOL_TIMEOUT, name="spyglass",
+                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10},
+                configure=self._configure, check=ConnectionPool.check_connection, open=False)
+            self._pool.open(wait=True, timeout=30)
+        self.apply_retention(partitions_only=True)
+
+    def describe(self):
+        return {"backend": "postgresql", "location": redacted(self.url), "schema_version": self.schema_version,
+                "retention_seconds": self.retention_seconds, "retention_bytes": self.retention_bytes}
+
+    def close(self):
+        self._pool.close()
+
+    # -- connections and schema ----------------------------------------------------------
+
+    @staticmethod
+    def _configure(connection):
+        # Per session: COPY lands here, then one INSERT … ON CONFLICT merges it.
+        connection.execute("CREATE TEMP TABLE IF NOT EXISTS spans_incoming (LIKE spans INCLUDING DEFAULTS) "
+                           "ON COMMIT DELETE ROWS")
+
+    @contextmanager
+    def _connection(self):
+        with _store_errors(), self._pool.connection() as connection:
+            yield connection
+
+    @staticmethod
+    def _migrate(connection):
+        """Bring the schema up to date, one collector at a time; its version."""
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            connection.execute("CREATE TABLE IF NOT EXISTS spyglass_schema (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT version FROM spyglass_schema").fetchone()
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise SchemaTooNew(f"the database has schema version {version}; this spyglass knows up to "
+                                   f"{len(MIGRATIONS)}: upgrade spyglass")
+            for script in MIGRATIONS[version:]:
+                connection.execute(script)
+            if row is None:
+                connection.execute("INSERT INTO spyglass_schema (version) VALUES (%s)", (len(MIGRATIONS),))
+            else:
+                connection.execute("UPDATE spyglass_schema SET version = %s", (len(MIGRATIONS),))
+        return len(MIGRATIONS)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, batch):
+        self._ensure_partitions(batch)
+        try:
+            self._write(batch)
+        except StoreRejected as exc:
+            if not isinstance(exc.__cause__, (UnicodeEncodeError, psycopg.DataError)) or \
+                    isinstance(exc.__cause__, psycopg.errors.NumericValueOutOfRange):
+                raise
+            self._write(_scrubbed(batch))  # a NUL or a lone surrogate in some string: store the rest of it
+
+    def _write(self, batch):
+        now_ns = time.time_ns()
+        resources = sorted((r.key, r.service, r.instance, r.attributes, now_ns, now_ns)
+                           for r in batch.resources.values()
+                           if now_ns - self._resources_written.get(r.key, 0) > RESOURCE_REFRESH_NS)
+        metrics = [tuple(None if i in _FLOAT_INDEXES and v != v else v for i, v in enumerate(row))
+                   for row in batch.metrics]  # NaN as NULL, as SQLite stores it
+        with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            for table, rows in (("spans", batch.spans), ("logs", batch.logs), ("metric_points", metrics)):
+                if rows:
+                    with cursor.copy(_COPY[table]) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            if batch.spans:
+                cursor.execute(_MERGE_SPANS)
+            for error in sorted(batch.errors, key=lambda e: (e.service, e.fingerprint)):
+                self._write_error(cursor, error)
+            if resources:
+                cursor.executemany(_UPSERT_RESOURCE, resources)
+        for key, *_ in resources:
+            self._resources_written[key] = now_ns
+
+    @staticmethod
+    def _write_error(cursor, error):
+        group = cursor.execute(_UPSERT_ERROR_GROUP, (
+            error.service, error.fingerprint, error.type, error.message, error.culprit,
+            error.time_ns, error.time_ns)).fetchone()
+        group_id = group["id"]
+        event_id = cursor.execute(_INSERT_ERROR_EVENT, (
+            group_id, error.time_ns, error.resource_key, error.service, error.trace_id, error.span_id,
+            error.route, error.user_id, error.handled, error.source,
+            json.dumps(error.event, default=str))).fetchone()["id"]
+        if error.time_ns >= group["last_seen_ns"]:
+            cursor.execute("UPDATE error_groups SET latest_event_id = %s WHERE id = %s", (event_id, group_id))
+
+    # -- partitions ----------------------------------------------------------------------
+
+    def _wanted_hours(self, now_ns):
+        """The hours that should have partitions: from the retention age to a little ahead."""
+        return range((now_ns - int(self.retention_seconds * NS)) // HOUR_NS, now_ns // HOUR_NS + HOURS_AHEAD + 1)
+
+    def _ensure_partitions(self, batch):
+        """Make the partitions of the hours this batch reaches, within the retention age, if
+        they are missing; rows of other hours go to the DEFAULT partitions."""
+        hours = set()
+        for table, rows in (("spans", batch.spans), ("logs", batch.logs), ("metric_points", batch.metrics)):
+            index = _TIME_INDEX[table]
+            hours.update(row[index] // HOUR_NS for row in rows if type(row[index]) is int)
+        wanted = self._wanted_hours(time.time_ns())
+        missing = {hour for hour in hours - self._hours if hour in wanted}
+        if not missing:
+            return
+        try:
+            with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
+                self._lock_partitions(cursor, wait=True)
+                self._create_partitions(cursor, missing)
+        except StoreError as exc:  # the rows wait in the DEFAULT partitions meanwhile
+            logger.warning("could not create partitions: %s", exc)
+
+    @staticmethod
+    def _lock_partitions(cursor, wait):
+        """Take the partition lock for this transaction; ``False`` if another collector holds it."""
+        cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+            return True
+        return cursor.execute("SELECT pg_try_advisory_xact_lock(%s) AS locked", (PARTITION_LOCK,)).fetchone()["locked"]
+
+    def _existing_hours(self, cursor):
+        """Hour -> partition names per table, from the catalog."""
+        hours = defaultdict(dict)
+        for table, _ in PARTITIONED:
+            for row in cursor.execute("SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                                      "WHERE i.inhparent = %s::regclass", (table,)):
+                hour = _hour_of(row["relname"], table)
+                if hour is not None:
+                    hours[hour][table] = row["relname"]
+        with self._hours_lock:
+            self._hours = {hour for hour, tables in hours.items() if len(tables) == len(PARTITIONED)}
+        return hours
+
+    def _create_partitions(self, cursor, hours):
+        existing = self._existing_hours(cursor)
+        for hour in sorted(hours):
+            for table, column in PARTITIONED:
+                if table in existing.get(hour, {}):
+                    continue
+                name, low, high = _hour_name(table, hour), hour * HOUR_NS, (hour + 1) * HOUR_NS
+                # Rows of this hour that came before its partition wait in DEFAULT: move them in,
+                # or attaching it would fail.
+                cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+                cursor.execute(f"WITH moved AS (DELETE FROM {table}_default WHERE {column} >= %s AND {column} < %s "
+                               f"RETURNING *) INSERT INTO {name} SELECT * FROM moved", (low, high))
+                cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})")
+        with self._hours_lock:
+            self._hours |= set(hours)
+
+    def _drop_hour(self, cursor, hour, tables):
+        """Drop one hour's partitions; the bytes that freed."""
+        names = list(tables.values())
+        size = cursor.execute("SELECT coalesce(sum(pg_total_relation_size(name::regclass)), 0)::bigint AS size "
+                              "FROM unnest(%s::text[]) AS name", (names,)).fetchone()["size"]
+        for name in names:
+            cursor.execute(f"DROP TABLE {name}")
+        with self._hours_lock:
+            self._hours.discard(hour)
+        return size
+
+    # -- retention -----------------------------------------------------------------------
+
+    def used_bytes(self, cursor=None):
+        """Bytes the store's tables and indexes take on disk."""
+        sql = ("SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS size FROM ("
+               + " UNION ALL ".join(f"SELECT relid FROM pg_partition_tree('{table}')" for table, _ in PARTITIONED)
+               + " UNION ALL SELECT unnest(ARRAY['resources', 'error_groups', 'error_events']::regclass[])) AS r")
+        if cursor is not None:
+            return cursor.execute(sql).fetchone()["size"]
+        return self._rows(sql)[0]["size"]
+
+    def apply_retention(self, now_ns=None, partitions_only=False):
+        """Make the next hours' partitions; drop those past the age limit, then the oldest while
+        over the size limit (whole hours: the current one is kept); delete what is past the age
+        limit from the DEFAULT partitions and the error tables. One collector at a time: the
+        others skip their round."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        cutoff_ns = now_ns - int(self.retention_seconds * NS)
+        deleted = defaultdict(int)
+        with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            if not self._lock_partitions(cursor, wait=False):
+                return {}
+            wanted = self._wanted_hours(now_ns)
+            self._create_partitions(cursor, range(max(wanted.start, now_ns // HOUR_NS - 1), wanted.stop))
+            if partitions_only:
+                return {}
+            hours = self._existing_hours(cursor)
+            used = self.used_bytes(cursor)
+            for hour in sorted(hours):
+                if (hour + 1) * HOUR_NS <= cutoff_ns or (hour < now_ns // HOUR_NS and used > self.retention_bytes):
+                    used -= self._drop_hour(cursor, hour, hours[hour])
+                    deleted["partitions"] += 1
+                    cutoff_ns = max(cutoff_ns, (hour + 1) * HOUR_NS)
+            for table, column in PARTITIONED:
+                deleted[table] += cursor.execute(f"DELETE FROM {table}_default WHERE {column} < %s",
+                                                 (cutoff_ns,)).rowcount
+            deleted["error_events"] = cursor.execute("DELETE FROM error_events WHERE time_ns < %s",
+                                                     (cutoff_ns,)).rowcount
+            deleted["error_groups"] = cursor.execute(
+                "DELETE FROM error_groups AS g WHERE NOT EXISTS "
+                "(SELECT 1 FROM error_events WHERE group_id = g.id)").rowcount
+            deleted["resources"] = cursor.execute("DELETE FROM resources WHERE last_seen_ns < %s",
+                                                  (cutoff_ns,)).rowcount
+        return dict(deleted)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _rows(self, sql, parameters=()):
+        with self._connection() as connection:
+            return connection.execute(_dialect(sql), parameters).fetchall()

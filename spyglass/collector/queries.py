@@ -1,0 +1,309 @@
+"""The read side of every store: one set of SQL queries that SQLite and PostgreSQL both run.
+
+Percentiles, rankings and route grouping happen in the database, not in Python: each
+query groups and ranks the rows it reads, and only the answer crosses the connection.
+The SQL keeps to what both dialects share: window functions, ``count(*) FILTER``,
+``CASE``, ``?`` placeholders (the PostgreSQL store rewrites them to ``%s``), and boolean
+columns used as predicates (``WHERE is_root``: an integer in SQLite, a boolean in
+PostgreSQL). A backend mixes ``Queries`` in and provides ``_rows(sql, parameters)``,
+returning a list of dicts.
+
+Percentiles are nearest-rank: the p-th percentile of n values is the one of rank
+``ceil(n * p / 100)`` in ascending order, which is ``(n * p + 99) / 100`` in integer
+arithmetic, in both dialects.
+"""
+import json
+
+NS = 1_000_000_000
+PERCENTILES = (50, 95, 99)
+
+
+def _rank_of(percent, count="n"):
+    return f"({count} * {percent} + 99) / 100"
+
+
+def _percentile_column(percent, rank="rank_asc"):
+    """``pNN_ns``: the duration at the nearest rank of ``percent`` in a ranked group."""
+    return f"max(CASE WHEN {rank} = {_rank_of(percent)} THEN duration_ns END) AS p{percent}_ns"
+
+
+def _ranked_requests(partition):
+    """Local root spans since ``?`` (and of service ``?`` where asked), ranked by duration within
+    ``partition``."""
+    return (f"SELECT {partition}, duration_ns, is_error, "
+            f"row_number() OVER (PARTITION BY {partition} ORDER BY duration_ns) AS rank_asc, "
+            f"count(*) OVER (PARTITION BY {partition}) AS n "
+            f"FROM spans WHERE is_root AND start_ns >= ? {{service_clause}}")
+
+
+_LATENCY = (f"count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
+            f"sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns, "
+            + ", ".join(_percentile_column(p) for p in PERCENTILES))
+
+SERVICES = f"""
+    SELECT service, {_LATENCY} FROM ({_ranked_requests("service").format(service_clause="")}) AS ranked
+    GROUP BY service
+"""
+SERVICE_INSTANCES = """
+    SELECT service, count(*) AS instances, max(last_seen_ns) AS last_seen_ns FROM resources
+    WHERE last_seen_ns >= ? GROUP BY service
+"""
+ROUTES = f"""
+    SELECT service, http_method, route, {_LATENCY}
+    FROM ({_ranked_requests("service, http_method, route")}) AS ranked
+    GROUP BY service, http_method, route
+    ORDER BY p95_ns DESC, requests DESC, service, route
+"""
+SLOW_CALLS = f"""
+    SELECT service, call_key AS key,
+           max(CASE WHEN rank_desc = 1 THEN call_label END) AS label,
+           max(CASE WHEN rank_desc = 1 THEN call_category END) AS category,
+           sum(coalesce(call_count, 1)) AS count, sum(duration_ns) AS total_ns,
+           max(duration_ns) AS max_ns, {_percentile_column(95, rank="n + 1 - rank_desc")},
+           max(CASE WHEN rank_desc = 1 THEN trace_id END) AS slowest_trace_id,
+           max(CASE WHEN rank_desc = 1 THEN span_id END) AS slowest_span_id
+    FROM (SELECT service, call_key, call_label, call_category, call_count, duration_ns, trace_id, span_id,
+                 row_number() OVER (PARTITION BY service, call_key ORDER BY duration_ns DESC) AS rank_desc,
+                 count(*) OVER (PARTITION BY service, call_key) AS n
+          FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {{service_clause}}) AS ranked
+    GROUP BY service, call_key
+    ORDER BY {{order}} DESC, service, key
+    LIMIT ?
+"""
+SLOW_CALL_ORDER = {"total": "total_ns", "count": "count", "p95": "p95_ns"}
+LATEST_METRICS = """
+    SELECT service, instance, name, unit, kind, monotonic, attributes, value, count, sum, time_ns
+    FROM (SELECT service, instance, name, unit, kind, monotonic, attributes, value, count, sum, time_ns,
+                 row_number() OVER (PARTITION BY service, instance, name, attributes
+                                    ORDER BY time_ns DESC) AS recency
+          FROM metric_points WHERE time_ns >= ? {service_clause}) AS latest
+    WHERE recency = 1 ORDER BY service, instance, name, attributes
+"""
+TRACES = """
+    SELECT trace_id, span_id, service, name, route, http_method, http_status, start_ns, duration_ns,
+           is_error, user_id,
+           (SELECT count(*) FROM spans AS member WHERE member.trace_id = spans.trace_id) AS span_count
+    FROM spans WHERE {clauses} ORDER BY start_ns DESC LIMIT ?
+"""
+ERROR_GROUPS = """
+    SELECT g.*, (SELECT count(DISTINCT user_id) FROM error_events WHERE group_id = g.id) AS users,
+           (SELECT count(*) FROM error_events WHERE group_id = g.id AND time_ns >= ?) AS recent
+    FROM error_groups AS g WHERE g.last_seen_ns >= ? {service_clause}
+    ORDER BY g.last_seen_ns DESC, g.id DESC LIMIT ?
+"""
+
+
+def _ms(ns):
+    return None if ns is None else float(ns) / 1e6
+
+
+def _latency(row):
+    return {f"p{p}_ms": _ms(row[f"p{p}_ns"]) for p in PERCENTILES} | {"max_ms": _ms(row["max_ns"])}
+
+
+def _json(text):
+    return json.loads(text) if text else None
+
+
+def route_name(method, route):
+    """How a route is shown: ``GET /users/{id}``; a span name that already starts with its
+    method (``GET /users/{id}`` as a name fallback) is not prefixed twice."""
+    route = "" if route is None else str(route)
+    if method and not route.startswith(f"{method} "):
+        return f"{method} {route}".rstrip()
+    return route or "-"
+
+
+def _service_clause(service, parameters, column="service"):
+    if not service:
+        return ""
+    parameters.append(service)
+    return f"AND {column} = ?"
+
+
+def status_clause(status, parameters):
+    """SQL for a status filter: ``5xx`` (a class), ``404`` (a code) or ``error``."""
+    status = str(status).strip().lower()
+    if status == "error":
+        return "is_error"
+    if len(status) == 3 and status[0].isdigit() and status[1:] == "xx":
+        parameters += [int(status[0]) * 100, int(status[0]) * 100 + 99]
+        return "http_status BETWEEN ? AND ?"
+    parameters.append(int(status))
+    return "http_status = ?"
+
+
+class Queries:
+    """The ``Store`` read methods, over ``self._rows(sql, parameters) -> [dict]``."""
+
+    def _rows(self, sql, parameters=()):
+        raise NotImplementedError
+
+    def services(self, since_ns):
+        stats = {row["service"]: row for row in self._rows(SERVICES, [since_ns])}
+        seen = {row["service"]: row for row in self._rows(SERVICE_INSTANCES, [since_ns])}
+        result = []
+        for service in sorted(set(stats) | set(seen)):
+            row = stats.get(service) or {"requests": 0, "errors": 0, "max_ns": None,
+                                         **{f"p{p}_ns": None for p in PERCENTILES}}
+            requests = row["requests"]
+            result.append({
+                "service": service, "requests": requests, "errors": row["errors"],
+                "error_rate": row["errors"] / requests if requests else 0.0, **_latency(row),
+                "instances": seen[service]["instances"] if service in seen else 0,
+                "last_seen_ns": seen[service]["last_seen_ns"] if service in seen else None,
+            })
+        return result
+
+    def routes(self, since_ns, service=None):
+        parameters = [since_ns]
+        sql = ROUTES.format(service_clause=_service_clause(service, parameters))
+        return [{
+            "service": row["service"], "method": row["http_method"], "route": row["route"],
+            "name": route_name(row["http_method"], row["route"]),
+            "requests": row["requests"], "errors": row["errors"], "error_rate": row["errors"] / row["requests"],
+            "total_ms": _ms(row["total_ns"]), **_latency(row),
+        } for row in self._rows(sql, parameters)]
+
+    def traces(self, since_ns, until_ns=None, service=None, route=None, status=None,
+               min_duration_ns=0, errors_only=False, limit=100):
+        clauses, parameters = ["is_root", "start_ns >= ?"], [since_ns]
+        if until_ns is not None:
+            clauses.append("start_ns <= ?")
+            parameters.append(until_ns)
+        if service:
+            clauses.append("service = ?")
+            parameters.append(service)
+        if route:
+            clauses.append("(route = ? OR name = ?)")
+            parameters += [route, route]
+        if status:
+            clauses.append(status_clause(status, parameters))
+        if min_duration_ns:
+            clauses.append("duration_ns >= ?")
+            parameters.append(int(min_duration_ns))
+        if errors_only:
+            clauses.append("is_error")
+        parameters.append(int(limit))
+        rows = self._rows(TRACES.format(clauses=" AND ".join(clauses)), parameters)
+        return [{**row, "duration_ms": row["duration_ns"] / 1e6, "is_error": bool(row["is_error"])}
+                for row in rows]
+
+    def trace(self, trace_id):
+        trace_id = trace_id.lower()
+        # Ties in start time: the longer span (the parent, usually) first.
+        spans = self._rows("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, end_ns DESC, span_id",
+                           [trace_id])
+        if not spans:
+            return None
+        resources = {row["key"]: {"service": row["service"], "instance": row["instance"],
+                                  "attributes": _json(row["attributes"])}
+                     for row in self._rows(
+                         "SELECT * FROM resources WHERE key IN (SELECT DISTINCT resource_key FROM spans "
+                         "WHERE trace_id = ?)", [trace_id])}
+        logs = [_log(row) for row in self._rows(
+            "SELECT * FROM logs WHERE trace_id = ? ORDER BY time_ns", [trace_id])]
+        errors = self._rows(
+            "SELECT e.id, e.group_id, e.span_id, e.time_ns, g.type, g.message FROM error_events AS e "
+            "JOIN error_groups AS g ON g.id = e.group_id WHERE e.trace_id = ? ORDER BY e.time_ns", [trace_id])
+        start_ns = min(row["start_ns"] for row in spans)
+        end_ns = max(row["end_ns"] for row in spans)
+        return {
+            "trace_id": trace_id, "start_ns": start_ns, "duration_ms": (end_ns - start_ns) / 1e6,
+            "services": sorted({row["service"] for row in spans}),
+            "spans": [_span(row) for row in spans], "resources": resources, "logs": logs, "errors": errors,
+        }
+
+    def slow_calls(self, since_ns, service=None, sort="total", limit=50):
+        parameters = [since_ns]
+        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters), order=SLOW_CALL_ORDER[sort])
+        parameters.append(int(limit))
+        result = []
+        for row in self._rows(sql, parameters):
+            total_ms, p95_ms, max_ms = (_ms(row.pop(column)) for column in ("total_ns", "p95_ns", "max_ns"))
+            count = row["count"] = int(row["count"])
+            result.append({**row, "total_ms": total_ms, "avg_ms": total_ms / count, "p95_ms": p95_ms, "max_ms": max_ms})
+        return result
+
+    def error_groups(self, since_ns, service=None, limit=100):
+        parameters = [since_ns, since_ns]
+        sql = ERROR_GROUPS.format(service_clause=_service_clause(service, parameters, "g.service"))
+        parameters.append(int(limit))
+        return self._rows(sql, parameters)
+
+    def error_group(self, group_id):
+        groups = self._rows(
+            "SELECT g.*, (SELECT count(DISTINCT user_id) FROM error_events WHERE group_id = g.id) AS users "
+            "FROM error_groups AS g WHERE g.id = ?", [int(group_id)])
+        if not groups:
+            return None
+        group = groups[0]
+        latest = self._rows("SELECT * FROM error_events WHERE id = ?", [group["latest_event_id"]])
+        group["latest_event"] = _error_event(latest[0]) if latest else None
+        group["events"] = [_handled(row) for row in self._rows(
+            "SELECT id, time_ns, trace_id, span_id, route, user_id, handled FROM error_events "
+            "WHERE group_id = ? ORDER BY time_ns DESC, id DESC LIMIT 50", [group["id"]])]
+        trace_id = latest[0]["trace_id"] if latest else None
+        group["logs"] = [_log(row) for row in self._rows(
+            "SELECT * FROM logs WHERE trace_id = ? ORDER BY time_ns", [trace_id])] if trace_id else []
+        return group
+
+    def latest_metrics(self, since_ns, service=None):
+        parameters = [since_ns]
+        sql = LATEST_METRICS.format(service_clause=_service_clause(service, parameters))
+        return [{**row, "monotonic": bool(row["monotonic"]), "attributes": _json(row["attributes"])}
+                for row in self._rows(sql, parameters)]
+
+    def metric_series(self, name, since_ns, service=None, instance=None):
+        sql = ("SELECT service, instance, attributes, unit, kind, monotonic, temporality, time_ns, value "
+               "FROM metric_points WHERE name = ? AND time_ns >= ?")
+        parameters = [name, since_ns]
+        for column, value in (("service", service), ("instance", instance)):
+            if value:
+                sql += f" AND {column} = ?"
+                parameters.append(value)
+        series = {}
+        for row in self._rows(sql + " ORDER BY time_ns", parameters):
+            key = (row["service"], row["instance"], row["attributes"])
+            entry = series.get(key)
+            if entry is None:
+                # A cumulative monotonic sum (CPU time, GC collections) reads best as a rate.
+                as_rate = bool(row["monotonic"]) and row["temporality"] != 1
+                entry = series[key] = {"service": row["service"], "instance": row["instance"],
+                                       "attributes": _json(row["attributes"]), "unit": row["unit"],
+                                       "kind": row["kind"], "as_rate": as_rate, "points": []}
+            entry["points"].append([row["time_ns"] / NS, row["value"]])
+        for entry in series.values():
+            if entry["as_rate"]:
+                entry["rate"] = _rate(entry["points"])
+        return list(series.values())
+
+
+def _rate(points):
+    """Per-second increase between consecutive points of a cumulative counter (resets skipped)."""
+    rates = []
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if t1 > t0 and v0 is not None and v1 is not None and v1 >= v0:
+            rates.append([t1, (v1 - v0) / (t1 - t0)])
+    return rates
+
+
+def _span(row):
+    span = dict(row)
+    for column in ("attributes", "events", "links"):
+        span[column] = _json(span[column]) or ([] if column != "attributes" else {})
+    span["duration_ms"] = span["duration_ns"] / 1e6
+    span["is_root"], span["is_error"] = bool(span["is_root"]), bool(span["is_error"])
+    return span
+
+
+def _handled(row):
+    return {**row, "handled": None if row["handled"] is None else bool(row["handled"])}
+
+
+def _log(row):
+    return {**row, "attributes": _json(row["attributes"])}
+
+
+def _error_event(row):
+    return {**_handled(row), "event": _json(row["event"])}
