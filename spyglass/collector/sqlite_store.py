@@ -6,9 +6,10 @@ beside it. Several collector processes may share the file: a lock file queues th
 writes and ``busy_timeout`` makes them wait their turn instead of failing.
 
 The files on disk stay near the size limit under any load: a maintenance thread watches
-the database and its WAL a few times a second, deletes the oldest data as soon as the
-database nears the limit, and checkpoints the WAL into the database before it outgrows
-its share (see ``_Maintainer``).
+the database and its WAL many times a second and deletes the oldest data as soon as the
+database nears the limit; a writer that finds the WAL past its share of the limit
+checkpoints and truncates it (see ``_Maintainer``). Under sustained ingest a 20 MB limit
+keeps the database and its WAL under 24 MB together (tests/collector/test_retention_bounds.py).
 """
 import json
 import os
@@ -36,8 +37,9 @@ _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
                  ("error_events", "time_ns"))
 #: Size retention starts when the data passes this share of the limit and deletes the
-#: oldest down to the lower share: the gap is room for what arrives meanwhile.
-SIZE_HIGH_WATER, SIZE_LOW_WATER = 0.9, 0.7
+#: oldest down to the lower share. What is left of the limit is room for the WAL and for
+#: what arrives meanwhile: deleting rewrites pages, so it costs WAL too.
+SIZE_HIGH_WATER, SIZE_LOW_WATER = 0.8, 0.6
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
 MAX_WAL_BYTES = 64 << 20
@@ -105,6 +107,8 @@ class SQLiteStore(Queries):
         self._closed = False
         self._readers = queue.SimpleQueue()
         self._write_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer = None  # the connection checkpoints run on, made when first needed
         with self._errors():
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._lock_file = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -193,6 +197,9 @@ class SQLiteStore(Queries):
         with self._write_lock:
             self._writer.close()
             os.close(self._lock_file)
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
         while True:
             try:
                 self._readers.get_nowait().close()
@@ -236,6 +243,8 @@ class SQLiteStore(Queries):
                 connection.executemany(_INSERT_METRICS, batch.metrics)
             for error in batch.errors:
                 self._write_error(connection, error)
+        if self.wal_bytes() > self.wal_limit:  # the maintainer fell behind (or is in another process)
+            self.checkpoint(truncate=True)
 
     @staticmethod
     def _write_error(connection, error):
@@ -282,16 +291,18 @@ class SQLiteStore(Queries):
         return dict(deleted)
 
     def shrink(self, share=SIZE_LOW_WATER):
-        """Delete the oldest data, a tenth of its time range at a time, until it takes at
-        most ``share`` of the size limit."""
+        """Delete the oldest data, a twentieth of its time range at a time, until it takes at
+        most ``share`` of the size limit; the WAL that costs is emptied as it goes."""
         deleted = defaultdict(int)
         while self.used_bytes() > self.retention_bytes * share:
             oldest, newest = self._time_range()
             if oldest is None:
                 break
-            step = self._delete_before(oldest + max(1, (newest - oldest) // 10))
+            step = self._delete_before(oldest + max(1, (newest - oldest) // 20))
             for table, count in step.items():
                 deleted[table] += count
+            if self.wal_bytes() > self.wal_limit:
+                self.checkpoint(truncate=True)
             if not any(step.values()):
                 break
         return deleted
@@ -305,24 +316,28 @@ class SQLiteStore(Queries):
             free = self._writer.execute("PRAGMA freelist_count").fetchone()[0]
             if free * 4 >= pages:
                 self._writer.execute("PRAGMA incremental_vacuum")
-        with self._errors():
-            connection = self._connect(_CHECKPOINT_BUSY_TIMEOUT_MS)
-        try:
-            self.checkpoint(connection, truncate=True)
-        finally:
-            connection.close()
+        self.checkpoint(truncate=True)
 
-    def checkpoint(self, connection, truncate=False):
+    def wal_bytes(self):
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def checkpoint(self, truncate=False):
         """Copy the WAL into the database; with ``truncate``, writers held off so that it
         completes, then empty the WAL file. A reader in the way makes it give up for now."""
-        try:
-            if not truncate:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                return
-            with self.writers_excluded():
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:  # busy or gone: the next round tries again
-            pass
+        with self._checkpoint_lock:
+            try:
+                if self._checkpointer is None:
+                    self._checkpointer = self._connect(_CHECKPOINT_BUSY_TIMEOUT_MS)
+                if not truncate:
+                    self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    return
+                with self.writers_excluded():
+                    self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # busy or gone: the next round tries again
+                pass
 
     def _time_range(self):
         with self._errors(), self._reader() as connection:
@@ -353,54 +368,45 @@ class SQLiteStore(Queries):
 
 
 class _Maintainer(threading.Thread):
-    """Keeps the files within the size limit and the WAL short, off the request path.
+    """Keeps the files within the size limit, off the request path.
 
-    Every ``poll`` seconds it looks at the files' sizes (two ``stat`` calls):
+    Every ``poll`` seconds it looks at the files' sizes (``stat`` calls):
 
     - the data past ``SIZE_HIGH_WATER`` of the limit: the oldest is deleted down to
       ``SIZE_LOW_WATER`` at once, not at the next retention round, which at tens of MB a
       second would come far too late;
-    - the WAL past ``wal_limit``: writers are held off for a checkpoint that completes and
-      truncates it. Under a steady stream of writes a checkpoint that runs beside them
-      never catches up, and the WAL would grow without end;
-    - otherwise, every ``interval`` seconds, a PASSIVE checkpoint that never blocks anyone.
-      Checkpoints fsync, and an fsync costs the same for 1 or 64 MB, so they are not run
-      after every thousand pages as SQLite would.
+    - the WAL past half its limit: a PASSIVE checkpoint, which blocks no one, copies it
+      into the database, so that the checkpoint a writer runs when the WAL reaches its
+      limit (``write``) has little left to do. That one holds the writers off: under a
+      steady stream of writes a checkpoint beside them never catches up, and the WAL would
+      grow without end;
+    - otherwise, every ``interval`` seconds, a PASSIVE checkpoint. Checkpoints fsync, and
+      an fsync costs the same for 1 or 64 MB, so they are not run after every thousand
+      pages as SQLite would.
     """
 
-    def __init__(self, store, interval=10.0, poll=0.1):
+    def __init__(self, store, interval=10.0, poll=0.05):
         super().__init__(name="spyglass-maintenance", daemon=True)
         self.store, self.interval, self.poll = store, interval, poll
         self.stopped = threading.Event()
 
-    def _wal_bytes(self):
-        try:
-            return os.path.getsize(self.store.path + "-wal")
-        except OSError:
-            return 0
-
     def run(self):
-        store = self.store
-        connection = store._connect(_CHECKPOINT_BUSY_TIMEOUT_MS)
+        store, high_water = self.store, self.store.retention_bytes * SIZE_HIGH_WATER
         last = time.monotonic()
-        try:
-            while not self.stopped.wait(self.poll):
-                try:
-                    if store.file_bytes() > store.retention_bytes * SIZE_HIGH_WATER and \
-                            store.used_bytes() > store.retention_bytes * SIZE_HIGH_WATER:
-                        store.shrink()
-                        store.checkpoint(connection, truncate=True)
-                    elif self._wal_bytes() > store.wal_limit:
-                        store.checkpoint(connection, truncate=True)
-                    elif time.monotonic() - last >= self.interval:
-                        store.checkpoint(connection)
-                    else:
-                        continue
-                except StoreError:  # busy or gone: the next round tries again
-                    pass
-                last = time.monotonic()
-        finally:
-            connection.close()
+        while not self.stopped.wait(self.poll):
+            try:
+                if store.file_bytes() > high_water and store.used_bytes() > high_water:
+                    store.shrink()
+                    store.checkpoint(truncate=True)
+                elif store.wal_bytes() > store.wal_limit // 2:  # the writers' own checkpoint is then short
+                    store.checkpoint()
+                elif time.monotonic() - last >= self.interval:
+                    store.checkpoint()
+                else:
+                    continue
+            except StoreError:  # busy or gone: the next round tries again
+                pass
+            last = time.monotonic()
 
     def stop(self):
         self.stopped.set()
