@@ -54,7 +54,7 @@ SCHEMA_LOCK, PARTITION_LOCK = 0x7370_7967_6C61_7301, 0x7370_7967_6C61_7302
 RESOURCE_REFRESH_NS = NS
 DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
-POOL_TIMEOUT = 5.0  # seconds a request waits for a connection before answering 503
+POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
 
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
