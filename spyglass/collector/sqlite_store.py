@@ -113,7 +113,7 @@ class SQLiteStore(Queries):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._lock_file = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             self._writer = self._connect()
-            self._migrate()
+            self.schema_version = self._migrate()
         self._maintainer = _Maintainer(self) if maintain else None
         if self._maintainer:
             self._maintainer.start()
@@ -208,13 +208,9 @@ class SQLiteStore(Queries):
 
     # -- schema --------------------------------------------------------------------------
 
-    @property
-    def schema_version(self):
-        with self._errors():
-            return self._writer.execute("PRAGMA user_version").fetchone()[0]
-
     def _migrate(self):
-        version = self.schema_version
+        """Bring the schema up to date; its version."""
+        version = self._writer.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise SchemaTooNew(f"{self.path} has schema version {version}; this spyglass knows "
                                f"up to {len(MIGRATIONS)}: upgrade spyglass")
@@ -226,6 +222,7 @@ class SQLiteStore(Queries):
                 for statement in filter(str.strip, script.split(";")):
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {number}")
+        return len(MIGRATIONS)
 
     # -- writing -------------------------------------------------------------------------
 

@@ -110,7 +110,7 @@ class Ui:
             return "?" + urlencode(merged) if merged else ""
 
         html = self.environment.get_template(template).render(
-            query=query, since=query.get("since") or "1h", path=path or "/", qs=qs,
+            query=query, since=query.get("since") or "1h", path=path or "/", qs=qs, store=self.api.store.describe(),
             section="/" + (path or "/").strip("/").split("/")[0], **context)
         return status, "text/html; charset=utf-8", html.encode()
 

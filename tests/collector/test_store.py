@@ -253,6 +253,10 @@ def test_restart_keeps_data(start_collector, db_url, workers):
     health = again.api("/health")
     assert health["schema_version"] == health["store"]["schema_version"] >= 1
     assert health["store"]["backend"] == backend_of(db_url)
+    status, _, page = again.request("GET", "/")
+    footer = page.decode().split('<footer class="store">')[1].split("</footer>")[0]
+    assert status == 200 and ("PostgreSQL" if backend_of(db_url) == "postgresql" else "SQLite") in footer
+    assert "keeps 7 d" in " ".join(footer.split()) and "1.0 GiB" in footer
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
