@@ -30,6 +30,7 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
@@ -91,6 +92,10 @@ _INSERT_ERROR_EVENT = """
 """
 
 
+#: What a second try with the batch's strings scrubbed (``_scrubbed``) may get past.
+_SCRUBBABLE = (UnicodeEncodeError, psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
+
+
 @lru_cache(maxsize=256)
 def _dialect(sql):
     """The shared queries' ``?`` placeholders as psycopg's ``%s``."""
@@ -104,8 +109,9 @@ def _store_errors():
         yield
     except (psycopg.errors.NumericValueOutOfRange, OverflowError) as exc:
         raise StoreRejected("a number is outside the int64 range") from exc
-    except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
-        raise StoreRejected(f"PostgreSQL refused a value: {exc}") from exc
+    except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded,
+            UnicodeEncodeError) as exc:
+        raise StoreRejected(f"PostgreSQL refused a value: {str(exc).strip()}") from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # gone, restarting, lock timeout, pool empty
         raise StoreUnavailable(f"PostgreSQL: {str(exc).strip()}") from exc
     except psycopg.Error as exc:
@@ -121,19 +127,34 @@ def redacted(url):
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
-def _scrub(value):
-    """A string PostgreSQL can hold: no NUL, no lone surrogate."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    return value
+#: Longest string kept in an indexed column: a B-tree entry must fit in a third of a page.
+MAX_INDEXED_CHARS = 1000
+_INDEXED = {
+    "spans": {SPAN_COLUMNS.index(name) for name in ("trace_id", "span_id", "service")},
+    "logs": {LOG_COLUMNS.index("trace_id")},
+    "metrics": {METRIC_COLUMNS.index(name) for name in ("name", "service")},
+    "errors": {"service", "fingerprint", "trace_id"},
+}
+
+
+def _scrub(value, indexed=False):
+    """A string PostgreSQL can hold: no NUL, no lone surrogate, and short enough to index."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return value[:MAX_INDEXED_CHARS - 1] + "…" if indexed and len(value) > MAX_INDEXED_CHARS else value
 
 
 def _scrubbed(batch):
     for name in ("spans", "logs", "metrics"):
-        setattr(batch, name, [tuple(_scrub(value) for value in row) for row in getattr(batch, name)])
+        indexed = _INDEXED[name]
+        setattr(batch, name, [tuple(_scrub(value, i in indexed) for i, value in enumerate(row))
+                              for row in getattr(batch, name)])
     for error in batch.errors:
         for name, value in vars(error).items():
-            setattr(error, name, _scrub(value))
+            setattr(error, name, _scrub(value, name in _INDEXED["errors"]))
+    batch.resources = {key: replace(r, service=_scrub(r.service, True), instance=_scrub(r.instance),
+                                    attributes=_scrub(r.attributes)) for key, r in batch.resources.items()}
     return batch
 
 
@@ -212,10 +233,11 @@ class PostgresStore(Queries):
         try:
             self._write(batch)
         except StoreRejected as exc:
-            if not isinstance(exc.__cause__, (UnicodeEncodeError, psycopg.DataError)) or \
+            if not isinstance(exc.__cause__, _SCRUBBABLE) or \
                     isinstance(exc.__cause__, psycopg.errors.NumericValueOutOfRange):
                 raise
-            self._write(_scrubbed(batch))  # a NUL or a lone surrogate in some string: store the rest of it
+            # A NUL, a lone surrogate, an id or a name too long to index: store the rest as it is.
+            self._write(_scrubbed(batch))
 
     def _write(self, batch):
         now_ns = time.time_ns()

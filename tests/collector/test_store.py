@@ -1,6 +1,7 @@
 """Storage, once per backend (SQLite, PostgreSQL): what is written reads back the same,
 percentiles and rankings, retention, whole batches, errors as the store's own types, and
 a real ``spyglass serve`` on each: concurrent senders, restarts."""
+import os
 import threading
 import time
 
@@ -126,6 +127,11 @@ def test_strings_any_database_can_hold(make_store):
     trace_id, spans = payloads.request_trace("nul", "/a\x00b")
     store.write(decode("traces", payloads.json_bytes(payloads.traces("nul", spans))))
     assert store.trace(trace_id)["spans"][0]["route"] in ("/a\x00b", "/a\ufffdb")
+    long_name = "long-" + os.urandom(4500).hex()  # past what a PostgreSQL index entry holds, compressed or not
+    trace_id, spans = payloads.request_trace(long_name, "/l")
+    store.write(decode("traces", payloads.json_bytes(payloads.traces(long_name, spans))))
+    (service,) = [s["service"] for s in store.services(0) if s["service"].startswith("long-")]
+    assert store.trace(trace_id)["spans"][0]["service"] == service
 
 
 def test_retention_by_age_deletes_only_what_is_older(make_store):
