@@ -53,6 +53,7 @@ HOURS_AHEAD = 2
 SCHEMA_LOCK, PARTITION_LOCK = 0x7370_7967_6C61_7301, 0x7370_7967_6C61_7302
 #: A process's resource row is refreshed at most this often (its ``last_seen_ns``).
 RESOURCE_REFRESH_NS = NS
+MAX_RESOURCES_REMEMBERED = 10_000
 DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
@@ -258,6 +259,8 @@ class PostgresStore(Queries):
                 self._write_error(cursor, error)
             if resources:
                 cursor.executemany(_UPSERT_RESOURCE, resources)
+        if len(self._resources_written) > MAX_RESOURCES_REMEMBERED:  # senders that never repeat themselves
+            self._resources_written.clear()
         for key, *_ in resources:
             self._resources_written[key] = now_ns
 
