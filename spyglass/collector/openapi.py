@@ -46,7 +46,7 @@ def openapi_document():
                                 "has an API key, send it as `Authorization: Bearer KEY`, `X-API-Key: KEY` "
                                 "or as the password of Basic auth."},
         "paths": {
-            "/api/health": {"get": {"summary": "Liveness and schema version",
+            "/api/health": {"get": {"summary": "Liveness, schema version, and the store: backend, location, limits",
                                     "responses": {"200": {"description": "OK"}}}},
             "/api/services": _get("Services: requests, error rate, latency percentiles, instances",
                                   _WINDOW, "services", {"type": "object", "properties": {

@@ -88,13 +88,17 @@ def sqlite_path(url):
     return url.split("://", 1)[1] if "://" in url else url
 
 
-def open_store(config, maintain=True):
-    """The store ``config.db`` names, by its scheme: a file path or ``sqlite:///path`` opens
-    SQLite, ``postgresql://user@host/db`` PostgreSQL (the ``collector-postgres`` extra).
+def open_store(target, maintain=True):
+    """The store ``target`` names: a ``--db`` value, or a ``CollectorConfig`` (its ``db`` and
+    retention limits). By scheme: a file path or ``sqlite:///path`` opens SQLite,
+    ``postgresql://user@host/db`` PostgreSQL (the ``collector-postgres`` extra).
 
     ``maintain``: whether this store does the database's upkeep (WAL checkpoints, bounding
     the files to the size limit); one process per database should.
     """
+    from .config import CollectorConfig
+
+    config = CollectorConfig(db=target) if isinstance(target, str) else target
     limits = {"retention_seconds": config.retention_seconds, "retention_bytes": config.retention_bytes}
     if backend_of(config.db) == "postgresql":
         try:

@@ -178,7 +178,7 @@ def test_open_store_chooses_the_backend_by_scheme(tmp_path):
     assert sqlite_path("sqlite:///var/lib/s.db") == "/var/lib/s.db" and sqlite_path("rel.db") == "rel.db"
     with pytest.raises(ValueError, match="unknown database"):
         backend_of("mysql://u@h/db")
-    store = _open(f"sqlite://{tmp_path}/by-url.db")
+    store = open_store(f"sqlite://{tmp_path}/by-url.db")
     assert store.describe()["location"] == str(tmp_path / "by-url.db")
     store.close()
 
