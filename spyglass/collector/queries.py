@@ -15,6 +15,7 @@ arithmetic, in both dialects.
 import json
 
 NS = 1_000_000_000
+INT64_MAX = (1 << 63) - 1
 PERCENTILES = (50, 95, 99)
 
 
@@ -232,6 +233,8 @@ class Queries:
         return self._rows(sql, parameters)
 
     def error_group(self, group_id):
+        if not 0 < int(group_id) <= INT64_MAX:  # no such id, and no database takes the number
+            return None
         groups = self._rows(
             "SELECT g.*, (SELECT count(DISTINCT user_id) FROM error_events WHERE group_id = g.id) AS users "
             "FROM error_groups AS g WHERE g.id = ?", [int(group_id)])

@@ -124,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         """Run ``method``; a bug in it costs this request a 500, not the connection or the server."""
         try:
             method()
+        except StoreRejected as exc:  # a parameter the database cannot take (a number past int64)
+            self._send(Reply(400, Api.encode({"error": str(exc)})))
         except StoreError as exc:  # a query met a database that is away: ask to come back later
             logger.warning("store unavailable: %s", exc)
             self._send(Reply(503, Api.encode({"error": f"store unavailable: {exc}"}), headers={"Retry-After": "5"}))

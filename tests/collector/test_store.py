@@ -102,6 +102,7 @@ def test_a_trace_reads_back_with_its_logs_errors_and_metrics(make_store):
     (cpu_user, *_) = [s for s in store.metric_series("process.cpu.time", 0) if s["attributes"] == {"cpu.mode": "user"}]
     assert cpu_user["as_rate"] and len(cpu_user["points"]) == 3 and cpu_user["rate"][0][1] == pytest.approx(0.15)
     assert store.trace("0" * 32) is None and store.error_group(10 ** 9) is None
+    assert store.error_group(10 ** 30) is None
 
 
 def test_a_batch_sent_twice_is_stored_once(make_store):
