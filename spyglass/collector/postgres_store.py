@@ -2,9 +2,10 @@
 
 Each process keeps a small pool of connections (``psycopg_pool``), each checked before
 use, so a connection the server dropped is replaced rather than failing a request. A
-batch is one transaction: its spans are COPYed into a temporary table and merged into
-``spans`` with ``ON CONFLICT DO NOTHING`` (a batch the sender retries after a lost reply
-is not stored twice), its logs and metric points COPYed straight into their tables. The
+batch is one transaction, its rows COPYed straight into their tables; spans that are
+stored already (a batch the sender retried after a lost reply) make that COPY fail, and
+they go through a temporary table merged with ``ON CONFLICT DO NOTHING`` instead, so no
+span is stored twice. The
 rows that several collectors update at once (a process's resource row, an error group)
 are written last and in key order: their row locks are held for the shortest time and
 always taken in the same order, so concurrent batches neither queue behind nor deadlock
@@ -62,7 +63,8 @@ _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.inde
                "metric_points": METRIC_COLUMNS.index("time_ns")}
 _FLOAT_INDEXES = (METRIC_COLUMNS.index("value"), METRIC_COLUMNS.index("sum"))
 _COPY = {
-    "spans": f"COPY spans_incoming ({', '.join(SPAN_COLUMNS)}) FROM STDIN",
+    "spans": f"COPY spans ({', '.join(SPAN_COLUMNS)}) FROM STDIN",
+    "spans_incoming": f"COPY spans_incoming ({', '.join(SPAN_COLUMNS)}) FROM STDIN",
     "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
     "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
 }
@@ -248,13 +250,11 @@ class PostgresStore(Queries):
         metrics = [tuple(None if i in _FLOAT_INDEXES and v != v else v for i, v in enumerate(row))
                    for row in batch.metrics]  # NaN as NULL, as SQLite stores it
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
-            for table, rows in (("spans", batch.spans), ("logs", batch.logs), ("metric_points", metrics)):
-                if rows:
-                    with cursor.copy(_COPY[table]) as copy:
-                        for row in rows:
-                            copy.write_row(row)
             if batch.spans:
-                cursor.execute(_MERGE_SPANS)
+                self._write_spans(connection, cursor, batch.spans)
+            for table, rows in (("logs", batch.logs), ("metric_points", metrics)):
+                if rows:
+                    self._copy(cursor, table, rows)
             for error in sorted(batch.errors, key=lambda e: (e.service, e.fingerprint)):
                 self._write_error(cursor, error)
             if resources:
@@ -263,6 +263,23 @@ class PostgresStore(Queries):
             self._resources_written.clear()
         for key, *_ in resources:
             self._resources_written[key] = now_ns
+
+    @staticmethod
+    def _copy(cursor, table, rows):
+        with cursor.copy(_COPY[table]) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _write_spans(self, connection, cursor, spans):
+        """COPY the spans in; if some are there already (a batch sent again after its reply
+        was lost), COPY them aside and merge them instead. Half PostgreSQL's work of always
+        merging, for the batches that are new, which are nearly all of them."""
+        try:
+            with connection.transaction():  # a savepoint: a duplicate undoes this COPY only
+                self._copy(cursor, "spans", spans)
+        except psycopg.errors.UniqueViolation:
+            self._copy(cursor, "spans_incoming", spans)
+            cursor.execute(_MERGE_SPANS)
 
     @staticmethod
     def _write_error(cursor, error):
