@@ -40,7 +40,6 @@ class Agent:
             self.reporter.add_final(self.metrics.collect_at_exit)
         self._add_process_snapshot()
         self._tracer = None
-        self._building_tracer = False
 
     def _add_process_snapshot(self):
         """Sent a second after start (or a fork), when the app has imported its libraries,
@@ -84,34 +83,18 @@ class Agent:
         if tracer is None:
             with _lock:
                 if self._tracer is None:
-                    self._building_tracer = True
-                    try:
-                        from .trace.tracer import Tracer  # imports opentracing: see below
+                    # Importing the tracer imports opentracing, whose import hook makes this
+                    # tracer the global one: it asks for it, and so builds it, first.
+                    from .trace.tracer import Tracer
 
+                    if self._tracer is None:
                         reporter = self.reporter
                         self._tracer = Tracer(export=reporter.submit_trace,
                                               export_lone_root=reporter.submit_root,
                                               sample_rate=self.config.sample_rate,
                                               max_spans_per_trace=self.config.max_spans_per_trace)
-                    finally:
-                        self._building_tracer = False
-                    self.register_global_tracer()
                 tracer = self._tracer
         return tracer
-
-    def register_global_tracer(self):
-        """Make ours ``opentracing.tracer``, unless the app registered one of its own.
-
-        Called by the opentracing import hook and once the tracer is built. When building
-        the tracer is what first imports opentracing, the hook fires during the build and
-        leaves the registering to the builder (see spyglass/trace/__init__.py).
-        """
-        if self._building_tracer:
-            return
-        import opentracing
-
-        if not opentracing.is_global_tracer_registered():
-            opentracing.set_global_tracer(self.tracer)
 
 
 def get():

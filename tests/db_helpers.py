@@ -60,20 +60,20 @@ def agent():
     return _agent
 
 
-def instrumented(module_name):
-    """Import ``module_name`` and instrument it in this process (once), as the import hook
-    would; returns the module."""
+def instrumented(name):
+    """Import ``name`` (a library, or a module the registry names) and instrument it in this
+    process, as its import hooks would; returns the module."""
     import importlib
 
     from spyglass.instrument import REGISTRY, install
 
-    module = importlib.import_module(module_name)
     running = agent()
-    if module_name not in running.instrumented:
-        instrumentation, timing_key = REGISTRY[module_name]
-        install(running, module, instrumentation, timing_key)
-        assert module_name in running.instrumented, f"{module_name} was not instrumented"
-    return module
+    instrumentation = REGISTRY.get(name, name)
+    for module_name, patched_by in REGISTRY.items():
+        if patched_by == instrumentation:
+            install(running, importlib.import_module(module_name), instrumentation)
+    assert instrumentation in running.instrumented, f"{name} was not instrumented"
+    return importlib.import_module(name)
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from db_helpers import agent, exported, request_span  # noqa: F401
 
 @pytest.fixture(scope="module")
 def driver():
-    from spyglass.instrument import dbapi2_generic
+    from spyglass.instrument import GENERIC_DBAPI, install
 
     connect = getattr(sqlite3.connect, "__wrapped__", sqlite3.connect)  # the driver's own
     module = types.ModuleType("acme_sql")
     module.connect = connect
-    dbapi2_generic.install(agent(), module)
+    assert install(agent(), module, GENERIC_DBAPI)
     return module
 
 

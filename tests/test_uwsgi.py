@@ -170,6 +170,9 @@ def test_without_threads_one_warning_says_exactly_what_to_add(caplog):
         reporter = types.SimpleNamespace(at_exit=lambda: None)
         resumed = 0
 
+        def __init__(self):
+            self.instrumented = []
+
         def resume_in_child(self):
             self.resumed += 1
 

@@ -1,87 +1,167 @@
-"""The registry of instrumentation: module the app imports -> the spyglass module that
-patches it. The autowrapt entry points and ``spyglass.init()`` both register every hook
-from this one table; a hook runs only if and when the app imports that module.
+"""The registry of instrumentation: the module the app imports -> the spyglass module that
+patches it. The sensor's start registers one lazy hook per row of this table; a hook runs
+only if and when the app imports that module.
 
-Each instrumentation module declares at its top what it patches and has
-``install(agent, module)``, called with the freshly imported module. The timing key names
-the ``timing.<key>`` setting whose ``false`` switches the library off.
+Each instrumentation module declares at its top what it patches (``PATCHES``, see
+``_patch``), the library versions it supports (``SUPPORTS``) and the ``timing.<key>``
+setting whose ``false`` switches it off (``TIMING``). ``install`` is the one guard around
+all of it: outside the supported versions a library is left alone with one log line; an
+error is logged once, what was patched of that module is undone, and the app's import goes
+on. ``uninstall()`` puts every original back.
 """
 import importlib
 import logging
 
+from . import _patch
+
 log = logging.getLogger("spyglass")
 
-# imported module -> (instrumentation module, timing key or None)
+# imported module -> the instrumentation module (in this package) that patches it
 REGISTRY = {
-    "opentracing": ("spyglass.instrument.opentracing_global", None),
+    "opentracing": "opentracing_global",
     # web frameworks, errors and logging
-    "logging": ("spyglass.instrument.logging", None),
-    "flask": ("spyglass.instrument.flask", None),
-    "django": ("spyglass.instrument.django", None),
-    "starlette.applications": ("spyglass.instrument.starlette", None),
+    "logging": "logging",
+    "flask": "flask",
+    "django.core.handlers.base": "django",
+    "django.core.handlers.exception": "django",
+    "starlette.applications": "starlette",
     # databases
-    "sqlite3": ("spyglass.instrument.sqlite3", "dbapi2_sqlite3"),
-    "psycopg2": ("spyglass.instrument.psycopg2", "dbapi2_psycopg2"),
-    "psycopg": ("spyglass.instrument.psycopg", "dbapi2_psycopg"),
-    "pymysql": ("spyglass.instrument.pymysql", "dbapi2_pymysql"),
-    "MySQLdb": ("spyglass.instrument.mysqldb", "dbapi2_mysqldb"),
+    "sqlite3": "sqlite3",
+    "psycopg2": "psycopg2",
+    "psycopg": "psycopg",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqldb",
     # other datastores
-    "pysolr": ("spyglass.instrument.pysolr", "pysolr"),
-    "redis": ("spyglass.instrument.redis", "redis"),
+    "pysolr": "pysolr",
+    "redis.client": "redis",
+    "redis.asyncio.client": "redis",
     # outbound HTTP
-    "urllib3": ("spyglass.instrument.urllib3", "urllib3"),
-    "requests": ("spyglass.instrument.requests", "requests"),
-    "httpx": ("spyglass.instrument.httpx", "httpx"),
-    "http.client": ("spyglass.instrument.httplib", "httplib"),
+    "urllib3": "urllib3",
+    "requests": "requests",
+    "httpx": "httpx",
+    "http.client": "httplib",
     # templates
-    "jinja2": ("spyglass.instrument.jinja2", "jinja2"),
-    "django.template.base": ("spyglass.instrument.django_templates", "django_templates"),
-    # servers
-    "uwsgi": ("spyglass.instrument.uwsgi", None),
-    "gunicorn.workers.base": ("spyglass.instrument.gunicorn", None),
+    "jinja2": "jinja2",
+    "django.template.base": "django_templates",
+    # servers (uWSGI's own module is not imported: spyglass.instrument.uwsgi watches for it)
+    "uwsgidecorators": "uwsgi",
+    "gunicorn.workers.base": "gunicorn",
     # process pools: multiprocessing, concurrent.futures, billiard (Celery)
-    "multiprocessing.util": ("spyglass.instrument.multiprocessing", None),
+    "multiprocessing.util": "multiprocessing",
 }
-
-# Drivers named in the ``dbapi2_modules`` setting are patched by this one.
-GENERIC_DBAPI = ("spyglass.instrument.dbapi2_generic", "dbapi2_generic")
 
 # Exceptions nothing caught, unless ``capture_unhandled`` is false: sys and threading are
 # loaded before the app starts (their hooks go in at once), asyncio when the app imports it.
 UNHANDLED = {
-    "sys": ("spyglass.instrument.unhandled", None),
-    "threading": ("spyglass.instrument.unhandled", None),
-    "asyncio.base_events": ("spyglass.instrument.unhandled", None),
+    "sys": "unhandled",
+    "threading": "unhandled",
+    "asyncio.base_events": "unhandled",
 }
+
+# Drivers named in the ``dbapi2_modules`` setting are patched by this one.
+GENERIC_DBAPI = "dbapi2_generic"
+
+_hooked_agent = None   # the agent whose hooks patch; None after uninstall()
+_shared = {}           # (instrumentation, driver or None) -> (agent, what its setup() made)
+_skipped = set()       # instrumentations left alone: said once
 
 
 def register_hooks(agent):
+    """One post-import hook per imported module of the registry (and per driver named in
+    ``dbapi2_modules``); a module imported already is patched at once."""
     import wrapt
 
+    global _hooked_agent
+    _hooked_agent = agent
     hooks = dict(REGISTRY)
     if agent.config.capture_unhandled:
         hooks.update(UNHANDLED)
     for module_name in agent.config.dbapi2_modules:
         hooks.setdefault(module_name, GENERIC_DBAPI)
-    for module_name, (instrumentation, timing_key) in hooks.items():
-        wrapt.register_post_import_hook(_hook(agent, instrumentation, timing_key), module_name)
+    for module_name, instrumentation in hooks.items():
+        wrapt.register_post_import_hook(_hook(agent, instrumentation), module_name)
 
 
-def _hook(agent, instrumentation, timing_key):
+def _hook(agent, instrumentation):
     def on_import(module):
-        install(agent, module, instrumentation, timing_key)
+        if agent is _hooked_agent:  # not after uninstall() (wrapt cannot take a hook back)
+            install(agent, module, instrumentation)
 
     return on_import
 
 
-def install(agent, module, instrumentation, timing_key=None):
-    """Patch one library; an error is logged once and the app's import goes on."""
+def install(agent, module, instrumentation):
+    """Patch what ``instrumentation`` (a module of this package, by name) declares for
+    ``module``, just imported; True when it is instrumented. Never raises."""
     name = module.__name__
+    code = None
+    try:
+        code = importlib.import_module(f"{__name__}.{instrumentation}")
+        if not _wanted(agent, code, instrumentation, name):
+            return False
+        shared = _shared_state(agent, code, instrumentation, module)
+        for declared in code.PATCHES:
+            if declared.module == name or declared.module is None:
+                _patch.apply(declared, module, code, shared)
+    except Exception:
+        if code is not None:
+            _patch.undo(code.__name__, name)
+        log.exception("spyglass: could not instrument %s; it runs uninstrumented", name)
+        return False
+    label = name if instrumentation == GENERIC_DBAPI else instrumentation  # a driver: its name
+    if label not in agent.instrumented:
+        agent.instrumented.append(label)
+    return True
+
+
+def uninstall():
+    """Put back every original that instrumentation replaced, and stop the hooks from
+    patching modules imported later."""
+    global _hooked_agent
+    _hooked_agent = None
+    _patch.undo()
+    _shared.clear()
+    _skipped.clear()
+
+
+def _wanted(agent, code, instrumentation, name):
+    timing_key = code.TIMING
     if timing_key is not None and agent.config.threshold(timing_key) is False:
         log.debug("spyglass: %s instrumentation off (timing.%s = false)", name, timing_key)
-        return
-    try:
-        importlib.import_module(instrumentation).install(agent, module)
-        agent.instrumented.append(name)
-    except Exception:
-        log.exception("spyglass: could not instrument %s; it runs uninstrumented", name)
+        return False
+    supports = code.SUPPORTS
+    if supports is None:
+        return True
+    version = installed_version(supports)
+    if version is None or supports.admits(version):
+        return True  # a version we cannot read is given the benefit of the doubt
+    if instrumentation not in _skipped:
+        _skipped.add(instrumentation)
+        log.warning("spyglass: %s %s is not a version spyglass supports (%s); it runs "
+                    "uninstrumented", supports.names()[0], version, supports)
+    return False
+
+
+def installed_version(supports):
+    """The version of the first of ``supports``' distributions installed, or None."""
+    from importlib import metadata  # loaded already in practice (autowrapt, most libraries)
+
+    for distribution in supports.names():
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _shared_state(agent, code, instrumentation, module):
+    """What the instrumentation's ``setup(agent, module)`` makes, once per agent (per
+    driver for the generic DB-API one): the second argument of every patch's ``make``."""
+    setup = getattr(code, "setup", None)
+    if setup is None:
+        return agent
+    key = (instrumentation, module.__name__ if instrumentation == GENERIC_DBAPI else None)
+    found = _shared.get(key)
+    if found is None or found[0] is not agent:
+        found = _shared[key] = (agent, setup(agent, module))
+    return found[1]

@@ -7,15 +7,16 @@ Drivers are instrumented in one of two ways, both keeping the app's objects the 
   app asked for, so ``isinstance`` and C-level type checks hold and a user's
   ``factory``/``cursor_factory`` keeps working.
 * Pure-Python drivers (PyMySQL, mysqlclient's cursors, psycopg 3) by replacing methods on
-  the driver's own classes: ``type(cursor)`` is exactly what it was.
+  the driver's own classes, declared as patches made by the ``traced_*`` factories at the
+  end of this module: ``type(cursor)`` is exactly what it was.
 
 Either way a wrapped method does one ContextVar read when no span is active, and calls the
 driver's method directly.
 """
 import contextvars
-import functools
 
 from ._calls import SQL, Calls, db_call_metric, time_ns
+from ._patch import like
 from ..trace.context import get_active_scope
 from ..trace.sql import normalize
 
@@ -217,7 +218,7 @@ class Database:
                 record(scope.span, cursor, args, kwargs, start, time_ns(), None, False)
                 return result
 
-        return _like(traced, method)
+        return like(traced, method)
 
     def wrap_operation(self, method, operation, connection_of=None):
         """A traced replacement for a method without a statement (commit, rollback,
@@ -247,7 +248,7 @@ class Database:
             record(scope.span, connection, operation, start, end, None, extra)
             return result
 
-        return _like(traced, method)
+        return like(traced, method)
 
     def wrap_statement_async(self, method, batch=False):
         """``wrap_statement`` for a coroutine method (asyncio drivers)."""
@@ -266,7 +267,7 @@ class Database:
             record(scope.span, cursor, args, kwargs, start, time_ns(), None, batch)
             return result
 
-        return _like(traced, method)
+        return like(traced, method)
 
     def wrap_operation_async(self, method, operation):
         """``wrap_operation`` for a coroutine method of a connection (commit, rollback)."""
@@ -285,7 +286,7 @@ class Database:
             record(scope.span, connection, operation, start, time_ns(), None)
             return result
 
-        return _like(traced, method)
+        return like(traced, method)
 
     def wrap_connect_async(self, connect):
         """``wrap_connect`` for a coroutine connect."""
@@ -304,7 +305,7 @@ class Database:
             record(scope.span, connection, "connect", start, time_ns(), None)
             return connection
 
-        return _like(traced_connect, connect)
+        return like(traced_connect, connect)
 
     def wrap_connect(self, connect, prepare=None):
         """A traced ``connect``; ``prepare(args, kwargs)`` may change its arguments first
@@ -330,7 +331,7 @@ class Database:
             record(scope.span, connection, "connect", start, time_ns(), None)
             return connection
 
-        return _like(traced_connect, connect)
+        return like(traced_connect, connect)
 
 
 class Statement:
@@ -388,35 +389,62 @@ def subclass(base, methods, keep_dict=False):
     return cls
 
 
-# Driver classes whose methods were replaced -> {name: original method}.
-PATCHED = {}
+# -- the factories of the drivers' declared patches: make(original, database) ---------------
+
+def traced_execute(execute, database):
+    return database.wrap_statement(execute)
 
 
-def patch_methods(cls, replacements, inherited=()):
-    """Replace methods on a driver's (pure Python) class, once; remembers the originals.
-
-    Only methods the class defines are replaced (never one it lacks), and those named in
-    ``inherited`` that it has from a (C) base class, set on the class itself.
-    """
-    if cls in PATCHED:
-        return
-    originals = PATCHED[cls] = {}
-    for name, make in replacements.items():
-        original = cls.__dict__.get(name)
-        if original is None and name in inherited:
-            original = getattr(cls, name, None)
-        if original is None:
-            continue
-        originals[name] = original
-        setattr(cls, name, make(original))
+def traced_executemany(executemany, database):
+    return database.wrap_statement(executemany, batch=True)
 
 
-def _like(wrapper, wrapped):
+def traced_callproc(callproc, database):
+    return database.wrap_operation(callproc, "CALL", connection_of)
+
+
+def traced_commit(commit, database):
+    return database.wrap_operation(commit, "COMMIT")
+
+
+def traced_rollback(rollback, database):
+    return database.wrap_operation(rollback, "ROLLBACK")
+
+
+def traced_execute_async(execute, database):
+    return database.wrap_statement_async(execute)
+
+
+def traced_executemany_async(executemany, database):
+    return database.wrap_statement_async(executemany, batch=True)
+
+
+def traced_commit_async(commit, database):
+    return database.wrap_operation_async(commit, "COMMIT")
+
+
+def traced_rollback_async(rollback, database):
+    return database.wrap_operation_async(rollback, "ROLLBACK")
+
+
+def describe_libpq(connection):
+    """``db.namespace`` and ``server.*`` of a PostgreSQL connection (psycopg 2 or 3: both
+    have libpq's ``info``)."""
+    info = connection.info
+    host = info.host
+    found = {"db.namespace": info.dbname}
+    if host and not host.startswith("/"):  # a Unix socket's directory is no address
+        found["server.address"] = host
+        found["server.port"] = info.port
+    return found
+
+
+def connection_of(cursor):
+    """A cursor's connection, or None (then the span has only ``db.system``)."""
     try:
-        functools.update_wrapper(wrapper, wrapped)
+        return cursor.connection
     except Exception:
-        pass
-    return wrapper
+        return None
 
 
 def _argument(args, kwargs, position, keywords):
@@ -426,13 +454,6 @@ def _argument(args, kwargs, position, keywords):
         if keyword in kwargs:
             return kwargs[keyword]
     return None
-
-
-def _connection_of(cursor):
-    try:
-        return cursor.connection
-    except Exception:
-        return None
 
 
 def _composed_text(statement, cursor):

@@ -16,7 +16,14 @@ cheaper instrumentation; naming them here changes nothing.
 """
 import wrapt
 
-from ._dbapi import ClassCache, Database
+from ._dbapi import ClassCache, Database, connection_of
+from ._patch import Patch
+
+SUPPORTS = None  # any driver: PEP 249 is all it is asked to follow
+TIMING = "dbapi2_generic"
+PATCHES = (
+    Patch(None, "connect", "traced_connect"),  # None: the driver's module, as named
+)
 
 # module-name fragment -> (db.system, obfuscator dialect)
 KNOWN_SYSTEMS = (
@@ -33,45 +40,53 @@ KNOWN_SYSTEMS = (
 )
 
 
-def install(agent, module):
-    system, dialect = system_of(module.__name__)
-    database = Database(agent, "dbapi2_generic", system, dialect)
+class Proxies:
+    """One driver's instrumentation and the proxy classes made for its connections and
+    cursors (per driver class, with only the methods that class has)."""
 
-    def cursor_proxy(cls):
-        methods = {}
-        for name, batch in (("execute", False), ("executemany", True)):
-            if hasattr(cls, name):
-                methods[name] = database.wrap_statement(_forward(name), batch=batch)
-        if hasattr(cls, "callproc"):
-            methods["callproc"] = database.wrap_operation(_forward("callproc"), "CALL",
-                                                          _connection_of)
-        if hasattr(cls, "__enter__"):
-            methods["__enter__"] = _enter
-        return type("TracedCursor", (wrapt.ObjectProxy,), methods)
+    def __init__(self, agent, module):
+        system, dialect = system_of(module.__name__)
+        self.database = database = Database(agent, TIMING, system, dialect)
 
-    cursor_proxies = ClassCache(cursor_proxy)
+        def cursor_proxy(cls):
+            methods = {}
+            for name, batch in (("execute", False), ("executemany", True)):
+                if hasattr(cls, name):
+                    methods[name] = database.wrap_statement(_forward(name), batch=batch)
+            if hasattr(cls, "callproc"):
+                methods["callproc"] = database.wrap_operation(_forward("callproc"), "CALL",
+                                                              _proxied_connection)
+            if hasattr(cls, "__enter__"):
+                methods["__enter__"] = _enter
+            return type("TracedCursor", (wrapt.ObjectProxy,), methods)
 
-    def connection_proxy(cls):
-        methods = {}
-        if hasattr(cls, "cursor"):
-            methods["cursor"] = _cursor_method(cursor_proxies)
-        for name, operation in (("commit", "COMMIT"), ("rollback", "ROLLBACK")):
-            if hasattr(cls, name):
-                methods[name] = database.wrap_operation(_forward(name), operation)
-        if hasattr(cls, "__enter__"):
-            methods["__enter__"] = _enter
-        return type("TracedConnection", (wrapt.ObjectProxy,), methods)
+        cursor_proxies = ClassCache(cursor_proxy)
 
-    connection_proxies = ClassCache(connection_proxy)
-    connect = module.connect
+        def connection_proxy(cls):
+            methods = {}
+            if hasattr(cls, "cursor"):
+                methods["cursor"] = _cursor_method(cursor_proxies)
+            for name, operation in (("commit", "COMMIT"), ("rollback", "ROLLBACK")):
+                if hasattr(cls, name):
+                    methods[name] = database.wrap_operation(_forward(name), operation)
+            if hasattr(cls, "__enter__"):
+                methods["__enter__"] = _enter
+            return type("TracedConnection", (wrapt.ObjectProxy,), methods)
+
+        self.connection_proxies = ClassCache(connection_proxy)
+
+
+setup = Proxies
+
+
+def traced_connect(connect, proxies):
+    connection_proxies = proxies.connection_proxies
 
     def connect_and_wrap(*args, **kwargs):
         connection = connect(*args, **kwargs)
         return connection_proxies(type(connection))(connection)
 
-    traced = database.wrap_connect(connect_and_wrap)
-    traced.__wrapped__ = connect
-    module.connect = traced
+    return proxies.database.wrap_connect(connect_and_wrap)
 
 
 def system_of(module_name):
@@ -107,5 +122,5 @@ def _cursor_method(cursor_proxies):
     return cursor
 
 
-def _connection_of(cursor_proxy):
-    return getattr(cursor_proxy.__wrapped__, "connection", None)
+def _proxied_connection(cursor_proxy):
+    return connection_of(cursor_proxy.__wrapped__)

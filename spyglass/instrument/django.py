@@ -1,16 +1,10 @@
 """Django: a SERVER span per request, named by the URL pattern; unhandled exceptions
 reported. Sync and async (ASGI) handlers alike, with no change to the settings.
 
-============================================================  ==============================
-patched                                                        why
-============================================================  ==============================
-``django.core.handlers.base.BaseHandler.load_middleware``      wraps the finished middleware
-                                                               chain: spyglass runs first,
-                                                               before every middleware
-``django.core.handlers.exception.response_for_exception``      report an exception Django
-                                                               turns into a 500, before
-                                                               Django logs it
-============================================================  ==============================
+- ``BaseHandler.load_middleware`` wraps the finished middleware chain it builds:
+  spyglass runs first, before every middleware;
+- ``response_for_exception`` reports an exception Django turns into a 500, before Django
+  logs it.
 
 Both are patched when their modules are first imported, not at ``import django``. The
 user is read from ``request.user`` only when the app has already evaluated it (reading
@@ -19,56 +13,43 @@ server closes it.
 """
 import functools
 
+from ._patch import Patch, Supports
 from .. import agent as agent_module
-from .. import web  # noqa: F401  (first: see the note on imports there)
 from .. import wsgi
 from ..errors import capture
 from ..scopes import current as current_scope, current_request, pop_scope, push_request_scope
 from ..trace.context import activate, suppressed
 from ..web import user_from
 
-_ORIGINAL = "__spyglass_original__"
+SUPPORTS = Supports("django", "3.2")
+TIMING = None
+PATCHES = (
+    Patch("django.core.handlers.base", "BaseHandler.load_middleware", "tracing_chain"),
+    Patch("django.core.handlers.exception", "response_for_exception", "reporting_exception"),
+)
+
 _get_agent = agent_module.get
 
 
-def install(agent, module):
-    import wrapt
-
-    wrapt.register_post_import_hook(_patch_handler, "django.core.handlers.base")
-    wrapt.register_post_import_hook(_patch_exception, "django.core.handlers.exception")
-
-
-def _patch_handler(module):
-    handler_class = module.BaseHandler
-    original = handler_class.load_middleware
-    if getattr(original, _ORIGINAL, None) is not None:
-        return
-
-    @functools.wraps(original)
+def tracing_chain(original, agent):
     def load_middleware(self, is_async=False):
         original(self, is_async)
         chain = self._middleware_chain
-        if chain is not None and getattr(chain, _ORIGINAL, None) is None:
-            traced = _traced_async_chain(chain) if is_async else _traced_chain(chain)
-            setattr(traced, _ORIGINAL, chain)
-            self._middleware_chain = traced
+        if chain is not None:
+            self._middleware_chain = (_traced_async_chain(chain) if is_async
+                                      else _traced_chain(chain))
 
-    setattr(load_middleware, _ORIGINAL, original)
-    handler_class.load_middleware = load_middleware
+    return load_middleware
 
 
-def _patch_exception(module):
-    original = module.response_for_exception
-    if getattr(original, _ORIGINAL, None) is not None:
-        return
-    from django.core.exceptions import (BadRequest, PermissionDenied, SuspiciousOperation)
+def reporting_exception(original, agent):
+    from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
     from django.http import Http404
     from django.http.multipartparser import MultiPartParserError
 
     client_errors = (Http404, PermissionDenied, MultiPartParserError, BadRequest,
                      SuspiciousOperation)
 
-    @functools.wraps(original)
     def response_for_exception(request, exc):
         if not isinstance(exc, client_errors):
             trace = current_request()
@@ -77,8 +58,7 @@ def _patch_exception(module):
                 capture.capture_unhandled(exc, trace)
         return original(request, exc)
 
-    setattr(response_for_exception, _ORIGINAL, original)
-    module.response_for_exception = response_for_exception
+    return response_for_exception
 
 
 # -- the chain wrappers ---------------------------------------------------------------------

@@ -1,17 +1,22 @@
-"""Django templates (rendering only; Django's requests are traced by spyglass.instrument.
-django): rendering a template, includes and extends too, is a span in the ``template``
-category.
+"""Django templates (rendering only; Django's requests are traced by
+spyglass.instrument.django): rendering a template, includes and extends too
+(``Template.render``), is a span ``render <template name>`` in the ``template`` category."""
+from ._patch import Patch, Supports
+from ._templates import Renders
 
-| patched | how |
-|---|---|
-| ``django.template.base.Template.render`` | span ``render <template name>`` |
-"""
-from ._templates import render_wrapper
+SUPPORTS = Supports("django", "3.2")
+TIMING = "django_templates"
+PATCHES = (
+    Patch("django.template.base", "Template.render", "traced_render"),
+)
 
 
-def install(agent, module):
-    template = module.Template
-    template.render = render_wrapper(agent, "django_templates", "django", _name)(template.render)
+def setup(agent, module):
+    return Renders(agent, TIMING, "django", _name)
+
+
+def traced_render(render, renders):
+    return renders.traced(render)
 
 
 def _name(template):

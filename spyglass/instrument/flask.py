@@ -1,15 +1,12 @@
 """Flask: a SERVER span per request, named by the URL rule; unhandled exceptions reported.
 
-===================================  ===================================================
-patched / connected                   why
-===================================  ===================================================
-``flask.Flask.wsgi_app``              the request's span (spyglass.wsgi's tracing), inside
-                                      any middleware the app put around ``wsgi_app``
-``flask.Flask.full_dispatch_request`` read the URL rule (``/users/<int:uid>``) and the
-                                      user while the request context is there
-``flask.got_request_exception``       report the exception Flask turns into a 500 (the
-                                      response and Flask's own logging are unchanged)
-===================================  ===================================================
+- ``Flask.wsgi_app`` is the request's span (spyglass.wsgi's tracing), inside any
+  middleware the app put around ``wsgi_app``;
+- ``Flask.full_dispatch_request`` reads the URL rule (``/users/<int:uid>``) and the user
+  while the request context is there;
+- ``Flask.handle_exception`` reports the exception Flask turns into a 500, first, as its
+  ``got_request_exception`` signal does (the response and Flask's own logging are
+  unchanged).
 
 Class attributes are patched, so an app whose module did ``from flask import Flask``
 first, and subclasses of Flask, are covered alike. The user is read only if the app
@@ -18,33 +15,22 @@ the app's user loader.
 """
 import functools
 
+from ._patch import Patch, Supports
 from .. import wsgi
 from ..errors import capture
 from ..scopes import current_request
 from ..web import user_from
 
-_ORIGINAL = "__spyglass_original__"
+SUPPORTS = Supports("flask", "2.2")
+TIMING = None
+PATCHES = (
+    Patch("flask", "Flask.wsgi_app", "traced_wsgi_app"),
+    Patch("flask", "Flask.full_dispatch_request", "reading_route"),
+    Patch("flask", "Flask.handle_exception", "reporting_exception"),
+)
 
 
-def install(agent, module):
-    flask_class = module.Flask
-    if getattr(flask_class.wsgi_app, _ORIGINAL, None) is not None:
-        return  # already patched (a second agent start in one process)
-    from flask import globals as flask_globals
-
-    _patch(flask_class, "wsgi_app", _traced_wsgi_app)
-    _patch(flask_class, "full_dispatch_request", _reading_route(flask_globals))
-    module.got_request_exception.connect(_on_exception, weak=False)
-
-
-def _patch(cls, name, make_wrapper):
-    original = getattr(cls, name)
-    wrapper = functools.wraps(original)(make_wrapper(original))
-    setattr(wrapper, _ORIGINAL, original)
-    setattr(cls, name, wrapper)
-
-
-def _traced_wsgi_app(original):
+def traced_wsgi_app(original, agent):
     call = wsgi.call
 
     def wsgi_app(self, environ, start_response):
@@ -53,22 +39,29 @@ def _traced_wsgi_app(original):
     return wsgi_app
 
 
-def _reading_route(flask_globals):
+def reading_route(original, agent):
+    from flask import globals as flask_globals
+
     request_var = getattr(flask_globals, "_cv_request", None)
     app_var = getattr(flask_globals, "_cv_app", None)
 
-    def make(original):
-        def full_dispatch_request(self):
-            try:
-                return original(self)
-            finally:
-                request = current_request()
-                if request is not None and request_var is not None:
-                    _annotate(request, request_var.get(None), app_var.get(None))
+    def full_dispatch_request(self):
+        try:
+            return original(self)
+        finally:
+            request = current_request()
+            if request is not None and request_var is not None:
+                _annotate(request, request_var.get(None), app_var.get(None))
 
-        return full_dispatch_request
+    return full_dispatch_request
 
-    return make
+
+def reporting_exception(original, agent):
+    def handle_exception(self, e):
+        _on_exception(e)
+        return original(self, e)
+
+    return handle_exception
 
 
 def _annotate(request, request_context, app_context):
@@ -107,7 +100,7 @@ def _parsed_body(flask_request):
     return None
 
 
-def _on_exception(sender, exception=None, **extra):
+def _on_exception(exception):
     request = current_request()
     if request is None or exception is None:
         return

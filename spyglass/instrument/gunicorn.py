@@ -7,23 +7,27 @@ also covers a worker class that forks some other way. A worker's exit is a norma
 interpreter exit (``sys.exit``): atexit drains what it queued, on graceful stop, reload
 (HUP) and ``max_requests`` recycling alike.
 
-=============================================  ==========================================
-``gunicorn.workers.base.Worker.init_process``  first: ``agent.resume_in_child()``
-=============================================  ==========================================
+``Worker.init_process`` is patched to call ``agent.resume_in_child()`` first.
 """
 import logging
 
-import wrapt
+from ._patch import Patch, Supports
+
+SUPPORTS = Supports("gunicorn", "20.0")
+TIMING = None
+PATCHES = (
+    Patch("gunicorn.workers.base", "Worker.init_process", "resuming_worker"),
+)
 
 log = logging.getLogger("spyglass")
 
 
-def install(agent, module):
-    def init_process(wrapped, instance, args, kwargs):
+def resuming_worker(original, agent):
+    def init_process(self):
         try:
             agent.resume_in_child()
         except Exception:
             log.exception("spyglass: could not prepare the gunicorn worker")
-        return wrapped(*args, **kwargs)
+        return original(self)
 
-    wrapt.wrap_function_wrapper(module, "Worker.init_process", init_process)
+    return init_process

@@ -7,21 +7,34 @@ requests nothing is recorded (they trace).
 | ``http.client.HTTPConnection.request`` | span started; the context sent in a copy of the headers of their own type |
 | ``http.client.HTTPConnection.getresponse`` | span finished with ``http.response.status_code`` |
 """
-import functools
 import weakref
 
 from ._http import OutboundHTTP
+from ._patch import Patch
 from ..trace.context import get_active_scope
 
+SUPPORTS = None  # the standard library's own
+TIMING = "httplib"
+PATCHES = (
+    Patch("http.client", "HTTPConnection.request", "traced_request"),
+    Patch("http.client", "HTTPConnection.getresponse", "traced_getresponse"),
+)
 
-def install(agent, module):
-    http = OutboundHTTP(agent, "httplib")
-    connection_class = module.HTTPConnection
-    original_request = connection_class.request
-    original_getresponse = connection_class.getresponse
-    pending = weakref.WeakKeyDictionary()  # connection -> its request's span
 
-    @functools.wraps(original_request)
+class PendingRequests(OutboundHTTP):
+    """Outbound HTTP, and the span of each connection's request until its response."""
+
+    def __init__(self, agent, module):
+        OutboundHTTP.__init__(self, agent, TIMING)
+        self.pending = weakref.WeakKeyDictionary()  # connection -> its request's span
+
+
+setup = PendingRequests
+
+
+def traced_request(original_request, http):
+    pending = http.pending
+
     def request(self, method, url, body=None, headers={}, **kwargs):  # noqa: B006 (the driver's default)
         if get_active_scope() is None:
             return original_request(self, method, url, body, headers, **kwargs)
@@ -46,7 +59,12 @@ def install(agent, module):
         pending[self] = started
         return result
 
-    @functools.wraps(original_getresponse)
+    return request
+
+
+def traced_getresponse(original_getresponse, http):
+    pending = http.pending
+
     def getresponse(self):
         started = pending.pop(self, None)
         if started is None:
@@ -59,8 +77,7 @@ def install(agent, module):
         http.finish(started, response.status)
         return response
 
-    connection_class.request = request
-    connection_class.getresponse = getresponse
+    return getresponse
 
 
 def _full_url(connection, url):

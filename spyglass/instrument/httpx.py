@@ -8,17 +8,22 @@ out. spyglass's own exports (httpx on the reporter thread) are never traced.
 | ``httpx.Client.send`` | span; the context in the ``Request``'s headers for the send, then taken out |
 | ``httpx.AsyncClient.send`` | the same, awaited |
 """
-import functools
-
 from ._http import OutboundHTTP
+from ._patch import Patch, Supports
+
+SUPPORTS = Supports("httpx", "0.23")
+TIMING = "httpx"
+PATCHES = (
+    Patch("httpx", "Client.send", "traced_send"),
+    Patch("httpx", "AsyncClient.send", "traced_send_async"),
+)
 
 
-def install(agent, module):
-    http = OutboundHTTP(agent, "httpx")
-    client, async_client = module.Client, module.AsyncClient
-    original, original_async = client.send, async_client.send
+def setup(agent, module):
+    return OutboundHTTP(agent, TIMING)
 
-    @functools.wraps(original)
+
+def traced_send(original, http):
     def send(self, request, *args, **kwargs):
         started = http.start(request.method, request.url)
         if started is None:
@@ -35,15 +40,18 @@ def install(agent, module):
         http.finish(started, response.status_code)
         return response
 
-    @functools.wraps(original_async)
-    async def send_async(self, request, *args, **kwargs):
+    return send
+
+
+def traced_send_async(original, http):
+    async def send(self, request, *args, **kwargs):
         started = http.start(request.method, request.url)
         if started is None:
-            return await original_async(self, request, *args, **kwargs)
+            return await original(self, request, *args, **kwargs)
         headers = request.headers
         added = http.add_context(started, headers)
         try:
-            response = await original_async(self, request, *args, **kwargs)
+            response = await original(self, request, *args, **kwargs)
         except Exception as error:
             http.finish(started, error=error)
             raise
@@ -52,5 +60,4 @@ def install(agent, module):
         http.finish(started, response.status_code)
         return response
 
-    client.send = send
-    async_client.send = send_async
+    return send

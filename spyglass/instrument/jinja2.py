@@ -1,18 +1,26 @@
-"""Jinja2: rendering a template is a span in the ``template`` category.
+"""Jinja2: rendering a template (``Template.render``, and ``render_async`` where Jinja2
+has it) is a span ``render <template name>`` in the ``template`` category."""
+from ._patch import Patch, Supports
+from ._templates import Renders
 
-| patched | how |
-|---|---|
-| ``jinja2.Template.render`` / ``render_async`` | span ``render <template name>`` |
-"""
-from ._templates import render_wrapper
+SUPPORTS = Supports("jinja2", "2.11")
+TIMING = "jinja2"
+PATCHES = (
+    Patch("jinja2", "Template.render", "traced_render"),
+    Patch("jinja2", "Template.render_async", "traced_render_async"),
+)
 
 
-def install(agent, module):
-    template = module.Template
-    template.render = render_wrapper(agent, "jinja2", "jinja2", _name)(template.render)
-    if "render_async" in template.__dict__:
-        template.render_async = render_wrapper(agent, "jinja2", "jinja2", _name,
-                                               is_async=True)(template.render_async)
+def setup(agent, module):
+    return Renders(agent, TIMING, "jinja2", _name)
+
+
+def traced_render(render, renders):
+    return renders.traced(render)
+
+
+def traced_render_async(render, renders):
+    return renders.traced_async(render)
 
 
 def _name(template):

@@ -1,14 +1,9 @@
 """stdlib logging: records become OTLP log records, breadcrumbs and error events.
 
-==============================  ========================================================
-patched                          why
-==============================  ========================================================
-``logging.Logger.callHandlers``  every record a logger emits passes here once, after its
-                                 level and filters, whatever handlers are configured
-==============================  ========================================================
-
-Patching this one method (not adding a handler) leaves the app's logging set-up exactly
-as it was: ``basicConfig()`` still configures, ``lastResort`` still prints.
+``Logger.callHandlers`` is patched: every record a logger emits passes there once, after
+its level and filters, whatever handlers are configured. Patching this one method (not
+adding a handler) leaves the app's logging set-up exactly as it was: ``basicConfig()``
+still configures, ``lastResort`` still prints.
 
 Each record gets ``trace_id`` and ``span_id`` attributes (hex; zeros outside a span) for
 the app's formatters. Records at or above ``logging.level`` are also sent as OTLP log
@@ -18,35 +13,35 @@ records tied to the current span (held back until the request errs or is slow un
 ``spyglass`` logger, and anything logged on spyglass's own threads or while spyglass is
 handling a record, are left alone: the sensor never feeds on itself.
 """
-import functools
 import threading
+
+from ._patch import Patch
+
+SUPPORTS = None  # the standard library's own
+TIMING = None
+PATCHES = (
+    Patch("logging", "Logger.callHandlers", "forwarding_records"),
+)
 
 NO_TRACE_ID = "0" * 32
 NO_SPAN_ID = "0" * 16
-_ORIGINAL = "__spyglass_original__"
 
 _busy = threading.local()
 
 
-def install(agent, module):
-    logger_class = module.Logger
-    current = logger_class.callHandlers
-    if getattr(current, _ORIGINAL, None) is not None:
-        return
+def forwarding_records(call_handlers, agent):
     level = agent.config.logging_level
     # logging is imported before the app starts: what the wrapper needs is imported on
     # the first record, so that starting the sensor stays cheap.
     lazy = {}
 
     def load():
-        from .. import web  # noqa: F401  (first: see the note on imports there)
         from ..trace.context import get_active_scope
 
         lazy["active"] = get_active_scope
         lazy["forward"] = _forwarder(agent)
         return lazy
 
-    @functools.wraps(current)
     def callHandlers(self, record):
         loaded = lazy or load()
         if "trace_id" not in record.__dict__:
@@ -58,20 +53,11 @@ def install(agent, module):
             else:
                 record.trace_id = NO_TRACE_ID
                 record.span_id = NO_SPAN_ID
-        current(self, record)
+        call_handlers(self, record)
         if record.levelno >= level:
             loaded["forward"](record)
 
-    setattr(callHandlers, _ORIGINAL, current)
-    logger_class.callHandlers = callHandlers
-
-
-def uninstall(module):
-    """Put the original method back (for tests)."""
-    patched = module.Logger.callHandlers
-    original = getattr(patched, _ORIGINAL, None)
-    if original is not None:
-        module.Logger.callHandlers = original
+    return callHandlers
 
 
 def _forwarder(agent):

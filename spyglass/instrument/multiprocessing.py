@@ -8,14 +8,20 @@ starts and its finalizers when the worker's work is done, just before ``os._exit
 same way the pool flushes its own queues). A callback registered here adds a finalizer
 that runs the reporter's at-exit drain, bounded by ``shutdown_timeout``.
 
-Patches nothing: it only registers with the library's own hooks.
+Patches nothing: it only registers with the library's own hooks, once, when the registry
+sets it up.
 """
 import functools
 
+SUPPORTS = None  # the standard library's own (and billiard, its fork)
+TIMING = None
+PATCHES = ()
 
-def install(agent, util):
+
+def setup(agent, util):
     """``util``: ``multiprocessing.util``, as imported by multiprocessing or billiard."""
     util.register_after_fork(agent.reporter, functools.partial(_drain_when_done, util))
+    return agent
 
 
 def _drain_when_done(util, reporter):

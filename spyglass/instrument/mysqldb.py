@@ -7,30 +7,37 @@
 | ``MySQLdb.cursors.BaseCursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
 | ``MySQLdb.connections.Connection.commit/rollback`` | spans (the methods are the C base's, set on the Python class) |
 """
-import functools
+from ._dbapi import (Database, traced_callproc, traced_commit, traced_execute,
+                     traced_executemany, traced_rollback)
+from ._patch import Patch, Supports, alias
 
-from ._dbapi import Database, patch_methods
+SUPPORTS = Supports("mysqlclient", "1.4")
+TIMING = "dbapi2_mysqldb"
+PATCHES = (
+    Patch("MySQLdb", "cursors.BaseCursor.execute", "traced_execute"),
+    Patch("MySQLdb", "cursors.BaseCursor.executemany", "traced_executemany"),
+    Patch("MySQLdb", "cursors.BaseCursor.callproc", "traced_callproc"),
+    # the C base's methods, set on the Python class
+    Patch("MySQLdb", "connections.Connection.commit", "traced_commit", inherited=True),
+    Patch("MySQLdb", "connections.Connection.rollback", "traced_rollback", inherited=True),
+    Patch("MySQLdb", "connect", "traced_connect"),
+    Patch("MySQLdb", "Connect", "same_connect"),     # MySQLdb.connect, by its other names
+    Patch("MySQLdb", "Connection", "same_connect"),
+)
 
 
-def install(agent, module):
-    import MySQLdb.connections
-    import MySQLdb.cursors
+def setup(agent, module):
+    return Database(agent, TIMING, "mysql", "mysql", _describe)
 
-    database = Database(agent, "dbapi2_mysqldb", "mysql", "mysql", _describe)
-    patch_methods(MySQLdb.cursors.BaseCursor, {
-        "execute": database.wrap_statement,
-        "executemany": lambda method: database.wrap_statement(method, batch=True),
-        "callproc": lambda method: database.wrap_operation(method, "CALL", _connection_of),
-    })
-    patch_methods(MySQLdb.connections.Connection, {
-        "commit": lambda method: database.wrap_operation(method, "COMMIT"),
-        "rollback": lambda method: database.wrap_operation(method, "ROLLBACK"),
-    }, inherited=("commit", "rollback"))
-    original = module.connect
-    traced = database.wrap_connect(_remembering_port(original))
-    for name in ("connect", "Connect", "Connection"):
-        if getattr(module, name, None) is original:
-            setattr(module, name, traced)
+
+def traced_connect(connect, database):
+    return database.wrap_connect(_remembering_port(connect))
+
+
+def same_connect(connect, database):
+    import MySQLdb
+
+    return alias(MySQLdb.connect, connect)
 
 
 def _remembering_port(connect):
@@ -45,11 +52,7 @@ def _remembering_port(connect):
             pass
         return connection
 
-    return functools.update_wrapper(connect_and_remember, connect)
-
-
-def _connection_of(cursor):
-    return cursor.connection
+    return connect_and_remember
 
 
 def _describe(connection):

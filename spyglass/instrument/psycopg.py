@@ -12,50 +12,45 @@ pipelines keep working.
 ``Connection.execute`` makes a cursor and calls its ``execute``: one span. psycopg has no
 ``callproc``, so none is added. ``sql.Composed`` statements are rendered, then obfuscated.
 """
-from ._dbapi import Database, patch_methods
+from ._dbapi import (Database, describe_libpq, traced_commit, traced_commit_async, traced_execute,
+                     traced_execute_async, traced_executemany, traced_executemany_async,
+                     traced_rollback, traced_rollback_async)
+from ._patch import Patch, Supports, alias
+
+SUPPORTS = Supports("psycopg", "3.0")
+TIMING = "dbapi2_psycopg"
+PATCHES = (
+    Patch("psycopg", "Cursor.execute", "traced_execute"),
+    Patch("psycopg", "Cursor.executemany", "traced_executemany"),
+    Patch("psycopg", "ServerCursor.execute", "traced_execute"),
+    Patch("psycopg", "ServerCursor.executemany", "traced_executemany"),
+    Patch("psycopg", "AsyncCursor.execute", "traced_execute_async"),
+    Patch("psycopg", "AsyncCursor.executemany", "traced_executemany_async"),
+    Patch("psycopg", "AsyncServerCursor.execute", "traced_execute_async"),
+    Patch("psycopg", "AsyncServerCursor.executemany", "traced_executemany_async"),
+    Patch("psycopg", "Connection.commit", "traced_commit"),
+    Patch("psycopg", "Connection.rollback", "traced_rollback"),
+    Patch("psycopg", "AsyncConnection.commit", "traced_commit_async"),
+    Patch("psycopg", "AsyncConnection.rollback", "traced_rollback_async"),
+    Patch("psycopg", "Connection.connect", "traced_connect"),  # a classmethod: kept one
+    Patch("psycopg", "AsyncConnection.connect", "traced_connect_async"),
+    Patch("psycopg", "connect", "same_connect"),  # psycopg.connect is Connection.connect
+)
 
 
-def install(agent, module):
-    database = Database(agent, "dbapi2_psycopg", "postgresql", "postgresql", _describe)
-    for cls in (module.Cursor, module.ServerCursor):
-        patch_methods(cls, {
-            "execute": database.wrap_statement,
-            "executemany": lambda method: database.wrap_statement(method, batch=True),
-        })
-    for cls in (module.AsyncCursor, module.AsyncServerCursor):
-        patch_methods(cls, {
-            "execute": database.wrap_statement_async,
-            "executemany": lambda method: database.wrap_statement_async(method, batch=True),
-        })
-    patch_methods(module.Connection, {
-        "commit": lambda method: database.wrap_operation(method, "COMMIT"),
-        "rollback": lambda method: database.wrap_operation(method, "ROLLBACK"),
-    })
-    patch_methods(module.AsyncConnection, {
-        "commit": lambda method: database.wrap_operation_async(method, "COMMIT"),
-        "rollback": lambda method: database.wrap_operation_async(method, "ROLLBACK"),
-    })
-    _trace_connect(module, module.Connection, database.wrap_connect)
-    _trace_connect(module, module.AsyncConnection, database.wrap_connect_async)
+def setup(agent, module):
+    return Database(agent, TIMING, "postgresql", "postgresql", describe_libpq)
 
 
-def _trace_connect(module, cls, wrap):
-    """``connect`` is a classmethod: trace its function, keep it a classmethod."""
-    descriptor = cls.__dict__.get("connect")
-    if not isinstance(descriptor, classmethod):
-        return
-    bound = cls.connect
-    traced = classmethod(wrap(descriptor.__func__))
-    cls.connect = traced
-    if getattr(module, "connect", None) == bound:  # psycopg.connect = Connection.connect
-        module.connect = cls.connect
+def traced_connect(connect, database):
+    return database.wrap_connect(connect)
 
 
-def _describe(connection):
-    info = connection.info
-    host = info.host
-    found = {"db.namespace": info.dbname}
-    if host and not host.startswith("/"):
-        found["server.address"] = host
-        found["server.port"] = info.port
-    return found
+def traced_connect_async(connect, database):
+    return database.wrap_connect_async(connect)
+
+
+def same_connect(connect, database):
+    import psycopg
+
+    return alias(psycopg.Connection.connect, connect)

@@ -15,22 +15,40 @@ whose own ``cursor()`` picks a default cursor class (``extras.DictConnection``) 
 cursor it returns is given the traced subclass of its class. A ``cursor_factory`` that is a
 function, not a class, is used as given and its cursors are not traced.
 """
-from ._dbapi import ClassCache, Database, subclass
+from ._dbapi import ClassCache, Database, describe_libpq, subclass, traced_callproc
+from ._patch import Patch, Supports, like
+
+SUPPORTS = Supports(("psycopg2", "psycopg2-binary"), "2.7")
+TIMING = "dbapi2_psycopg2"
+PATCHES = (
+    Patch("psycopg2", "connect", "traced_connect"),
+)
 
 
-def install(agent, module):
-    extensions = module.extensions
-    database = Database(agent, "dbapi2_psycopg2", "postgresql", "postgresql", _describe)
-    cursor_classes = ClassCache(lambda base: subclass(base, {
-        "execute": database.wrap_statement(base.execute),
-        "executemany": database.wrap_statement(base.executemany, batch=True),
-        "callproc": database.wrap_operation(base.callproc, "CALL", _connection_of_cursor),
-    }))
-    connection_classes = ClassCache(lambda base: subclass(base, {
-        "cursor": _traced_cursor_method(base, extensions, cursor_classes),
-        "commit": database.wrap_operation(base.commit, "COMMIT"),
-        "rollback": database.wrap_operation(base.rollback, "ROLLBACK"),
-    }, keep_dict=True))
+class Psycopg2:
+    """What the patch shares: the driver's instrumentation and its traced classes."""
+
+    def __init__(self, agent, module):
+        self.extensions = extensions = module.extensions
+        self.database = database = Database(agent, TIMING, "postgresql", "postgresql",
+                                            describe_libpq)
+        cursor_classes = ClassCache(lambda base: subclass(base, {
+            "execute": database.wrap_statement(base.execute),
+            "executemany": database.wrap_statement(base.executemany, batch=True),
+            "callproc": traced_callproc(base.callproc, database),
+        }))
+        self.connection_classes = ClassCache(lambda base: subclass(base, {
+            "cursor": _traced_cursor_method(base, extensions, cursor_classes),
+            "commit": database.wrap_operation(base.commit, "COMMIT"),
+            "rollback": database.wrap_operation(base.rollback, "ROLLBACK"),
+        }, keep_dict=True))
+
+
+setup = Psycopg2
+
+
+def traced_connect(connect, psycopg2):
+    connection_classes, extensions = psycopg2.connection_classes, psycopg2.extensions
 
     def prepare(args, kwargs):
         # connect(dsn=None, connection_factory=None, cursor_factory=None, **kwargs)
@@ -42,7 +60,7 @@ def install(agent, module):
             kwargs["connection_factory"] = connection_classes(factory)
         return args, kwargs
 
-    module.connect = database.wrap_connect(module.connect, prepare)
+    return psycopg2.database.wrap_connect(connect, prepare)
 
 
 def _traced_cursor_method(base, extensions, cursor_classes):
@@ -64,9 +82,7 @@ def _traced_cursor_method(base, extensions, cursor_classes):
             return _traced_instance(made, cursor_classes)
         return base_cursor(self, *args, **kwargs)
 
-    cursor.__wrapped__ = base_cursor
-    cursor.__doc__ = base_cursor.__doc__
-    return cursor
+    return like(cursor, base_cursor)
 
 
 def _traced_instance(cursor, cursor_classes):
@@ -81,17 +97,3 @@ def _traced_instance(cursor, cursor_classes):
             except TypeError:  # the driver's own C class: left untraced
                 pass
     return cursor
-
-
-def _connection_of_cursor(cursor):
-    return cursor.connection
-
-
-def _describe(connection):
-    info = connection.info
-    host = info.host
-    found = {"db.namespace": info.dbname}
-    if host and not host.startswith("/"):  # a Unix socket's directory is no address
-        found["server.address"] = host
-        found["server.port"] = info.port
-    return found

@@ -7,28 +7,29 @@ the app's, subclassing the driver's cursors, is traced through what it inherits.
 | ``pymysql.cursors.Cursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
 | ``pymysql.connections.Connection.connect/commit/rollback`` | spans |
 """
-from ._dbapi import Database, patch_methods
+from ._dbapi import (Database, traced_callproc, traced_commit, traced_execute,
+                     traced_executemany, traced_rollback)
+from ._patch import Patch, Supports
+
+SUPPORTS = Supports("pymysql", "0.9")
+TIMING = "dbapi2_pymysql"
+PATCHES = (
+    Patch("pymysql", "cursors.Cursor.execute", "traced_execute"),
+    Patch("pymysql", "cursors.Cursor.executemany", "traced_executemany"),
+    Patch("pymysql", "cursors.Cursor.callproc", "traced_callproc"),
+    Patch("pymysql", "connections.Connection.connect", "traced_connect"),
+    Patch("pymysql", "connections.Connection.commit", "traced_commit"),
+    Patch("pymysql", "connections.Connection.rollback", "traced_rollback"),
+)
 
 
-def install(agent, module):
-    import pymysql.connections
-    import pymysql.cursors
-
-    database = Database(agent, "dbapi2_pymysql", "mysql", "mysql", _describe)
-    patch_methods(pymysql.cursors.Cursor, {
-        "execute": database.wrap_statement,
-        "executemany": lambda method: database.wrap_statement(method, batch=True),
-        "callproc": lambda method: database.wrap_operation(method, "CALL", _connection_of),
-    })
-    patch_methods(pymysql.connections.Connection, {
-        "connect": lambda method: database.wrap_operation(method, "connect"),
-        "commit": lambda method: database.wrap_operation(method, "COMMIT"),
-        "rollback": lambda method: database.wrap_operation(method, "ROLLBACK"),
-    })
+def setup(agent, module):
+    return Database(agent, TIMING, "mysql", "mysql", _describe)
 
 
-def _connection_of(cursor):
-    return cursor.connection
+def traced_connect(connect, database):
+    """``Connection.connect``, the method that opens (and reopens) the socket."""
+    return database.wrap_operation(connect, "connect")
 
 
 def _describe(connection):

@@ -8,16 +8,20 @@ underneath (requests) is part of it, not a span of its own.
 | ``pysolr.Solr.search/more_like_this`` | span ``solr.search <core>``: ``db.query.text``, ``spyglass.solr.hits``, ``spyglass.solr.qtime_ms`` |
 | ``pysolr.Solr.add/delete/commit/optimize/extract/suggest_terms`` | span ``solr.<operation> <core>`` |
 """
-import functools
 import re
 from urllib.parse import urlsplit
 
 from ._calls import NOSQL, Calls, time_ns
 from ._http import _in_request
+from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
 
+SUPPORTS = Supports("pysolr", "3.0")
+TIMING = "pysolr"
 OPERATIONS = ("search", "add", "delete", "commit", "optimize", "extract", "more_like_this",
               "suggest_terms")
+PATCHES = tuple(Patch("pysolr", f"Solr.{operation}", "traced_operation")
+                for operation in OPERATIONS)
 
 
 # A Lucene/Solr query's tokens: a quoted phrase (maybe unterminated), or a run of anything
@@ -45,16 +49,13 @@ def _obfuscate_token(match):
     return field.group(0) + ("?" if rest and rest != "*" else rest)
 
 
-def install(agent, module):
-    calls = Calls(agent, "pysolr", NOSQL)
-    for operation in OPERATIONS:
-        original = module.Solr.__dict__.get(operation)
-        if original is not None:
-            setattr(module.Solr, operation, _traced(calls, operation, original))
+def setup(agent, module):
+    return Calls(agent, TIMING, NOSQL)
 
 
-def _traced(calls, operation, method):
-    @functools.wraps(method)
+def traced_operation(method, calls):
+    operation = method.__name__
+
     def traced(self, *args, **kwargs):
         scope = get_active_scope()
         if scope is None:

@@ -7,117 +7,130 @@ named by the command; only command names and key counts are recorded, never a va
 | ``redis.client.Pipeline.execute`` | one span for the pipeline: its commands' names |
 | ``redis.asyncio.client.Redis.execute_command``, ``…Pipeline.execute`` | the same, awaited |
 """
-import functools
-
 from ._calls import NOSQL, Calls, db_call_metric, time_ns
+from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
+
+SUPPORTS = Supports("redis", "3.0")
+TIMING = "redis"
+PATCHES = (
+    Patch("redis.client", "Redis.execute_command", "traced_command"),
+    Patch("redis.client", "Pipeline.execute", "traced_pipeline"),
+    Patch("redis.asyncio.client", "Redis.execute_command", "traced_command_async"),
+    Patch("redis.asyncio.client", "Pipeline.execute", "traced_pipeline_async"),
+)
 
 MAX_PIPELINE_NAMES = 20
 
 
-def install(agent, module):
-    calls = Calls(agent, "redis", NOSQL)
-    metric = db_call_metric()
-    import redis.client
+class RedisCalls:
+    """The calls of redis-py (sync and asyncio alike) and the metric they feed."""
 
-    _patch(redis.client.Redis, "execute_command", _command_wrapper(calls, metric))
-    _patch(redis.client.Pipeline, "execute", _pipeline_wrapper(calls, metric))
-    try:
-        import redis.asyncio.client as asyncio_client
-    except ImportError:
-        return
-    _patch(asyncio_client.Redis, "execute_command", _command_wrapper(calls, metric, True))
-    _patch(asyncio_client.Pipeline, "execute", _pipeline_wrapper(calls, metric, True))
+    def __init__(self, agent, module):
+        self.calls = Calls(agent, TIMING, NOSQL)
+        self.metric = db_call_metric()
 
-
-def _patch(cls, name, make):
-    original = cls.__dict__.get(name)
-    if original is not None:
-        setattr(cls, name, functools.wraps(original)(make(original)))
-
-
-def _command_wrapper(calls, metric, is_async=False):
-    def describe(client, args):
-        command = _command_name(args[0]) if args else "?"
-        # Never the arguments: the command, and a ? for each of them.
-        attributes = {"db.operation.name": command,
-                      "db.query.text": " ".join([command] + ["?"] * (len(args) - 1))}
-        return command, attributes
-
-    return _wrapper(calls, metric, describe, is_async)
-
-
-def _pipeline_wrapper(calls, metric, is_async=False):
-    def describe(pipeline, args):
-        names = [_command_name(command[0][0]) for command in pipeline.command_stack
-                 if command and command[0]]
-        shown = names[:MAX_PIPELINE_NAMES] + (["…"] if len(names) > MAX_PIPELINE_NAMES else [])
-        attributes = {"db.operation.name": "PIPELINE", "db.operation.batch.size": len(names),
-                      "db.query.text": " ".join(shown)}
-        return "PIPELINE", attributes
-
-    return _wrapper(calls, metric, describe, is_async)
-
-
-def _wrapper(calls, metric, describe, is_async):
-    def before(client, args):
+    def before(self, describe, client, args):
         # Described before the call: a pipeline's command stack is emptied by execute().
         try:
             return describe(client, args)
         except Exception:
-            calls.failed()
+            self.calls.failed()
             return None
 
-    def record(scope, client, described, start, error):
+    def record(self, scope, client, described, start, error):
         end = time_ns()
         if described is None:
             return
+        calls = self.calls
         try:
             name, attributes = described
             attributes.update(_server(client))
             calls.record(scope.span, name, start, end, attributes, error,
                          attributes["db.query.text"])
-            if metric is not None:
-                metric("redis", name, (end - start) / 1e9)
+            if self.metric is not None:
+                self.metric("redis", name, (end - start) / 1e9)
         except Exception:
             calls.failed()
 
-    if is_async:
-        async def traced(self, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None:
-                return await original(self, *args, **kwargs)
-            described = before(self, args)
-            start = time_ns()
-            try:
-                result = await original(self, *args, **kwargs)
-            except Exception as error:
-                record(scope, self, described, start, error)
-                raise
-            record(scope, self, described, start, None)
-            return result
-    else:
-        def traced(self, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None:
-                return original(self, *args, **kwargs)
-            described = before(self, args)
-            start = time_ns()
-            try:
-                result = original(self, *args, **kwargs)
-            except Exception as error:
-                record(scope, self, described, start, error)
-                raise
-            record(scope, self, described, start, None)
-            return result
 
-    def make(method):
-        nonlocal original
-        original = method
-        return traced
+setup = RedisCalls
 
-    original = None
-    return make
+
+def traced_command(execute_command, redis):
+    return _traced(execute_command, redis, _describe_command)
+
+
+def traced_pipeline(execute, redis):
+    return _traced(execute, redis, _describe_pipeline)
+
+
+def traced_command_async(execute_command, redis):
+    return _traced_async(execute_command, redis, _describe_command)
+
+
+def traced_pipeline_async(execute, redis):
+    return _traced_async(execute, redis, _describe_pipeline)
+
+
+def _describe_command(client, args):
+    command = _command_name(args[0]) if args else "?"
+    # Never the arguments: the command, and a ? for each of them.
+    attributes = {"db.operation.name": command,
+                  "db.query.text": " ".join([command] + ["?"] * (len(args) - 1))}
+    return command, attributes
+
+
+def _describe_pipeline(pipeline, args):
+    names = [_command_name(command[0][0]) for command in pipeline.command_stack
+             if command and command[0]]
+    shown = names[:MAX_PIPELINE_NAMES] + (["…"] if len(names) > MAX_PIPELINE_NAMES else [])
+    attributes = {"db.operation.name": "PIPELINE", "db.operation.batch.size": len(names),
+                  "db.query.text": " ".join(shown)}
+    return "PIPELINE", attributes
+
+
+# The sync and the asyncio wrapper are twins, written out: one call per command on the app's
+# path, and an ``async def`` must stay one (apps and frameworks test for coroutine functions).
+
+def _traced(original, redis, describe):
+    before, record = redis.before, redis.record
+
+    def traced(self, *args, **kwargs):
+        scope = get_active_scope()
+        if scope is None:
+            return original(self, *args, **kwargs)
+        described = before(describe, self, args)
+        start = time_ns()
+        try:
+            result = original(self, *args, **kwargs)
+        except Exception as error:
+            record(scope, self, described, start, error)
+            raise
+        record(scope, self, described, start, None)
+        return result
+
+    return traced
+
+
+def _traced_async(original, redis, describe):
+    before, record = redis.before, redis.record
+
+    async def traced(self, *args, **kwargs):
+        scope = get_active_scope()
+        if scope is None:
+            return await original(self, *args, **kwargs)
+        described = before(describe, self, args)
+        start = time_ns()
+        try:
+            result = await original(self, *args, **kwargs)
+        except Exception as error:
+            record(scope, self, described, start, error)
+            raise
+        record(scope, self, described, start, None)
+        return result
+
+    return traced
 
 
 def _command_name(name):

@@ -6,17 +6,21 @@ nothing more.
 |---|---|
 | ``requests.Session.send`` | span; the context in the ``PreparedRequest``'s headers for the send, then taken out |
 """
-import functools
-
 from ._http import OutboundHTTP
+from ._patch import Patch, Supports
+
+SUPPORTS = Supports("requests", "2.20")
+TIMING = "requests"
+PATCHES = (
+    Patch("requests", "sessions.Session.send", "traced_send"),
+)
 
 
-def install(agent, module):
-    http = OutboundHTTP(agent, "requests")
-    session = module.sessions.Session
-    original = session.send
+def setup(agent, module):
+    return OutboundHTTP(agent, TIMING)
 
-    @functools.wraps(original)
+
+def traced_send(original, http):
     def send(self, request, **kwargs):
         started = http.start(request.method, request.url)
         if started is None:
@@ -35,4 +39,4 @@ def install(agent, module):
         http.finish(started, response.status_code)
         return response
 
-    session.send = send
+    return send

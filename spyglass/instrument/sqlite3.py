@@ -14,20 +14,39 @@ app's own factory classes) with the same names: ``isinstance``, ``Connection.bac
 given and its objects are not traced.
 """
 from ._dbapi import ClassCache, Database, subclass
+from ._patch import Patch, alias, like
+
+SUPPORTS = None  # the standard library's own
+TIMING = "dbapi2_sqlite3"
+PATCHES = (
+    Patch("sqlite3", "connect", "traced_connect"),
+    Patch("sqlite3", "dbapi2.connect", "same_connect"),  # the same function, by another name
+)
 
 STATEMENT_METHODS = ("execute", "executemany", "executescript")
 
 
-def install(agent, module):
-    database = Database(agent, "dbapi2_sqlite3", "sqlite", "sqlite")
-    cursor_classes = ClassCache(lambda base: subclass(base, {
-        "execute": database.wrap_statement(base.execute),
-        "executemany": database.wrap_statement(base.executemany, batch=True),
-        "executescript": database.wrap_statement(base.executescript),
-    }))
-    default_cursor = cursor_classes(module.Cursor)
-    connection_classes = ClassCache(
-        lambda base: _connection_subclass(base, module, database, cursor_classes, default_cursor))
+class SQLite:
+    """What the patches share: the driver's instrumentation and its traced classes."""
+
+    def __init__(self, agent, module):
+        self.module = module
+        self.database = database = Database(agent, TIMING, "sqlite", "sqlite")
+        cursor_classes = ClassCache(lambda base: subclass(base, {
+            "execute": database.wrap_statement(base.execute),
+            "executemany": database.wrap_statement(base.executemany, batch=True),
+            "executescript": database.wrap_statement(base.executescript),
+        }))
+        default_cursor = cursor_classes(module.Cursor)
+        self.connection_classes = ClassCache(lambda base: _connection_subclass(
+            base, module, database, cursor_classes, default_cursor))
+
+
+setup = SQLite
+
+
+def traced_connect(connect, sqlite):
+    connection_classes, module, database = sqlite.connection_classes, sqlite.module, sqlite.database
 
     def prepare(args, kwargs):
         # connect(database, timeout, detect_types, isolation_level, check_same_thread,
@@ -38,21 +57,18 @@ def install(agent, module):
             kwargs["factory"] = connection_classes(kwargs.get("factory", module.Connection))
         return args, kwargs
 
-    connect = database.wrap_connect(module.connect, prepare)
-    original = module.connect
+    traced = database.wrap_connect(connect, prepare)
 
     def connect_and_describe(*args, **kwargs):
-        connection = connect(*args, **kwargs)
+        connection = traced(*args, **kwargs)
         _remember_name(connection, database, args, kwargs)
         return connection
 
-    connect_and_describe.__wrapped__ = original
-    connect_and_describe.__doc__ = original.__doc__
-    connect_and_describe.__name__ = connect_and_describe.__qualname__ = "connect"
-    module.connect = connect_and_describe
-    dbapi2 = getattr(module, "dbapi2", None)
-    if dbapi2 is not None and getattr(dbapi2, "connect", None) is original:
-        dbapi2.connect = connect_and_describe
+    return connect_and_describe
+
+
+def same_connect(connect, sqlite):
+    return alias(sqlite.module.connect, connect)
 
 
 def _connection_subclass(base, module, database, cursor_classes, default_cursor):
@@ -85,9 +101,7 @@ def _traced_cursor_method(base_cursor, cursor_classes, default_cursor, driver_de
             return base_cursor(self, default_cursor)
         return base_cursor(self, *args, **kwargs)
 
-    cursor.__wrapped__ = base_cursor
-    cursor.__doc__ = base_cursor.__doc__
-    return cursor
+    return like(cursor, base_cursor)
 
 
 def _shortcut(name, default_cursor, original, driver_cursor):
@@ -98,10 +112,7 @@ def _shortcut(name, default_cursor, original, driver_cursor):
         # an override of it, then the statement.
         return method(driver_cursor(self, default_cursor), *args, **kwargs)
 
-    shortcut.__name__ = shortcut.__qualname__ = name
-    shortcut.__doc__ = original.__doc__
-    shortcut.__wrapped__ = original
-    return shortcut
+    return like(shortcut, original)
 
 
 def _remember_name(connection, database, args, kwargs):

@@ -2,19 +2,11 @@
 and the hook that met it as ``mechanism``), and the hook that was there before runs after
 ours, so that what the app prints and its exit status stay exactly as they were.
 
-==============================================================  =============================
-patched                                                         what reaches it
-==============================================================  =============================
-``sys.excepthook``                                              the exception that ends the
-                                                                main thread (then exit 1);
-                                                                not at an interactive prompt
-``threading.excepthook``                                        one that ends a thread
-``sys.unraisablehook``                                          one Python cannot raise (in
-                                                                ``__del__``, a callback …)
-``asyncio.base_events.BaseEventLoop.call_exception_handler``    what a loop reports: a task
-                                                                that failed and was never
-                                                                awaited, a callback's error …
-==============================================================  =============================
+What reaches each hook: ``sys.excepthook``, the exception that ends the main thread (then
+exit 1; not at an interactive prompt); ``threading.excepthook``, one that ends a thread;
+``sys.unraisablehook``, one Python cannot raise (in ``__del__``, a callback …);
+``BaseEventLoop.call_exception_handler``, what a loop reports (a task that failed and was
+never awaited, a callback's error …).
 
 The sys and threading hooks go in as the sensor starts (both modules are loaded by then);
 the loop's when the app imports asyncio. Patching the loop's dispatch, not setting a
@@ -32,41 +24,56 @@ exception met while the interpreter is finalizing (past the drain) is not report
 import logging
 import threading
 
+from ._patch import Patch
+
+SUPPORTS = None  # the standard library's own
+TIMING = None  # switched off by capture_unhandled = false instead
+PATCHES = (
+    Patch("sys", "excepthook", "reporting_excepthook"),
+    Patch("sys", "unraisablehook", "reporting_unraisable"),
+    Patch("threading", "excepthook", "reporting_thread_exit"),
+    Patch("asyncio.base_events", "BaseEventLoop.call_exception_handler",
+          "reporting_loop_exception"),
+)
+
 log = logging.getLogger("spyglass")
 
-_ORIGINAL = "__spyglass_original__"
 _busy = threading.local()  # a report under way on this thread: no second one inside it
 
 
-def install(agent, module):
-    _INSTALLERS[module.__name__](module)
+# Each hook goes in front of the one found there, unless there is none (an embedding may
+# have set it to None: then there is nothing to chain to, and it is left alone).
+
+def reporting_excepthook(excepthook, agent):
+    if excepthook is None:
+        return None
+    import sys
+
+    def sys_excepthook(exc_type, exc_value, exc_traceback):
+        if not hasattr(sys, "ps1"):  # the prompt's mistakes are not the app's
+            _report(exc_value, "sys.excepthook")
+        excepthook(exc_type, exc_value, exc_traceback)
+
+    return sys_excepthook
 
 
-def _hook_sys(sys):
-    excepthook = sys.excepthook
-    if _is_free(excepthook):
-        def sys_excepthook(exc_type, exc_value, exc_traceback):
-            if not hasattr(sys, "ps1"):  # the prompt's mistakes are not the app's
-                _report(exc_value, "sys.excepthook")
-            excepthook(exc_type, exc_value, exc_traceback)
+def reporting_unraisable(unraisablehook, agent):
+    if unraisablehook is None:
+        return None
+    import sys
 
-        sys.excepthook = _chained(sys_excepthook, excepthook)
+    def sys_unraisablehook(unraisable):
+        if not sys.is_finalizing():
+            _report(unraisable.exc_value, "sys.unraisablehook",
+                    {"unraisable": {"message": unraisable.err_msg or "Exception ignored in"}})
+        unraisablehook(unraisable)
 
-    unraisablehook = sys.unraisablehook
-    if _is_free(unraisablehook):
-        def sys_unraisablehook(unraisable):
-            if not sys.is_finalizing():
-                _report(unraisable.exc_value, "sys.unraisablehook",
-                        {"unraisable": {"message": unraisable.err_msg or "Exception ignored in"}})
-            unraisablehook(unraisable)
-
-        sys.unraisablehook = _chained(sys_unraisablehook, unraisablehook)
+    return sys_unraisablehook
 
 
-def _hook_threading(threading_module):
-    excepthook = threading_module.excepthook
-    if not _is_free(excepthook):
-        return
+def reporting_thread_exit(excepthook, agent):
+    if excepthook is None:
+        return None
 
     def threading_excepthook(args):
         thread = args.thread
@@ -74,38 +81,27 @@ def _hook_threading(threading_module):
                 {"thread": {"name": thread.name}} if thread is not None else None)
         excepthook(args)
 
-    threading_module.excepthook = _chained(threading_excepthook, excepthook)
+    return threading_excepthook
 
 
-def _hook_asyncio(base_events):
-    import wrapt
-
-    loop_class = base_events.BaseEventLoop
-    if getattr(vars(loop_class)["call_exception_handler"], "_self_spyglass", False):
-        return
-
-    def call_exception_handler(wrapped, instance, args, kwargs):
+def reporting_loop_exception(call_exception_handler, agent):
+    def reporting(self, *args, **kwargs):
         context = args[0] if args else kwargs.get("context")
         exc = context.get("exception") if isinstance(context, dict) else None
         if not isinstance(exc, Exception):
-            return wrapped(*args, **kwargs)
+            return call_exception_handler(self, *args, **kwargs)
         capture = _report(exc, "asyncio", {"asyncio": {"message": str(context.get("message", ""))}})
         if capture is None:
-            return wrapped(*args, **kwargs)
+            return call_exception_handler(self, *args, **kwargs)
         # asyncio's default handler logs the exception: the logging integration is not to
         # report it a second time.
         capture.note_propagated(exc)
         try:
-            return wrapped(*args, **kwargs)
+            return call_exception_handler(self, *args, **kwargs)
         finally:
             capture.forget_propagated(exc)
 
-    wrapt.wrap_function_wrapper(loop_class, "call_exception_handler", call_exception_handler)
-    vars(loop_class)["call_exception_handler"]._self_spyglass = True  # on the wrapper only
-
-
-_INSTALLERS = {"sys": _hook_sys, "threading": _hook_threading,
-               "asyncio.base_events": _hook_asyncio}
+    return reporting
 
 
 def _report(exc, mechanism, contexts=None):
@@ -124,14 +120,3 @@ def _report(exc, mechanism, contexts=None):
         return None
     finally:
         _busy.active = False
-
-
-def _chained(hook, previous):
-    setattr(hook, _ORIGINAL, previous)
-    return hook
-
-
-def _is_free(hook):
-    """True for a hook ours can go in front of: one that is there (an embedding may have
-    set it to None) and not ours already."""
-    return hook is not None and getattr(hook, _ORIGINAL, None) is None

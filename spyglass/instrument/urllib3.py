@@ -6,20 +6,22 @@ part of it, and http.client below records nothing more. Under requests, requests
 |---|---|
 | ``urllib3.connectionpool.HTTPConnectionPool.urlopen`` | span; the context sent in a copy of the headers of their own type |
 """
-import functools
-
 from ._http import OutboundHTTP
+from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
 
+SUPPORTS = Supports("urllib3", "1.25")
+TIMING = "urllib3"
+PATCHES = (
+    Patch("urllib3", "connectionpool.HTTPConnectionPool.urlopen", "traced_urlopen"),
+)
 
-def install(agent, module):
-    import urllib3.connectionpool
 
-    http = OutboundHTTP(agent, "urllib3")
-    pool_class = urllib3.connectionpool.HTTPConnectionPool
-    original = pool_class.urlopen
+def setup(agent, module):
+    return OutboundHTTP(agent, TIMING)
 
-    @functools.wraps(original)
+
+def traced_urlopen(original, http):
     def urlopen(self, method, url, *args, **kwargs):
         if get_active_scope() is None:
             return original(self, method, url, *args, **kwargs)
@@ -44,7 +46,7 @@ def install(agent, module):
         http.finish(started, response.status)
         return response
 
-    pool_class.urlopen = urlopen
+    return urlopen
 
 
 def _full_url(pool, url):

@@ -9,23 +9,30 @@ its ``uwsgi`` module without the import system, so no import hook sees it. Hence
   the child. It then ``watch``es imports until the ``uwsgi`` module exists and calls
   ``install``.
 
-What ``install`` patches, on the ``uwsgi`` module, always calling what was there before:
-
-=====================  ===================================================================
-``uwsgi.post_fork_hook``  in each new worker, mule and spooler: new trace ids, empty queue
-                          and metrics, the reporter thread started (idle workers report too)
-``uwsgi.atexit``          drain the queue at a worker's exit (graceful stop, reload,
-                          ``max-requests``), even when ``skip-atexit-teardown`` skips
-                          Python's own atexit
-=====================  ===================================================================
+What it patches, on the ``uwsgi`` module, always calling what was there before:
+``uwsgi.post_fork_hook``, in each new worker, mule and spooler: new trace ids, empty queue
+and metrics, the reporter thread started (idle workers report too); ``uwsgi.atexit``:
+drain the queue at a worker's exit (graceful stop, reload, ``max-requests``), even when
+``skip-atexit-teardown`` skips Python's own atexit. ``uwsgidecorators``, when imported,
+sets its own ``post_fork_hook``: ours is chained before it again.
 
 With ``lazy-apps`` the app, and so ``install``, runs in the worker after the fork: the
 worker is resumed at once. Without threads (old uWSGI without ``enable-threads``) no
 thread of ours would ever run: one warning says what to add.
 """
 import logging
-import os
 import sys
+
+from ._patch import Patch
+
+SUPPORTS = None  # uWSGI's module carries no distribution; any uWSGI 2
+TIMING = None
+PATCHES = (
+    Patch("uwsgi", "post_fork_hook", "resuming_worker", inherited=True),
+    Patch("uwsgi", "atexit", "draining_at_exit", inherited=True),
+    # uwsgidecorators replaces uwsgi.post_fork_hook with its own chain when imported
+    Patch("uwsgidecorators", "uwsgi.post_fork_hook", "resuming_worker", inherited=True),
+)
 
 log = logging.getLogger("spyglass")
 
@@ -37,24 +44,10 @@ THREADS_WARNING = ("spyglass: uWSGI runs without Python threads, so spyglass can
 def watch(agent):
     """Call ``install`` as soon as the ``uwsgi`` module exists: at the first import after
     uWSGI created it (the app's, in the master or, with lazy-apps, in each worker)."""
-    import wrapt
-
-    wrapt.register_post_import_hook(_keep_ours_in_uwsgidecorators(agent), "uwsgidecorators")
     if "uwsgi" in sys.modules:
         install(agent, sys.modules["uwsgi"])
         return
     sys.meta_path.insert(0, _UwsgiWatcher(agent))
-
-
-def _keep_ours_in_uwsgidecorators(agent):
-    """uwsgidecorators replaces ``uwsgi.post_fork_hook`` with its own chain when imported:
-    put ours first in that chain."""
-    def on_import(module):
-        chain = getattr(module, "postfork_chain", None)
-        if isinstance(chain, list) and agent.resume_in_child not in chain:
-            chain.insert(0, agent.resume_in_child)
-
-    return on_import
 
 
 class _UwsgiWatcher:
@@ -76,12 +69,14 @@ class _UwsgiWatcher:
 
 
 def install(agent, uwsgi):
-    if getattr(uwsgi, "_spyglass_installed", False):
+    """Through the registry (its one guard): patch ``uwsgi``, then warn about threads or
+    resume a worker that loads the app after the fork."""
+    from . import install as install_instrumentation
+
+    if not install_instrumentation(agent, uwsgi, "uwsgi"):
+        log.warning("spyglass: workers report from their first traced request on")
         return
     try:
-        uwsgi._spyglass_installed = True
-        _chain(uwsgi, "post_fork_hook", agent.resume_in_child)
-        _chain(uwsgi, "atexit", agent.reporter.at_exit)
         if not threads_enabled(uwsgi):
             if _first_process(uwsgi):
                 log.warning(THREADS_WARNING)
@@ -90,6 +85,14 @@ def install(agent, uwsgi):
     except Exception:
         log.exception("spyglass: could not hook into uWSGI; workers report from their "
                       "first traced request on")
+
+
+def resuming_worker(previous, agent):
+    return _chained("post_fork_hook", agent.resume_in_child, previous)
+
+
+def draining_at_exit(previous, agent):
+    return _chained("atexit", agent.reporter.at_exit, previous)
 
 
 def threads_enabled(uwsgi) -> bool:
@@ -120,11 +123,9 @@ def _option(uwsgi, *names) -> bool:
     return False
 
 
-def _chain(uwsgi, attribute, ours):
-    """Set ``uwsgi.<attribute>`` to call ``ours`` and then whatever the app had set (both
+def _chained(attribute, ours, previous):
+    """What ``uwsgi.<attribute>`` becomes: ``ours``, then whatever the app had set (both
     always run; an error in ours never stops the app's)."""
-    previous = getattr(uwsgi, attribute, None)
-
     def chained():
         try:
             ours()
@@ -133,5 +134,4 @@ def _chain(uwsgi, attribute, ours):
         if previous is not None:
             previous()
 
-    chained.spyglass_previous = previous
-    setattr(uwsgi, attribute, chained)
+    return chained
