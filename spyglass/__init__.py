@@ -124,6 +124,16 @@ def set_request_options(**options):
     return True
 
 
+def __getattr__(name):
+    """``spyglass.wsgi`` and ``spyglass.asgi`` (the middleware), imported when first used:
+    ``import spyglass; app = spyglass.wsgi.middleware(app)``."""
+    if name in ("wsgi", "asgi"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def set_before_send(function):
     """``function(event)`` runs on every error event before it is sent: return None to
     drop it, or the (changed) event. If it raises, the event is sent unchanged."""

@@ -95,6 +95,7 @@ class Scope:
 ROOT = Scope()
 _current: ContextVar = ContextVar("spyglass.scope", default=ROOT)
 current = _current.get
+set_current, reset_current = _current.set, _current.reset  # for the request lifecycle
 
 
 def current_request():

@@ -15,11 +15,11 @@ import functools
 
 from ._patch import Patch, Supports
 from .. import agent as agent_module
-from .. import wsgi
 from ..errors import capture
-from ..scopes import current as current_scope, current_request, pop_scope, push_request_scope
-from ..trace.context import activate, suppressed
-from ..web import user_from
+from ..scopes import current as current_scope, current_request
+from ..trace.context import suppressed
+from ..web import user_from, wsgi
+from ..web.wsgi import WSGIRequest
 
 SUPPORTS = Supports("django", "3.2")
 TIMING = None
@@ -62,34 +62,18 @@ def reporting_exception(original, agent):
 
 
 # -- the chain wrappers ---------------------------------------------------------------------
+# Sync and async: the one difference is the await (an async chain's wrapper must be a
+# coroutine function itself).
 
 def _traced_chain(chain):
     @functools.wraps(chain)
     def traced_chain(request):
-        agent = _get_agent()
-        if agent is None or suppressed.get():
-            return chain(request)
-        parent = current_scope()
-        outer = parent.request
-        if outer is not None:  # a spyglass WSGI/ASGI middleware outside Django traces it
-            response = chain(request)
-            _annotate(outer, request, response)
-            return response
-        trace = _start(agent, request)
+        trace = _begin(request)
         if trace is None:
             return chain(request)
-        token = push_request_scope(trace, parent)
-        active = activate(trace.tracer._scope_manager, trace.span, False)
-        try:
+        with trace:
             response = chain(request)
-        except BaseException as exc:
-            _annotate(trace, request, None)
-            trace.fail(exc)
-            raise
-        finally:
-            active.close()
-            pop_scope(token, parent)
-        _finish(trace, request, response)
+        trace.respond(response)
         return response
 
     return traced_chain
@@ -98,52 +82,73 @@ def _traced_chain(chain):
 def _traced_async_chain(chain):
     @functools.wraps(chain)
     async def traced_chain(request):
-        agent = _get_agent()
-        if agent is None or suppressed.get():
-            return await chain(request)
-        parent = current_scope()
-        outer = parent.request
-        if outer is not None:
-            response = await chain(request)
-            _annotate(outer, request, response)
-            return response
-        trace = _start(agent, request)
+        trace = _begin(request)
         if trace is None:
             return await chain(request)
-        token = push_request_scope(trace, parent)
-        active = activate(trace.tracer._scope_manager, trace.span, False)
-        try:
+        with trace:
             response = await chain(request)
-        except BaseException as exc:
-            _annotate(trace, request, None)
-            trace.fail(exc)
-            raise
-        finally:
-            active.close()
-            pop_scope(token, parent)
-        _finish(trace, request, response)
+        trace.respond(response)
         return response
 
     return traced_chain
 
 
-def _start(agent, request):
+class DjangoRequest(WSGIRequest):
+    """A request traced from inside Django's handler (served by WSGI or ASGI): its
+    ``request.META`` is the environ; ``django_request`` tells the route, user and body."""
+
+    django_request = None
+
+    def fail(self, exc):
+        _annotate(self, self.django_request, None)
+        WSGIRequest.fail(self, exc)
+
+    def respond(self, response):
+        django_request = self.django_request
+        _annotate(self, django_request, response)
+        closers = getattr(response, "_resource_closers", None)
+        if getattr(response, "streaming", False) and isinstance(closers, list):
+            closers.append(self.finish)  # the span ends when the server closes the response
+        else:
+            self.finish()
+
+
+class OuterLayer:
+    """A request a spyglass WSGI/ASGI middleware outside Django traces: Django only tells
+    it what it knows."""
+
+    def __init__(self, trace, django_request):
+        self.trace = trace
+        self.django_request = django_request
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        return False
+
+    def respond(self, response):
+        _annotate(self.trace, self.django_request, response)
+
+
+def _begin(request):
+    """The trace to run Django's chain in: the request's own (started), the outer layer's,
+    or None (not traced: no agent, spyglass's own thread, an ignored path, an error)."""
+    agent = _get_agent()
+    if agent is None or suppressed.get():
+        return None
+    outer = current_scope().request
+    if outer is not None:
+        return OuterLayer(outer, request)
     try:
-        trace = wsgi.start(agent, request.META, None)
-        if trace is not None and "wsgi.url_scheme" not in request.META:
-            trace.span.attributes["url.scheme"] = request.scheme  # ASGI: from the scope
+        trace = wsgi.start(agent, request.META, None, DjangoRequest)
+        if trace is not None:
+            trace.django_request = request
+            if "wsgi.url_scheme" not in request.META:
+                trace.span.attributes["url.scheme"] = request.scheme  # ASGI: from the scope
         return trace
     except Exception:
         return None
-
-
-def _finish(trace, request, response):
-    _annotate(trace, request, response)
-    closers = getattr(response, "_resource_closers", None)
-    if getattr(response, "streaming", False) and isinstance(closers, list):
-        closers.append(trace.finish)  # the span ends when the server closes the response
-    else:
-        trace.finish()
 
 
 def _annotate(trace, request, response):

@@ -1,7 +1,7 @@
 """Flask: a SERVER span per request, named by the URL rule; unhandled exceptions reported.
 
-- ``Flask.wsgi_app`` is the request's span (spyglass.wsgi's tracing), inside any
-  middleware the app put around ``wsgi_app``;
+- ``Flask.wsgi_app`` is the request's span (``spyglass.web.wsgi``), inside any middleware
+  the app put around ``wsgi_app``;
 - ``Flask.full_dispatch_request`` reads the URL rule (``/users/<int:uid>``) and the user
   while the request context is there;
 - ``Flask.handle_exception`` reports the exception Flask turns into a 500, first, as its
@@ -16,10 +16,9 @@ the app's user loader.
 import functools
 
 from ._patch import Patch, Supports
-from .. import wsgi
 from ..errors import capture
 from ..scopes import current_request
-from ..web import user_from
+from ..web import user_from, wsgi
 
 SUPPORTS = Supports("flask", "2.2")
 TIMING = None

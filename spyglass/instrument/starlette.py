@@ -1,7 +1,7 @@
 """Starlette, and FastAPI on it: spyglass's pure ASGI middleware around each app.
 
 ``Starlette.__call__`` is patched: when the app builds its middleware stack (on its first
-call), the stack is wrapped in ``spyglass.asgi.SpyglassMiddleware``, outside
+call), the stack is wrapped in ``spyglass.web.asgi.SpyglassMiddleware``, outside
 ``ServerErrorMiddleware``, so the exception behind a 500 is seen; FastAPI's own
 ``build_middleware_stack`` is used as it is.
 
@@ -10,7 +10,7 @@ scope, where Starlette's router leaves the matched route. The app's middleware l
 exception handlers and OpenAPI schema are untouched.
 """
 from ._patch import Patch, Supports
-from ..asgi import SpyglassMiddleware
+from ..web.asgi import SpyglassMiddleware
 
 SUPPORTS = Supports("starlette", "0.20")
 TIMING = None

@@ -12,6 +12,7 @@ import opentracing
 _active_scope: ContextVar = ContextVar("spyglass.active_scope", default=None)
 get_active_scope = _active_scope.get
 activate_scope = _active_scope.set  # returns the Token that deactivates it
+reset_active_scope = _active_scope.reset
 
 from ..process import suppressed  # noqa: F401  (re-exported for instrumentation)
 

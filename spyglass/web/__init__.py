@@ -1,9 +1,17 @@
-"""A traced request, whatever serves it: what WSGI, ASGI, Flask and Django share.
+"""The request lifecycle, once, whatever serves the request: WSGI (``web.wsgi``), ASGI
+(``web.asgi``), and Flask, Django and Starlette through them.
 
 A ``RequestTrace`` owns the request's SERVER span and what is learnt about the request
 while it runs (route template, status, user, per-request options, exceptions already
-reported, log records held back). ``finish()`` names and marks the span, decides slow
-and error, releases or drops held log records, and records the request metric.
+reported, log records held back). Each adapter makes one (its span started) and runs the
+app inside it::
+
+    with request:                  # its scope layer pushed, its span active
+        result = app(...)          # an exception: fail(exc), reported, then re-raised
+    ...                            # finish(), when the response is done
+
+``finish()`` names and marks the span, decides slow and error, releases or drops held log
+records, and records the request metric.
 
 Per-request options (AppEnlight's environ keys, and ``spyglass.set_request_options``):
 
@@ -23,7 +31,9 @@ import logging
 import time
 import types
 
-from .errors import capture
+from .. import scopes
+from ..errors import capture
+from ..trace import context
 
 log = logging.getLogger("spyglass")
 
@@ -35,6 +45,9 @@ MAX_HELD_LOGS = 200
 NO_OPTIONS = types.MappingProxyType({})
 
 _time_ns = time.time_ns
+_current_scope, _set_scope, _reset_scope = scopes.current, scopes.set_current, scopes.reset_current
+_get_active_scope, _activate_scope = context.get_active_scope, context.activate_scope
+_reset_active_scope = context.reset_active_scope
 
 
 def span_method(method):
@@ -56,10 +69,45 @@ class RequestTrace:
     finished = False
     path = ""
 
-    def __init__(self, agent, span, method):
+    def __init__(self, agent, tracer, span, method):
         self.agent = agent
+        self.tracer = tracer  # the tracer that made ``span``
         self.span = span
         self.method = method
+
+    # -- the app runs inside: ``with request:`` ----------------------------------------------
+
+    # Once per request, so what scopes.push_request_scope and trace.context.activate do on
+    # the way in, and Scope.close and scopes.pop_scope on the way out, is written out here
+    # (a call costs about what each does); test_web_lifecycle holds the copies equal.
+
+    def __enter__(self):
+        parent = _current_scope()
+        self._parent_scope = parent
+        self._scope_token = _set_scope(scopes.Scope(parent, self))
+        active = self._active = context.Scope()
+        active._manager = self.tracer._scope_manager
+        active.span = self.span
+        active._finish_on_close = False
+        active._token = _activate_scope(active)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if exc is not None:
+                self.fail(exc)  # inside the request's scope: the event gets its user, tags
+        finally:
+            active = self._active
+            if _get_active_scope() is active:
+                try:
+                    _reset_active_scope(active._token)
+                except (ValueError, RuntimeError):
+                    active._set_back()
+            try:
+                _reset_scope(self._scope_token)
+            except ValueError:
+                _set_scope(self._parent_scope)
+        return False
 
     # -- what the request says about itself (overridden per server interface) ----------
 
@@ -223,7 +271,7 @@ def _record_metric(route, method, status_code, duration_s):
     record = _record_request
     if record is None:
         try:
-            from .metrics import record_request as record
+            from ..metrics import record_request as record
         except Exception:  # no request metrics in this build
             record = False
         _record_request = record
@@ -234,6 +282,13 @@ def _record_metric(route, method, status_code, duration_s):
     except Exception:
         _record_request = False
         log.exception("spyglass: request metrics failed; no more will be recorded")
+
+
+def host_only(host):
+    """``host:port`` (or ``[::1]:port``) without the port."""
+    if host.startswith("["):  # [::1]:8000
+        return host[1:].partition("]")[0]
+    return host.partition(":")[0]
 
 
 def user_from(obj, send_pii):

@@ -1,0 +1,232 @@
+"""The WSGI adapter of the request lifecycle: ``app = spyglass.wsgi.middleware(app)``.
+
+Flask and Django are traced without it (``AUTOWRAPT_BOOTSTRAP=flask`` / ``django``); this
+is for other WSGI frameworks. Each request gets a SERVER span named by its method (and
+``spyglass.view_name`` when the app sets it, as there is no route template at this
+level), continuing the W3C trace context of the incoming headers.
+
+What the app and the server see is unchanged: the same environ, the same
+``start_response`` result (the server's ``write``), the same response iterable contents
+and ``close()``, the same exceptions. The span ends when the server closes the response
+(or has read all of it), so streamed bodies are timed to their end. A
+``wsgi.file_wrapper`` response is returned as it is, so the server's sendfile still
+applies; its span ends when the app returns it.
+"""
+import functools
+import logging
+
+from . import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace, host_only
+from .. import agent as agent_module
+from ..scopes import current as current_scope
+from ..trace.context import suppressed
+
+_get_agent = agent_module.get
+_is_suppressed = suppressed.get
+_ENVIRON_KEYS = {name: "spyglass." + name for name in OPTIONS}
+_ENVIRON_KEY_SET = frozenset(_ENVIRON_KEYS.values())
+
+
+def middleware(app):
+    """Wrap a WSGI app so that every request is traced (a no-op without a running agent)."""
+
+    @functools.wraps(app)
+    def traced_app(environ, start_response):
+        return call(app, environ, start_response)
+
+    return traced_app
+
+
+class WSGIRequest(RequestTrace):
+    status = None
+
+    def __init__(self, agent, tracer, span, method, environ, start_response):
+        # RequestTrace.__init__, written out: one of these is made per request.
+        self.agent = agent
+        self.tracer = tracer
+        self.span = span
+        self.method = method
+        self.environ = environ
+        self._start_response = start_response
+
+    def start_response(self, status, headers, exc_info=None):
+        self.status = status
+        return self._start_response(status, headers, exc_info) if exc_info is not None \
+            else self._start_response(status, headers)
+
+    def finish(self):
+        status = self.status
+        if status is not None and not self.status_code:
+            try:
+                self.status_code = int(status[:3])
+            except (TypeError, ValueError):
+                pass
+        RequestTrace.finish(self)
+
+    def current_options(self):
+        environ = self.environ
+        if environ.keys().isdisjoint(_ENVIRON_KEY_SET):  # looks up the few keys, in C
+            return self.options or NO_OPTIONS
+        found = {name: environ[key] for name, key in _ENVIRON_KEYS.items() if key in environ}
+        if self.options:
+            found.update(self.options)
+        return found
+
+    def _remote_user(self):
+        return self.environ.get("REMOTE_USER")
+
+    def describe(self, scrubber):
+        return describe_environ(self.environ, self, scrubber)
+
+
+def start(agent, environ, start_response, kind=WSGIRequest):
+    """A ``kind`` (a WSGIRequest) for this request, its span started; None when not to be
+    traced."""
+    config = agent.config
+    get = environ.get
+    path = get("PATH_INFO") or "/"
+    script = get("SCRIPT_NAME")
+    if script:
+        path = script + path
+    prefixes = config.ignore_paths
+    if prefixes and path.startswith(prefixes):
+        return None
+    method = get("REQUEST_METHOD") or "GET"
+    known = method if method in _METHODS else "_OTHER"
+    tracer = agent.tracer
+    span = tracer.start_server_span(known, environ if "HTTP_TRACEPARENT" in environ else None)
+    attributes = span.attributes
+    attributes["http.request.method"] = known
+    if known is not method:
+        attributes["http.request.method_original"] = method
+    attributes["url.path"] = path
+    attributes["url.scheme"] = get("wsgi.url_scheme", "http")
+    host = get("HTTP_HOST") or get("SERVER_NAME")
+    if host:
+        attributes["server.address"] = host_only(host) if ":" in host else host
+    agent_header = get("HTTP_USER_AGENT")
+    if agent_header:
+        attributes["user_agent.original"] = agent_header
+    if config.send_default_pii:
+        client = environ.get("REMOTE_ADDR")
+        if client:
+            attributes["client.address"] = client
+    request = kind(agent, tracer, span, method, environ, start_response)
+    request.path = path
+    return request
+
+
+def call(app, environ, start_response):
+    """Call the WSGI ``app`` for one request, traced."""
+    agent = _get_agent()
+    if agent is None or _is_suppressed():
+        return app(environ, start_response)
+    outer = current_scope().request
+    if outer is not None and getattr(outer, "environ", None) is environ:
+        return app(environ, start_response)  # already traced by an outer layer
+    try:
+        request = start(agent, environ, start_response)
+    except Exception:
+        _log_once("could not start tracing a WSGI request")
+        request = None
+    if request is None:
+        return app(environ, start_response)
+    with request:
+        result = app(environ, request.start_response)
+    result_type = type(result)
+    if result_type is list or result_type is tuple:
+        request.finish()
+        return result
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+        request.finish()
+        return result
+    return ClosingResponse(result, request)
+
+
+class ClosingResponse:
+    """The app's response iterable, unchanged in content; ends the request's span when
+    the server has read it all or closes it, and reports an error raised while
+    iterating.
+
+    An iterator class, not a generator: a server that stops reading once it has the
+    Content-Length (werkzeug's does) and then closes would leave a generator suspended,
+    and its collection would throw GeneratorExit into it, a costly exception per request.
+    A response dropped unread and unclosed (a test client's, say; a server always closes)
+    ends its span when it is collected, as the generator did.
+    """
+
+    __slots__ = ("_result", "_request", "_iterator")
+
+    def __init__(self, result, request):
+        self._result = result
+        self._request = request
+
+    def __iter__(self):
+        self._iterator = iter(self._result)
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._request.finish()
+            raise
+        except BaseException as exc:
+            self._request.fail(exc)
+            raise
+
+    def close(self):
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._request.finish()
+
+    def __del__(self):
+        request = self._request
+        if not request.finished:
+            request.finish()  # guarded inside: nothing of ours escapes
+
+
+def describe_environ(environ, request, scrubber):
+    """The ``request`` block of an error event, from a WSGI environ: scrubbed."""
+    headers = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items()
+               if key.startswith("HTTP_") and isinstance(value, str)]
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers.append((key.replace("_", "-").title(), environ[key]))
+    query = environ.get("QUERY_STRING") or ""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+    url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{request.path}"
+    block = {
+        "method": environ.get("REQUEST_METHOD"),
+        "url": scrubber.url(url + ("?" + query if query else "")),
+        "route": request.route_name(),
+        "query_string": scrubber.query_string(query),
+        "headers": scrubber.headers(headers),
+    }
+    if request.agent.config.send_default_pii and environ.get("REMOTE_ADDR"):
+        block["client_address"] = environ["REMOTE_ADDR"]
+    data = _already_parsed_body(request)
+    if data is not None:
+        block["data"] = scrubber.mapping(data)
+    return block
+
+
+def _already_parsed_body(request):
+    if request.data is None:
+        return None
+    try:
+        return request.data()
+    except Exception:
+        return None
+
+
+_logged = set()
+
+
+def _log_once(what):
+    if what not in _logged:
+        _logged.add(what)
+        logging.getLogger("spyglass").exception("spyglass: %s", what)
