@@ -10,7 +10,8 @@ import weakref
 
 import pytest
 
-from spyglass.errors import FILTERED, Scrubber, build_error_event, fingerprint_of, format_stacktrace, in_app
+from spyglass.errors import build_error_event, fingerprint_of, format_stacktrace, in_app
+from spyglass.redact.scrub import FILTERED, Scrubber
 from spyglass.errors.event import MAX_MESSAGE, MAX_REPR, MAX_VARS, UNREPRESENTABLE
 
 THIS_FILE = os.path.abspath(__file__)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from spyglass.errors.scrub import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_KEYS, FILTERED, Scrubber
+from spyglass.redact.scrub import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_KEYS, FILTERED, Scrubber
 
 F = FILTERED
 scrubber = Scrubber()

@@ -94,6 +94,6 @@ def test_a_solr_error_is_an_error_span(solr_url, exported):
     ("price:{10 TO *] AND id:*", "price:{? TO *] AND id:*"),
 ])
 def test_query_terms_never_leave_only_fields_and_operators(query, expected):
-    from spyglass.instrument.pysolr import obfuscate_query
+    from spyglass.redact.solr import obfuscate_query
 
     assert obfuscate_query(query) == expected

@@ -1,4 +1,4 @@
-"""spyglass.trace.sql: obfuscation, signatures, grouping hash, cache."""
+"""spyglass.redact.sql: obfuscation, signatures, grouping hash, cache."""
 
 import re
 import string
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from spyglass.trace import sql
-from spyglass.trace.sql import Normalized, normalize, obfuscate
+from spyglass.redact import sql
+from spyglass.redact.sql import Normalized, normalize, obfuscate
 
 # (dialect, statement, expected obfuscated text)
 HOSTILE = [

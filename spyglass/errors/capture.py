@@ -20,7 +20,7 @@ from .. import agent as agent_module
 from .. import scopes as scope_module
 from ..trace.context import current_span, suppressed
 from .event import build_error_event, fingerprint_of, format_stacktrace
-from .scrub import FILTERED, Scrubber
+from ..redact.scrub import FILTERED, Scrubber
 
 log = logging.getLogger("spyglass")
 

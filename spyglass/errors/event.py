@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from itertools import islice
 from types import FrameType
 
-from .scrub import FILTERED, Scrubber
+from ..redact.scrub import FILTERED, Scrubber
 
 __all__ = ["build_error_event", "fingerprint_of", "format_stacktrace", "in_app"]
 

@@ -18,7 +18,7 @@ import contextvars
 from ._calls import SQL, Calls, db_call_metric, time_ns
 from ._patch import like
 from ..trace.context import get_active_scope
-from ..trace.sql import normalize
+from ..redact.sql import normalize
 
 # True while a traced executemany/callproc runs: the driver's own nested execute() calls
 # (PyMySQL, mysqlclient loop over execute) are part of that span, not spans of their own.
@@ -167,7 +167,7 @@ class Database:
 
     def _add_parameters(self, attributes, parameters):
         if self._scrubber is None:
-            from ..errors.scrub import Scrubber
+            from ..redact.scrub import Scrubber
 
             self._scrubber = Scrubber(extra_keys=self.calls.agent.config.scrub_keys)
         scrubber = self._scrubber

@@ -28,7 +28,7 @@ _HEADERS = frozenset((propagation.TRACEPARENT, propagation.TRACESTATE, propagati
 
 class OutboundHTTP:
     def __init__(self, agent, timing_key):
-        from ..errors.scrub import Scrubber
+        from ..redact.scrub import Scrubber
 
         self.calls = Calls(agent, timing_key, REMOTE)
         self.own_endpoint = agent.config.endpoint

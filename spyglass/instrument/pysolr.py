@@ -1,6 +1,6 @@
 """pysolr: each Solr operation is a CLIENT span in the ``nosql`` category, with the core,
-the query (obfuscated: field names and operators kept, every term a ``?``, as SQL literals
-are), and for searches the hits and QTime. The HTTP request pysolr makes
+the query (obfuscated by ``spyglass.redact.solr``: field names and operators kept, every
+term a ``?``, as SQL literals are), and for searches the hits and QTime. The HTTP request pysolr makes
 underneath (requests) is part of it, not a span of its own.
 
 | patched | how |
@@ -8,12 +8,12 @@ underneath (requests) is part of it, not a span of its own.
 | ``pysolr.Solr.search/more_like_this`` | span ``solr.search <core>``: ``db.query.text``, ``spyglass.solr.hits``, ``spyglass.solr.qtime_ms`` |
 | ``pysolr.Solr.add/delete/commit/optimize/extract/suggest_terms`` | span ``solr.<operation> <core>`` |
 """
-import re
 from urllib.parse import urlsplit
 
 from ._calls import NOSQL, Calls, time_ns
 from ._http import _in_request
 from ._patch import Patch, Supports
+from ..redact.solr import obfuscate_query
 from ..trace.context import get_active_scope
 
 SUPPORTS = Supports("pysolr", "3.0")
@@ -22,31 +22,6 @@ OPERATIONS = ("search", "add", "delete", "commit", "optimize", "extract", "more_
               "suggest_terms")
 PATCHES = tuple(Patch("pysolr", f"Solr.{operation}", "traced_operation")
                 for operation in OPERATIONS)
-
-
-# A Lucene/Solr query's tokens: a quoted phrase (maybe unterminated), or a run of anything
-# but whitespace, quotes and brackets. Brackets and whitespace are kept as they are.
-_QUERY_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[^\s()\[\]{}"]+')
-_KEPT_TOKENS = frozenset(("AND", "OR", "NOT", "TO", "&&", "||", "*", "*:*"))
-_FIELD = re.compile(r"[+\-!]*[A-Za-z_][\w.]*:")  # +title: -owner: !status:
-
-
-def obfuscate_query(query):
-    """A Solr query with its terms as ``?``: ``title:spyglass AND owner:"Ann Lee"`` ->
-    ``title:? AND owner:?``. Field names, operators, brackets and ``*:*`` are kept."""
-    return _QUERY_TOKEN.sub(_obfuscate_token, query)
-
-
-def _obfuscate_token(match):
-    token = match.group(0)
-    if token in _KEPT_TOKENS:
-        return token
-    field = _FIELD.match(token)
-    if field is None:
-        prefix = token[:len(token) - len(token.lstrip("+-!"))]
-        return prefix + "?" if prefix != token else token
-    rest = token[field.end():]
-    return field.group(0) + ("?" if rest and rest != "*" else rest)
 
 
 def setup(agent, module):

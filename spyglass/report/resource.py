@@ -1,9 +1,10 @@
 """Resource attributes, by OpenTelemetry's semantic-convention names, on every export."""
 import os
 import platform
-import re
 import socket
 import sys
+
+from ..redact.argv import scrub_command_args
 
 SDK_VERSION = "0.1.0"
 
@@ -30,21 +31,3 @@ def resource_attributes(config) -> dict:
             continue
         attributes[key] = value
     return attributes
-
-
-_SECRET_OPTION = re.compile(r"^(-{1,2}[\w.-]*(?:pass|secret|token|key|auth|credential)[\w.-]*)(=.*)?$", re.I)
-
-
-def scrub_command_args(args):
-    """Command lines carry secrets (``--password=…``, ``--token X``): mask their values."""
-    scrubbed, mask_next = [], False
-    for arg in args:
-        arg = str(arg)
-        if mask_next and not arg.startswith("-"):
-            scrubbed.append("[Filtered]")
-            mask_next = False
-            continue
-        match = _SECRET_OPTION.match(arg)
-        mask_next = bool(match) and match.group(2) is None
-        scrubbed.append(match.group(1) + "=[Filtered]" if match and match.group(2) else arg)
-    return scrubbed

@@ -1,4 +1,4 @@
-"""Tracing: tracer, spans, context, propagation, sampling, SQL normalization.
+"""Tracing: tracer, spans, context, propagation, sampling.
 
 opentracing is imported here, before any module of this package: its import fires
 spyglass's opentracing hook, which builds the tracer from these very modules, so it must
