@@ -20,16 +20,16 @@ _logging.getLogger("spyglass").addHandler(_logging.NullHandler())
 def init(config_file=None, **settings):
     """Start the sensor with these settings (they win over ini file and environment).
     Returns the agent, or None when disabled. Safe to call more than once."""
-    from . import agent
+    from . import bootstrap
 
-    return agent.start(started_by="code", config_file=config_file, **settings)
+    return bootstrap.start(started_by="code", config_file=config_file, **settings)
 
 
 def tracer():
     """spyglass's OpenTracing tracer (starting the sensor with defaults if needed)."""
-    from . import agent
+    from . import agent, bootstrap
 
-    running = agent.get() or agent.start(started_by="code")
+    running = agent.get() or bootstrap.start(started_by="code")
     if running is None:
         import opentracing
 

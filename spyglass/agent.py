@@ -11,11 +11,11 @@ import sys
 import threading
 
 from . import config as config_module
+from . import process
 
 log = logging.getLogger("spyglass")
 
 _lock = threading.RLock()
-_agent = None
 
 
 class Agent:
@@ -27,7 +27,7 @@ class Agent:
         self.instrumented = []  # library names patched so far, in order
         self.reporter = Reporter(config, self._resource_attributes)
         self.metrics = None
-        if _inside_uwsgi():
+        if inside_uwsgi():
             self.reporter.hold()  # see spyglass.instrument.uwsgi
         if config.metrics_interval > 0:
             from . import metrics
@@ -60,8 +60,6 @@ class Agent:
     def resume_in_child(self):
         """In a process forked in C (a uWSGI worker, from its post-fork hook): new trace
         ids, fresh metrics, and the reporter thread running, before any request."""
-        from . import process
-
         process.check_fork()
         if self.metrics is not None and self.metrics.generation != process.generation:
             self.metrics.after_fork()
@@ -99,17 +97,19 @@ class Agent:
 
 def get():
     """The running agent, or None."""
-    return _agent
+    return process.agent
 
 
-def start(started_by="code", config_file=None, **settings):
-    """Start the sensor once per process; later calls only note who asked. Never raises."""
-    global _agent
+def start(started_by="code", config_file=None, on_start=None, **settings):
+    """Start the sensor once per process; later calls only note who asked. Never raises.
+    ``on_start(agent)`` runs once, when the agent is made (spyglass.bootstrap registers the
+    instrumentation's import hooks there)."""
     with _lock:
-        if _agent is not None:
-            if started_by not in _agent.started_by:
-                _agent.started_by.append(started_by)
-            return _agent
+        running = process.agent
+        if running is not None:
+            if started_by not in running.started_by:
+                running.started_by.append(started_by)
+            return running
         try:
             config = config_module.load(config_file=config_file, **settings)
             if config.debug:
@@ -117,26 +117,21 @@ def start(started_by="code", config_file=None, **settings):
             if not config.enabled:
                 log.info("spyglass: disabled by configuration (%s)", config.sources["enabled"])
                 return None
-            _agent = Agent(config, started_by)
-            from .instrument import register_hooks
-
-            register_hooks(_agent)
-            if _inside_uwsgi():
-                from .instrument import uwsgi
-
-                uwsgi.watch(_agent)
+            running = process.agent = Agent(config, started_by)
+            if on_start is not None:
+                on_start(running)
             from .report import signals
 
-            signals.drain_on_sigterm(_agent.reporter)
+            signals.drain_on_sigterm(running.reporter)
             log.debug("spyglass: started by %s, sending to %s as %r", started_by,
                       config.endpoint, config.service_name)
         except Exception:
             log.exception("spyglass: could not start; the app runs without it")
-            _agent = None
-        return _agent
+            process.agent = None
+        return process.agent
 
 
-def _inside_uwsgi():
+def inside_uwsgi():
     """True in a process started by the uwsgi binary, known before its ``uwsgi`` module
     exists: it exports UWSGI_ORIGINAL_PROC_NAME and embeds Python without a command line
     (a Python subprocess inheriting the variable has one)."""

@@ -18,6 +18,10 @@ import random
 import sys
 from contextvars import ContextVar
 
+# The running agent, or None: spyglass.agent.start sets it, once. What runs on the app's
+# calls below the agent (error capture) finds it here, without importing the agent.
+agent = None
+
 # True in spyglass's own threads (the reporter): instrumentation records nothing there,
 # so the sensor's export requests are never traced.
 suppressed: ContextVar = ContextVar("spyglass.suppressed", default=False)

@@ -2,7 +2,8 @@
 
 Each group's single entry point hooks ``os``, which every interpreter has imported while
 starting, so it runs at once; it starts the sensor (once, whatever combination of groups
-is named) and the sensor registers every library's lazy hook from the registry.
+is named): ``start`` makes the agent and registers every library's lazy hook from the
+registry. ``spyglass.init()`` starts it the same way.
 
 Nothing beyond what autowrapt has already loaded is imported here; packaging tools run
 with the variable set are left alone.
@@ -45,16 +46,33 @@ def is_packaging_tool(argv=None) -> bool:
     return any("pyproject_hooks" in arg or "pep517" in arg for arg in argv[:3])
 
 
+def start(started_by="code", config_file=None, **settings):
+    """Start the sensor once per process (the agent, then the import hooks that instrument
+    each library when the app imports it); returns the agent, or None when disabled."""
+    from .. import agent
+
+    return agent.start(started_by, config_file, on_start=_instrument, **settings)
+
+
+def _instrument(running):
+    from .. import agent
+    from ..instrument import register_hooks
+
+    register_hooks(running)
+    if agent.inside_uwsgi():
+        from ..instrument import uwsgi
+
+        uwsgi.watch(running)
+
+
 def _start(group):
     if is_packaging_tool():
         return
     try:
-        from .. import agent
-
         # `spyglass run` marks the processes it starts, for the process snapshot.
         launcher = os.environ.get("SPYGLASS_LAUNCHER")
         started_by = f"{launcher} (autowrapt:{group})" if launcher else "autowrapt:" + group
-        agent.start(started_by=started_by)
+        start(started_by=started_by)
     except Exception:  # the app must start whatever happens to us
         import logging
 

@@ -16,7 +16,7 @@ import sys
 import time
 from contextvars import ContextVar
 
-from .. import agent as agent_module
+from .. import process
 from .. import scopes as scope_module
 from ..trace.context import current_span, suppressed
 from .event import build_error_event, fingerprint_of, format_stacktrace
@@ -102,7 +102,7 @@ def capture_exception(exc=None, **context):
 def capture_message(message, level="info", **context):
     """Send ``message`` as an event of ``level``; returns the event id or None."""
     try:
-        agent = agent_module.get()
+        agent = process.agent
         if agent is None or suppressed.get():
             return None
         return _message(agent, scope_module.current_request(), message, level, context)
@@ -170,7 +170,7 @@ def capture_request_message(request, message, level, **context):
 # -- the pipeline ---------------------------------------------------------------------------
 
 def _capture(exc, handled, context, mechanism=None):
-    agent = agent_module.get()
+    agent = process.agent
     if agent is None or suppressed.get():
         return None
     request = scope_module.current_request()
@@ -290,7 +290,7 @@ def _filtered(event):
     """before_send: None drops the event; if the filter raises, the event goes unchanged."""
     function = _before_send
     if function is None:
-        agent = agent_module.get()
+        agent = process.agent
         function = settings(agent)[1] if agent is not None else None
     if function is None:
         return event

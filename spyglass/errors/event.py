@@ -21,11 +21,11 @@ from itertools import islice
 from types import FrameType
 
 from ..redact.scrub import FILTERED, Scrubber
+from ..redact.stacktrace import DEFAULT_SCRUBBER, format_stacktrace
 
 __all__ = ["build_error_event", "fingerprint_of", "format_stacktrace", "in_app"]
 
 MAX_MESSAGE = 8 * 1024
-MAX_STACKTRACE = 32 * 1024
 MAX_CHAIN = 10            # causes/contexts followed from one exception
 MAX_GROUP_DEPTH = 5       # ExceptionGroups nested in ExceptionGroups
 MAX_GROUP_MEMBERS = 20    # members kept per group
@@ -37,7 +37,6 @@ SCRUB_LINES_ABOVE = 5     # source lines read above the context, for its redacti
 DEFAULT_TEMPLATE = "{{ default }}"
 UNREPRESENTABLE = "<unrepresentable>"
 
-DEFAULT_SCRUBBER = Scrubber()
 # Python 3.9/3.10 have no ExceptionGroup.
 _BaseExceptionGroup = getattr(builtins, "BaseExceptionGroup", None)
 _LIBRARY_DIRS = ("site-packages", "dist-packages")
@@ -71,22 +70,6 @@ def build_error_event(exc: BaseException, *, handled: bool = False, level: str =
         return event
     except Exception:
         return _minimal_event(exc, handled, level, scrubber or DEFAULT_SCRUBBER)
-
-
-def format_stacktrace(exc: BaseException, *, scrubber: Scrubber | None = None,
-                      limit: int = MAX_STACKTRACE) -> str:
-    """``traceback.format_exception`` text, scrubbed, at most ``limit`` characters.
-
-    When cut, the head and the tail are kept: the tail holds the innermost
-    frames and the message, the part read first.
-    """
-    scrubber = scrubber or DEFAULT_SCRUBBER
-    try:
-        import traceback  # already loaded in practice (logging imports it)
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return scrubber.text(_cap_middle(text, limit))
-    except Exception:
-        return f"{_type_name(exc)}: {scrubber.text(_safe_message(exc))}"
 
 
 def fingerprint_of(event: dict, *, custom: Sequence[str] | None = None) -> str:
@@ -474,15 +457,6 @@ def _safe_message(exc: object) -> str:
     except Exception:
         pass
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
-
-
-def _cap_middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    marker = f"\n... [{len(text) - limit} characters cut] ...\n"
-    keep = max(0, limit - len(marker))
-    head = keep // 4
-    return text[:head] + marker + text[len(text) - (keep - head):]
 
 
 def _type_name(exc: object) -> str:

@@ -9,6 +9,8 @@ sends that could carry one passes through here first.
 - ``sql``: SQL obfuscation (every literal a ``?``; a statement that cannot be read with
   certainty becomes ``?`` whole), signatures and grouping hashes;
 - ``solr``: Solr query obfuscation (every term a ``?``);
+- ``stacktrace``: a traceback as text (spans' exception events, error events), scrubbed
+  and capped;
 - ``argv``: the command line, values of secret-looking options masked.
 
 Importing this package imports none of them: each is loaded where it is first needed.

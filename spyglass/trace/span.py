@@ -161,7 +161,7 @@ class Span(opentracing.Span):
         """An ``exception`` event by OpenTelemetry's conventions; status ERROR when
         ``error`` (else only kept). The message and stack are scrubbed as error events are:
         a driver's error can quote the data it refused."""
-        from ..errors.event import DEFAULT_SCRUBBER, format_stacktrace  # the error path only
+        from ..redact.stacktrace import DEFAULT_SCRUBBER, format_stacktrace  # the error path only
 
         scrubber = scrubber or DEFAULT_SCRUBBER
         kind = type(exc)
