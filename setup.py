@@ -5,9 +5,20 @@ Each group has one entry: a hook on ``os`` (imported by every interpreter while
 it starts, so the hook fires at once) that starts the sensor and registers the
 lazy per-library hooks from ``spyglass.instrument.REGISTRY``.
 """
+import ast
+import re
+
 from setuptools import find_namespace_packages, setup
 
-GROUPS = ("runtime", "flask", "django", "fastapi", "spyglass")
+
+def bootstrap_groups():
+    """spyglass.bootstrap.GROUPS, read from its source (setup.py does not import the
+    package it builds)."""
+    with open("spyglass/bootstrap/__init__.py", encoding="utf-8") as source:
+        return ast.literal_eval(re.search(r"^GROUPS = (\(.*\))$", source.read(), re.M).group(1))
+
+
+GROUPS = bootstrap_groups()
 
 COLLECTOR = [
     "protobuf>=4.21",

@@ -45,7 +45,7 @@ def flush(timeout=None) -> bool:
     return running.reporter.flush(timeout) if running else True
 
 
-# -- errors and scopes (spyglass.errors.capture, spyglass.scope) ---------------------------
+# -- errors and scopes (spyglass.errors.capture, spyglass.errors.scope) -------------------------
 
 def capture_exception(exc=None, **context):
     """Send an error event for ``exc`` (default: the exception being handled). ``context``:
@@ -67,19 +67,19 @@ def set_user(user=None, **fields):
     """The user for events from here on (this request, or the enclosing ``scope()``):
     a dict such as ``{"id": 42}``, or keywords; None clears it. Only the id is sent
     unless ``send_default_pii`` is on."""
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     scope_module.current().set_user({**(user or {}), **fields})
 
 
 def set_tag(key, value):
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     scope_module.current().set_tag(key, value)
 
 
 def set_tags(tags):
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     current = scope_module.current()
     for key, value in dict(tags).items():
@@ -88,13 +88,13 @@ def set_tags(tags):
 
 def set_context(name, values):
     """A named block of data (a dict) for events; None removes it."""
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     scope_module.current().set_context(name, values)
 
 
 def add_breadcrumb(message=None, category=None, level="info", data=None):
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     scope_module.current().add_breadcrumb(message, category, level, data)
 
@@ -102,7 +102,7 @@ def add_breadcrumb(message=None, category=None, level="info", data=None):
 def scope():
     """``with spyglass.scope() as s:``: user, tags, contexts and breadcrumbs set inside
     stay inside (per thread and per asyncio task)."""
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
 
     return scope_module.isolated()
 
@@ -113,7 +113,7 @@ def set_request_options(**options):
     ``ignore_error``, ``view_name``, ``group_string``, ``message``, ``force_logs``,
     ``force_send``. Returns False outside a traced request; an unknown name raises
     TypeError, with or without the sensor running."""
-    from . import scopes as scope_module
+    from .errors import scope as scope_module
     from .web import check_options
 
     check_options(options)

@@ -254,7 +254,7 @@ KEYS: Tuple[Key, ...] = (
          "events: `sys.excepthook`, `threading.excepthook`, `sys.unraisablehook` and asyncio "
          "loops' exception handler. The hooks found there still run after, so the app's "
          "output and exit status stay the same."),
-    _key("logging.level", parse_level, logging.WARNING, "Records at or above this level from "
+    _key("logging_level", parse_level, logging.WARNING, "Records at or above this level from "
          "the stdlib logging module are sent as OTLP log records."),
     _key("logging_on_error", parse_bool, False, "Send a request's log records only when the "
          "request errored or was slow."),
@@ -281,6 +281,13 @@ KEYS: Tuple[Key, ...] = (
 )
 
 KEYS_BY_NAME: Dict[str, Key] = {key.name: key for key in KEYS}
+
+# Old names of settings -> their names now: still read, with one warning each (their
+# environment variables are the new ones': dots became underscores there already).
+RENAMED = {
+    "logging.level": "logging_level",
+}
+_renames_warned = set()
 
 
 def format_default(value) -> str:
@@ -344,6 +351,8 @@ class Config:
 
     def set(self, name: str, raw: Any, source: str) -> bool:
         """Parse and set one value; on a bad value warn once and keep the default."""
+        if name in RENAMED:
+            name = _renamed(name, source)
         key = KEYS_BY_NAME.get(name)
         if key is None:
             self.problems.append((source, name, "unknown key"))
@@ -362,6 +371,25 @@ class Config:
 
     def as_dict(self) -> Dict[str, Any]:
         return {key.name: self.get(key.name) for key in KEYS}
+
+
+def _renamed(old: str, source: str) -> str:
+    new = RENAMED[old]
+    if old not in _renames_warned:
+        _renames_warned.add(old)
+        log.warning("spyglass: the setting %s (from %s) is now called %s; the old name is "
+                    "read for now", old, source, new)
+    return new
+
+
+def truthy(value) -> bool:
+    """Leniently true (a per-request option, an environ value the app set): "1", "true",
+    "yes", "on", "y", "t" in any case, or any other true value; everything else is false."""
+    if value is None or value is False:  # the common case (no option given), first
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE
+    return bool(value)
 
 
 def read_ini(path: str):

@@ -34,6 +34,25 @@ def test_configuration_md_documents_every_key_exactly():
         assert meaning
 
 
+def test_renamed_settings_are_documented_and_read_with_one_warning(tmp_path, caplog):
+    with open(os.path.join(ROOT, "Configuration.md"), encoding="utf-8") as handle:
+        section = handle.read().split("## Renamed settings")[1].split("\n## ")[0]
+    documented = dict(re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|$", section, re.M))
+    assert documented == config_module.RENAMED
+    ini = tmp_path / "old.ini"
+    ini.write_text("[spyglass]\nspyglass.logging.level = error\n")
+    config_module._renames_warned.clear()
+    with caplog.at_level(logging.WARNING, logger="spyglass"):
+        first = load(config_file=str(ini), environ={})
+        second = load(environ={}, **{"logging.level": "info"})
+    assert first.logging_level == logging.ERROR and second.logging_level == logging.INFO
+    assert first.sources["logging_level"] == f"ini:{ini}:2"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"spyglass: the setting logging.level (from ini:{ini}:2) is now called logging_level; "
+        "the old name is read for now"]
+    assert load(environ={"SPYGLASS_LOGGING_LEVEL": "debug"}).logging_level == logging.DEBUG
+
+
 def test_precedence_defaults_ini_env_code(tmp_path):
     ini = tmp_path / "app.ini"
     ini.write_text("[spyglass]\nspyglass.sample_rate = 0.5\nspyglass.release = from-ini\n"

@@ -1,4 +1,4 @@
-"""stdlib logging under the sensor: records at or above logging.level become OTLP log
+"""stdlib logging under the sensor: records at or above logging_level become OTLP log
 records tied to their request's span, held back under logging_on_error until the request
 errs or is slow (or force_logs says otherwise); every record carries trace_id/span_id for
 the app's formatters; spyglass's own records never feed back."""
@@ -52,7 +52,7 @@ def test_logging_on_error_holds_a_request_s_records_back(run):
     assert not [b for b in sent if "quiet" in b]  # neither errored nor slow: dropped
     for n in ("forced", "failed", "slow"):
         assert f"info line {n}" in sent and f"warning line {n}" in sent
-    assert not [b for b in sent if "debug line" in b]  # below logging.level
+    assert not [b for b in sent if "debug line" in b]  # below logging_level
     assert "outside any request" in sent  # no request: nothing to wait for
 
 

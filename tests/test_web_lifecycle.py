@@ -1,14 +1,14 @@
 """The request lifecycle (spyglass.web.RequestTrace as a ``with`` block) does what the
 functions it writes out do: entering pushes the request's scope layer and activates its
-span as ``scopes.push_request_scope`` and ``trace.context.activate`` do, leaving undoes it
-as ``Scope.close`` and ``scopes.pop_scope`` do, in the same context and from another."""
+span as ``errors.scope.push_request_scope`` and ``trace.context.activate`` do, leaving undoes it
+as ``Scope.close`` and ``errors.scope.pop_scope`` do, in the same context and from another."""
 import contextvars
 
 import pytest
 
 from db_helpers import agent
 
-from spyglass import scopes
+from spyglass.errors import scope as scopes
 from spyglass.trace import context
 from spyglass.web import RequestTrace
 

@@ -11,6 +11,9 @@ with the variable set are left alone.
 import os
 import sys
 
+# The groups AUTOWRAPT_BOOTSTRAP may name, each a function below (setup.py reads this line).
+GROUPS = ("runtime", "flask", "django", "fastapi", "spyglass")
+
 # Commands that must never be instrumented: installers, builders, environment managers.
 PACKAGING_TOOLS = frozenset((
     "pip", "pip3", "setuptools", "easy_install", "virtualenv", "venv", "wheel", "build",

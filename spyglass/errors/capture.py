@@ -17,7 +17,8 @@ import time
 from contextvars import ContextVar
 
 from .. import process
-from .. import scopes as scope_module
+from ..config import truthy
+from . import scope as scope_module
 from ..trace.context import current_span, suppressed
 from .event import build_error_event, fingerprint_of, format_stacktrace
 from ..redact.scrub import FILTERED, Scrubber
@@ -130,7 +131,7 @@ def capture_unhandled(exc, request):
         if not isinstance(exc, Exception) or request.already_captured(exc):
             return
         request.captured_exception(exc)
-        if _truthy(request.option("ignore_error")):
+        if truthy(request.option("ignore_error")):
             return
         agent = request.agent
         scrubber, _ = settings(agent)
@@ -199,7 +200,7 @@ def _build(agent, exc, handled, level, request, scrubber, context):
     if request is not None:
         override = request.option("report_local_vars")
         if override is not None:
-            local_vars = _truthy(override)
+            local_vars = truthy(override)
     event = build_error_event(exc, handled=handled, level=level, report_local_vars=local_vars,
                               in_app_include=config.in_app_include,
                               in_app_exclude=config.in_app_exclude, scrubber=scrubber)
@@ -435,12 +436,6 @@ def _safe_str(value):
         return str(value)
     except Exception:
         return "<unprintable>"
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
 
 
 def _plain(value):

@@ -1,7 +1,8 @@
 """Timing and recording of the calls an app makes: databases, Solr, Redis, templates and
-outbound HTTP. Every instrumentation of such a library holds one ``Calls``.
+outbound HTTP. Every instrumentation of such a library holds one ``CallRecorder``.
 
-What happens to a finished call (``Calls.record``, for leaf calls that propagate nothing):
+What happens to a finished call (``CallRecorder.record``, for leaf calls that propagate
+nothing):
 
 1. It is added to the request's aggregates by category (``spyglass.agg.<category>.*`` on the
    local root), always, whether or not a span is exported.
@@ -13,10 +14,10 @@ What happens to a finished call (``Calls.record``, for leaf calls that propagate
    ``span_min_duration`` is dropped at export (see ``RootSpan``).
 
 Calls whose span must exist before they run (outbound HTTP injects its id) use
-``Calls.finish`` on a span started with the tracer instead.
+``CallRecorder.finish`` on a span started with the tracer instead.
 
-Errors here are the sensor's: ``Calls.failed`` logs the first one per library and the app's
-call goes on untouched.
+Errors here are the sensor's: ``CallRecorder.failed`` logs the first one per library and
+the app's call goes on untouched.
 """
 import linecache
 import logging
@@ -35,7 +36,7 @@ MAX_STACK_FRAMES = 30
 time_ns = time.time_ns
 
 
-class Calls:
+class CallRecorder:
     """The calls of one instrumented library: its threshold, category and span kind."""
 
     def __init__(self, agent, timing_key, category, kind=CLIENT):

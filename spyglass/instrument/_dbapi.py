@@ -15,7 +15,7 @@ driver's method directly.
 """
 import contextvars
 
-from ._calls import SQL, Calls, db_call_metric, time_ns
+from ._calls import SQL, CallRecorder, db_call_metric, time_ns
 from ._patch import like
 from ..trace.context import get_active_scope
 from ..redact.sql import normalize
@@ -31,11 +31,11 @@ _PARAMETER_KEYWORDS = ("vars", "args", "params", "parameters", "seq_of_parameter
                        "vars_list", "argslist")
 
 
-class Database:
+class DriverInstrumentation:
     """One driver's instrumentation state: its calls and how to describe a connection."""
 
     def __init__(self, agent, timing_key, system, dialect, describe=None):
-        self.calls = Calls(agent, timing_key, SQL)
+        self.calls = CallRecorder(agent, timing_key, SQL)
         self.system = system
         self.dialect = dialect
         self.capture_parameters = agent.config.capture_sql_parameters
@@ -132,7 +132,7 @@ class Database:
         if statement is not None and not isinstance(statement, (str, bytes)):
             text = _composed_text(statement, cursor)
         normalized = normalize(text if text is not None else "", self.dialect)
-        attributes = {}  # spyglass.category: set by Calls.record
+        attributes = {}  # spyglass.category: set by CallRecorder.record
         if normalized.operation:
             attributes["db.operation.name"] = normalized.operation
         attributes["db.query.text"] = normalized.text
@@ -389,42 +389,42 @@ def subclass(base, methods, keep_dict=False):
     return cls
 
 
-# -- the factories of the drivers' declared patches: make(original, database) ---------------
+# -- the factories of the drivers' declared patches: make(original, driver) ---------------
 
-def traced_execute(execute, database):
-    return database.wrap_statement(execute)
-
-
-def traced_executemany(executemany, database):
-    return database.wrap_statement(executemany, batch=True)
+def traced_execute(execute, driver):
+    return driver.wrap_statement(execute)
 
 
-def traced_callproc(callproc, database):
-    return database.wrap_operation(callproc, "CALL", connection_of)
+def traced_executemany(executemany, driver):
+    return driver.wrap_statement(executemany, batch=True)
 
 
-def traced_commit(commit, database):
-    return database.wrap_operation(commit, "COMMIT")
+def traced_callproc(callproc, driver):
+    return driver.wrap_operation(callproc, "CALL", connection_of)
 
 
-def traced_rollback(rollback, database):
-    return database.wrap_operation(rollback, "ROLLBACK")
+def traced_commit(commit, driver):
+    return driver.wrap_operation(commit, "COMMIT")
 
 
-def traced_execute_async(execute, database):
-    return database.wrap_statement_async(execute)
+def traced_rollback(rollback, driver):
+    return driver.wrap_operation(rollback, "ROLLBACK")
 
 
-def traced_executemany_async(executemany, database):
-    return database.wrap_statement_async(executemany, batch=True)
+def traced_execute_async(execute, driver):
+    return driver.wrap_statement_async(execute)
 
 
-def traced_commit_async(commit, database):
-    return database.wrap_operation_async(commit, "COMMIT")
+def traced_executemany_async(executemany, driver):
+    return driver.wrap_statement_async(executemany, batch=True)
 
 
-def traced_rollback_async(rollback, database):
-    return database.wrap_operation_async(rollback, "ROLLBACK")
+def traced_commit_async(commit, driver):
+    return driver.wrap_operation_async(commit, "COMMIT")
+
+
+def traced_rollback_async(rollback, driver):
+    return driver.wrap_operation_async(rollback, "ROLLBACK")
 
 
 def describe_libpq(connection):

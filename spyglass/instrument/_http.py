@@ -16,7 +16,7 @@ carries each send's own context).
 import contextvars
 import copy
 
-from ._calls import REMOTE, Calls
+from ._calls import REMOTE, CallRecorder
 from ..trace import propagation
 from ..trace.context import get_active_scope, suppressed
 from ..trace.span import CLIENT
@@ -30,7 +30,7 @@ class OutboundHTTP:
     def __init__(self, agent, timing_key):
         from ..redact.scrub import Scrubber
 
-        self.calls = Calls(agent, timing_key, REMOTE)
+        self.calls = CallRecorder(agent, timing_key, REMOTE)
         self.own_endpoint = agent.config.endpoint
         self.scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
 

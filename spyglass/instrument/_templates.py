@@ -1,7 +1,7 @@
 """Template rendering as an activated span in the ``template`` category: queries a
 template makes while it renders (a lazy queryset) are its children. Shared by the
 template engines' instrumentations (jinja2, django_templates)."""
-from ._calls import TEMPLATE, Calls
+from ._calls import TEMPLATE, CallRecorder
 from ..trace.context import get_active_scope
 from ..trace.span import INTERNAL
 
@@ -11,7 +11,7 @@ class Renders:
     twins of its render methods; ``name_of(template)`` names a template."""
 
     def __init__(self, agent, timing_key, engine, name_of):
-        self.calls = Calls(agent, timing_key, TEMPLATE, INTERNAL)
+        self.calls = CallRecorder(agent, timing_key, TEMPLATE, INTERNAL)
         self.engine = engine
         self.name_of = name_of
 

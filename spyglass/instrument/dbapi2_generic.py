@@ -16,7 +16,7 @@ cheaper instrumentation; naming them here changes nothing.
 """
 import wrapt
 
-from ._dbapi import ClassCache, Database, connection_of
+from ._dbapi import ClassCache, DriverInstrumentation, connection_of
 from ._patch import Patch
 
 SUPPORTS = None  # any driver: PEP 249 is all it is asked to follow
@@ -46,15 +46,15 @@ class Proxies:
 
     def __init__(self, agent, module):
         system, dialect = system_of(module.__name__)
-        self.database = database = Database(agent, TIMING, system, dialect)
+        self.driver = driver = DriverInstrumentation(agent, TIMING, system, dialect)
 
         def cursor_proxy(cls):
             methods = {}
             for name, batch in (("execute", False), ("executemany", True)):
                 if hasattr(cls, name):
-                    methods[name] = database.wrap_statement(_forward(name), batch=batch)
+                    methods[name] = driver.wrap_statement(_forward(name), batch=batch)
             if hasattr(cls, "callproc"):
-                methods["callproc"] = database.wrap_operation(_forward("callproc"), "CALL",
+                methods["callproc"] = driver.wrap_operation(_forward("callproc"), "CALL",
                                                               _proxied_connection)
             if hasattr(cls, "__enter__"):
                 methods["__enter__"] = _enter
@@ -68,7 +68,7 @@ class Proxies:
                 methods["cursor"] = _cursor_method(cursor_proxies)
             for name, operation in (("commit", "COMMIT"), ("rollback", "ROLLBACK")):
                 if hasattr(cls, name):
-                    methods[name] = database.wrap_operation(_forward(name), operation)
+                    methods[name] = driver.wrap_operation(_forward(name), operation)
             if hasattr(cls, "__enter__"):
                 methods["__enter__"] = _enter
             return type("TracedConnection", (wrapt.ObjectProxy,), methods)
@@ -86,7 +86,7 @@ def traced_connect(connect, proxies):
         connection = connect(*args, **kwargs)
         return connection_proxies(type(connection))(connection)
 
-    return proxies.database.wrap_connect(connect_and_wrap)
+    return proxies.driver.wrap_connect(connect_and_wrap)
 
 
 def system_of(module_name):

@@ -16,7 +16,7 @@ import functools
 from ._patch import Patch, Supports
 from .. import agent as agent_module
 from ..errors import capture
-from ..scopes import current as current_scope, current_request
+from ..errors.scope import current as current_scope, current_request
 from ..trace.context import suppressed
 from ..web import user_from, wsgi
 from ..web.wsgi import WSGIRequest

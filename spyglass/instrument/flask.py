@@ -17,7 +17,7 @@ import functools
 
 from ._patch import Patch, Supports
 from ..errors import capture
-from ..scopes import current_request
+from ..errors.scope import current_request
 from ..web import user_from, wsgi
 
 SUPPORTS = Supports("flask", "2.2")

@@ -6,7 +6,7 @@ adding a handler) leaves the app's logging set-up exactly as it was: ``basicConf
 still configures, ``lastResort`` still prints.
 
 Each record gets ``trace_id`` and ``span_id`` attributes (hex; zeros outside a span) for
-the app's formatters. Records at or above ``logging.level`` are also sent as OTLP log
+the app's formatters. Records at or above ``logging_level`` are also sent as OTLP log
 records tied to the current span (held back until the request errs or is slow under
 ``logging_on_error``), added as breadcrumbs, and those with ``exc_info`` go through
 ``capture_exception``. Records below the level cost one comparison more. Records of the
@@ -64,7 +64,7 @@ def _forwarder(agent):
     from ..errors import capture
     from ..trace.context import get_active_scope, suppressed
     from ..report import otlp
-    from .. import scopes as scope_module
+    from ..errors import scope as scope_module
 
     config = agent.config
     submit_log = agent.reporter.submit_log

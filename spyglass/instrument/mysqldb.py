@@ -7,7 +7,7 @@
 | ``MySQLdb.cursors.BaseCursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
 | ``MySQLdb.connections.Connection.commit/rollback`` | spans (the methods are the C base's, set on the Python class) |
 """
-from ._dbapi import (Database, traced_callproc, traced_commit, traced_execute,
+from ._dbapi import (DriverInstrumentation, traced_callproc, traced_commit, traced_execute,
                      traced_executemany, traced_rollback)
 from ._patch import Patch, Supports, alias
 
@@ -27,14 +27,14 @@ PATCHES = (
 
 
 def setup(agent, module):
-    return Database(agent, TIMING, "mysql", "mysql", _describe)
+    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", _describe)
 
 
-def traced_connect(connect, database):
-    return database.wrap_connect(_remembering_port(connect))
+def traced_connect(connect, driver):
+    return driver.wrap_connect(_remembering_port(connect))
 
 
-def same_connect(connect, database):
+def same_connect(connect, driver):
     import MySQLdb
 
     return alias(MySQLdb.connect, connect)

@@ -12,9 +12,9 @@ pipelines keep working.
 ``Connection.execute`` makes a cursor and calls its ``execute``: one span. psycopg has no
 ``callproc``, so none is added. ``sql.Composed`` statements are rendered, then obfuscated.
 """
-from ._dbapi import (Database, describe_libpq, traced_commit, traced_commit_async, traced_execute,
-                     traced_execute_async, traced_executemany, traced_executemany_async,
-                     traced_rollback, traced_rollback_async)
+from ._dbapi import (DriverInstrumentation, describe_libpq, traced_commit, traced_commit_async,
+                     traced_execute, traced_execute_async, traced_executemany,
+                     traced_executemany_async, traced_rollback, traced_rollback_async)
 from ._patch import Patch, Supports, alias
 
 SUPPORTS = Supports("psycopg", "3.0")
@@ -39,18 +39,18 @@ PATCHES = (
 
 
 def setup(agent, module):
-    return Database(agent, TIMING, "postgresql", "postgresql", describe_libpq)
+    return DriverInstrumentation(agent, TIMING, "postgresql", "postgresql", describe_libpq)
 
 
-def traced_connect(connect, database):
-    return database.wrap_connect(connect)
+def traced_connect(connect, driver):
+    return driver.wrap_connect(connect)
 
 
-def traced_connect_async(connect, database):
-    return database.wrap_connect_async(connect)
+def traced_connect_async(connect, driver):
+    return driver.wrap_connect_async(connect)
 
 
-def same_connect(connect, database):
+def same_connect(connect, driver):
     import psycopg
 
     return alias(psycopg.Connection.connect, connect)

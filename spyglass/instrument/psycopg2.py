@@ -15,7 +15,8 @@ whose own ``cursor()`` picks a default cursor class (``extras.DictConnection``) 
 cursor it returns is given the traced subclass of its class. A ``cursor_factory`` that is a
 function, not a class, is used as given and its cursors are not traced.
 """
-from ._dbapi import ClassCache, Database, describe_libpq, subclass, traced_callproc
+from ._dbapi import (ClassCache, DriverInstrumentation, describe_libpq, subclass,
+                     traced_callproc)
 from ._patch import Patch, Supports, like
 
 SUPPORTS = Supports(("psycopg2", "psycopg2-binary"), "2.7")
@@ -30,17 +31,17 @@ class Psycopg2:
 
     def __init__(self, agent, module):
         self.extensions = extensions = module.extensions
-        self.database = database = Database(agent, TIMING, "postgresql", "postgresql",
+        self.driver = driver = DriverInstrumentation(agent, TIMING, "postgresql", "postgresql",
                                             describe_libpq)
         cursor_classes = ClassCache(lambda base: subclass(base, {
-            "execute": database.wrap_statement(base.execute),
-            "executemany": database.wrap_statement(base.executemany, batch=True),
-            "callproc": traced_callproc(base.callproc, database),
+            "execute": driver.wrap_statement(base.execute),
+            "executemany": driver.wrap_statement(base.executemany, batch=True),
+            "callproc": traced_callproc(base.callproc, driver),
         }))
         self.connection_classes = ClassCache(lambda base: subclass(base, {
             "cursor": _traced_cursor_method(base, extensions, cursor_classes),
-            "commit": database.wrap_operation(base.commit, "COMMIT"),
-            "rollback": database.wrap_operation(base.rollback, "ROLLBACK"),
+            "commit": driver.wrap_operation(base.commit, "COMMIT"),
+            "rollback": driver.wrap_operation(base.rollback, "ROLLBACK"),
         }, keep_dict=True))
 
 
@@ -60,7 +61,7 @@ def traced_connect(connect, psycopg2):
             kwargs["connection_factory"] = connection_classes(factory)
         return args, kwargs
 
-    return psycopg2.database.wrap_connect(connect, prepare)
+    return psycopg2.driver.wrap_connect(connect, prepare)
 
 
 def _traced_cursor_method(base, extensions, cursor_classes):

@@ -7,7 +7,7 @@ the app's, subclassing the driver's cursors, is traced through what it inherits.
 | ``pymysql.cursors.Cursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
 | ``pymysql.connections.Connection.connect/commit/rollback`` | spans |
 """
-from ._dbapi import (Database, traced_callproc, traced_commit, traced_execute,
+from ._dbapi import (DriverInstrumentation, traced_callproc, traced_commit, traced_execute,
                      traced_executemany, traced_rollback)
 from ._patch import Patch, Supports
 
@@ -24,12 +24,12 @@ PATCHES = (
 
 
 def setup(agent, module):
-    return Database(agent, TIMING, "mysql", "mysql", _describe)
+    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", _describe)
 
 
-def traced_connect(connect, database):
+def traced_connect(connect, driver):
     """``Connection.connect``, the method that opens (and reopens) the socket."""
-    return database.wrap_operation(connect, "connect")
+    return driver.wrap_operation(connect, "connect")
 
 
 def _describe(connection):

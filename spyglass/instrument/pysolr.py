@@ -10,7 +10,7 @@ underneath (requests) is part of it, not a span of its own.
 """
 from urllib.parse import urlsplit
 
-from ._calls import NOSQL, Calls, time_ns
+from ._calls import NOSQL, CallRecorder, time_ns
 from ._http import _in_request
 from ._patch import Patch, Supports
 from ..redact.solr import obfuscate_query
@@ -25,7 +25,7 @@ PATCHES = tuple(Patch("pysolr", f"Solr.{operation}", "traced_operation")
 
 
 def setup(agent, module):
-    return Calls(agent, TIMING, NOSQL)
+    return CallRecorder(agent, TIMING, NOSQL)
 
 
 def traced_operation(method, calls):

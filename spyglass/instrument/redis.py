@@ -7,7 +7,7 @@ named by the command; only command names and key counts are recorded, never a va
 | ``redis.client.Pipeline.execute`` | one span for the pipeline: its commands' names |
 | ``redis.asyncio.client.Redis.execute_command``, ``…Pipeline.execute`` | the same, awaited |
 """
-from ._calls import NOSQL, Calls, db_call_metric, time_ns
+from ._calls import NOSQL, CallRecorder, db_call_metric, time_ns
 from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
 
@@ -27,7 +27,7 @@ class RedisCalls:
     """The calls of redis-py (sync and asyncio alike) and the metric they feed."""
 
     def __init__(self, agent, module):
-        self.calls = Calls(agent, TIMING, NOSQL)
+        self.calls = CallRecorder(agent, TIMING, NOSQL)
         self.metric = db_call_metric()
 
     def before(self, describe, client, args):

@@ -13,7 +13,7 @@ app's own factory classes) with the same names: ``isinstance``, ``Connection.bac
 ``row_factory`` work as before. A ``factory`` that is a function, not a class, is used as
 given and its objects are not traced.
 """
-from ._dbapi import ClassCache, Database, subclass
+from ._dbapi import ClassCache, DriverInstrumentation, subclass
 from ._patch import Patch, alias, like
 
 SUPPORTS = None  # the standard library's own
@@ -31,22 +31,22 @@ class SQLite:
 
     def __init__(self, agent, module):
         self.module = module
-        self.database = database = Database(agent, TIMING, "sqlite", "sqlite")
+        self.driver = driver = DriverInstrumentation(agent, TIMING, "sqlite", "sqlite")
         cursor_classes = ClassCache(lambda base: subclass(base, {
-            "execute": database.wrap_statement(base.execute),
-            "executemany": database.wrap_statement(base.executemany, batch=True),
-            "executescript": database.wrap_statement(base.executescript),
+            "execute": driver.wrap_statement(base.execute),
+            "executemany": driver.wrap_statement(base.executemany, batch=True),
+            "executescript": driver.wrap_statement(base.executescript),
         }))
         default_cursor = cursor_classes(module.Cursor)
         self.connection_classes = ClassCache(lambda base: _connection_subclass(
-            base, module, database, cursor_classes, default_cursor))
+            base, module, driver, cursor_classes, default_cursor))
 
 
 setup = SQLite
 
 
 def traced_connect(connect, sqlite):
-    connection_classes, module, database = sqlite.connection_classes, sqlite.module, sqlite.database
+    connection_classes, module, driver = sqlite.connection_classes, sqlite.module, sqlite.driver
 
     def prepare(args, kwargs):
         # connect(database, timeout, detect_types, isolation_level, check_same_thread,
@@ -57,11 +57,11 @@ def traced_connect(connect, sqlite):
             kwargs["factory"] = connection_classes(kwargs.get("factory", module.Connection))
         return args, kwargs
 
-    traced = database.wrap_connect(connect, prepare)
+    traced = driver.wrap_connect(connect, prepare)
 
     def connect_and_describe(*args, **kwargs):
         connection = traced(*args, **kwargs)
-        _remember_name(connection, database, args, kwargs)
+        _remember_name(connection, driver, args, kwargs)
         return connection
 
     return connect_and_describe
@@ -71,13 +71,13 @@ def same_connect(connect, sqlite):
     return alias(sqlite.module.connect, connect)
 
 
-def _connection_subclass(base, module, database, cursor_classes, default_cursor):
+def _connection_subclass(base, module, driver, cursor_classes, default_cursor):
     base_cursor = base.cursor
     methods = {
         "cursor": _traced_cursor_method(base_cursor, cursor_classes, default_cursor,
                                         base_cursor is module.Connection.cursor),
-        "commit": database.wrap_operation(base.commit, "COMMIT"),
-        "rollback": database.wrap_operation(base.rollback, "ROLLBACK"),
+        "commit": driver.wrap_operation(base.commit, "COMMIT"),
+        "rollback": driver.wrap_operation(base.rollback, "ROLLBACK"),
     }
     for name in STATEMENT_METHODS:
         # The C shortcuts make a plain Cursor internally; do what they do with a traced
@@ -115,7 +115,7 @@ def _shortcut(name, default_cursor, original, driver_cursor):
     return like(shortcut, original)
 
 
-def _remember_name(connection, database, args, kwargs):
+def _remember_name(connection, driver, args, kwargs):
     try:
         name = args[0] if args else kwargs.get("database")
         if isinstance(name, bytes):
@@ -123,7 +123,7 @@ def _remember_name(connection, database, args, kwargs):
         attributes = {"db.system": "sqlite"}
         if name is not None:
             attributes["db.namespace"] = _without_uri_query(str(name))
-        connection._spyglass_db = database.shared(attributes)
+        connection._spyglass_db = driver.shared(attributes)
     except Exception:  # an untraced factory's connection may refuse attributes
         pass
 

@@ -31,8 +31,8 @@ import logging
 import time
 import types
 
-from .. import scopes
-from ..errors import capture
+from ..config import truthy
+from ..errors import capture, scope as scopes
 from ..trace import context
 
 log = logging.getLogger("spyglass")
@@ -77,14 +77,15 @@ class RequestTrace:
 
     # -- the app runs inside: ``with request:`` ----------------------------------------------
 
-    # Once per request, so what scopes.push_request_scope and trace.context.activate do on
-    # the way in, and Scope.close and scopes.pop_scope on the way out, is written out here
-    # (a call costs about what each does); test_web_lifecycle holds the copies equal.
+    # Once per request, so what errors.scope.push_request_scope and trace.context.activate do
+    # on the way in, and trace.context.Scope.close and errors.scope.pop_scope on the way out,
+    # is written out here (a call costs about what each does); tests/test_web_lifecycle.py
+    # holds the copies equal.
 
     def __enter__(self):
         parent = _current_scope()
         self._parent_scope = parent
-        self._scope_token = _set_scope(scopes.Scope(parent, self))
+        self._scope_token = _set_scope(scopes.EventScope(parent, self))
         active = self._active = context.Scope()
         active._manager = self.tracer._scope_manager
         active.span = self.span
@@ -161,7 +162,7 @@ class RequestTrace:
     def hold_log(self, record):
         """Under ``logging_on_error``: keep ``record`` until the request's outcome is
         known; False when it is to be sent now."""
-        if self.finished or _truthy(self.option("force_logs")):
+        if self.finished or truthy(self.option("force_logs")):
             return False
         held = self.held_logs
         if held is None:
@@ -215,10 +216,10 @@ class RequestTrace:
         user = self.user_info(options)
         if user and user.get("id"):
             attributes["enduser.id"] = str(user["id"])
-        if not self.errored and status >= 500 and not _truthy(options.get("ignore_error")):
+        if not self.errored and status >= 500 and not truthy(options.get("ignore_error")):
             span.mark_error("")
             self.errored = True
-        elif status == 404 and config.report_404 and not _truthy(options.get("ignore_error")):
+        elif status == 404 and config.report_404 and not truthy(options.get("ignore_error")):
             span.mark_error("Not Found")
             self.errored = True
             capture.capture_request_message(self, "404 Not Found", "error",
@@ -228,10 +229,10 @@ class RequestTrace:
         if slow:
             attributes["spyglass.slow"] = True
             span.keep = True
-        if options and _truthy(options.get("force_send")):
+        if options and truthy(options.get("force_send")):
             span.keep = True
         if self.held_logs:
-            if self.errored or slow or _truthy(options.get("force_logs")):
+            if self.errored or slow or truthy(options.get("force_logs")):
                 submit = self.agent.reporter.submit_log
                 for record in self.held_logs:
                     submit(record)
@@ -239,7 +240,7 @@ class RequestTrace:
         return duration_s
 
     def _may_be_slow(self, config, options):
-        if _truthy(options.get("ignore_slow")):
+        if truthy(options.get("ignore_slow")):
             return False
         prefixes = config.ignore_slow_paths
         return not (prefixes and self.path.startswith(prefixes))
@@ -251,14 +252,6 @@ def check_options(options):
     unknown = set(options).difference(OPTIONS)
     if unknown:
         raise TypeError(f"unknown request option(s): {', '.join(sorted(unknown))}")
-
-
-def _truthy(value):
-    if value is None or value is False:
-        return False
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
 
 
 # -- request metrics (spyglass.metrics, when it is there) ---------------------------------

@@ -13,7 +13,7 @@ Per-request options: ``spyglass.set_request_options(...)`` inside the request.
 """
 from . import METHODS, RequestTrace, host_only
 from .. import agent as agent_module
-from ..scopes import current_request
+from ..errors.scope import current_request
 from ..trace.context import suppressed
 
 _get_agent = agent_module.get

@@ -17,7 +17,7 @@ import logging
 
 from . import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace, host_only
 from .. import agent as agent_module
-from ..scopes import current as current_scope
+from ..errors.scope import current as current_scope
 from ..trace.context import suppressed
 
 _get_agent = agent_module.get

@@ -1,4 +1,5 @@
-"""Scopes: the user, tags, contexts and breadcrumbs that go with error events.
+"""Event scopes: the user, tags, contexts and breadcrumbs that go with error events, and
+the request being handled.
 
 The current scope lives in a ContextVar, so each thread and asyncio task sees its own.
 A scope is a layer over its parent: reading merges the chain (only when an event is
@@ -13,7 +14,7 @@ from contextvars import ContextVar
 MAX_BREADCRUMBS = 100
 
 
-class Scope:
+class EventScope:
     # No __slots__: class-level defaults make a request's layer a two-attribute object.
     user = None          # dict, or None
     tags = None          # dict
@@ -92,7 +93,7 @@ class Scope:
         return user, tags, contexts, crumbs[-MAX_BREADCRUMBS:], fingerprint
 
 
-ROOT = Scope()
+ROOT = EventScope()
 _current: ContextVar = ContextVar("spyglass.scope", default=ROOT)
 current = _current.get
 set_current, reset_current = _current.set, _current.reset  # for the request lifecycle
@@ -114,7 +115,7 @@ class isolated:
 
     def __init__(self, request=None):
         self._parent = _current.get()
-        self._scope = Scope(self._parent, request)
+        self._scope = EventScope(self._parent, request)
         self._token = None
 
     def __enter__(self):
@@ -132,7 +133,7 @@ class isolated:
 def push_request_scope(request, parent=None):
     """Enter a fresh layer for one request over ``parent`` (default: the current scope,
     for a caller that has not just read it); returns the token for ``pop_scope``."""
-    return _current.set(Scope(_current.get() if parent is None else parent, request))
+    return _current.set(EventScope(_current.get() if parent is None else parent, request))
 
 
 def pop_scope(token, parent):

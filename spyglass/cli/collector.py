@@ -1,28 +1,10 @@
-"""The ``spyglass`` command.
-
-Each subcommand is a ``Command`` in ``COMMANDS``: a function that adds its arguments to
-its parser and a function that runs it and returns the exit status. To add one, write
-those two functions and append a row. Subcommands import what they need when they run,
-so ``spyglass --help`` stays instant and the CLI never loads the collector's
-dependencies for the sensor's commands (or the reverse).
-"""
-import argparse
+"""The collector's side of the ``spyglass`` command: ``serve`` (the embedded OTLP
+collector and its UI) and ``report`` (a summary of what one received). Each imports the
+collector only when it runs."""
 import sys
-from typing import Callable, NamedTuple
-
-from . import sensor_commands
 
 
-class Command(NamedTuple):
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-# -- serve -------------------------------------------------------------------------------
-
-def _serve_arguments(parser):
+def serve_arguments(parser):
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; env SPYGLASS_COLLECTOR_HOST)")
     parser.add_argument("--port", type=int, help="port to bind, 0 for any free one "
                                                  "(default 4318; env SPYGLASS_COLLECTOR_PORT)")
@@ -43,7 +25,7 @@ def _serve_arguments(parser):
     parser.add_argument("--log-level", default="WARNING", help="collector log level (default WARNING)")
 
 
-def _serve(args):
+def serve_command(args):
     import logging
 
     from spyglass.collector.config import load_config, parse_size
@@ -78,9 +60,7 @@ def _serve(args):
         return 1
 
 
-# -- report ------------------------------------------------------------------------------
-
-def _report_arguments(parser):
+def report_arguments(parser):
     parser.add_argument("--url", default="http://127.0.0.1:4318", help="the collector (default %(default)s)")
     parser.add_argument("--since", default="15m", help="window to summarize: 30s, 15m, 2h, 7d (default %(default)s)")
     parser.add_argument("--service", help="only this service")
@@ -88,7 +68,7 @@ def _report_arguments(parser):
     parser.add_argument("--width", type=int, default=80, help="columns to fit (default %(default)s)")
 
 
-def _report(args):
+def report_command(args):
     import os
 
     from spyglass.collector.report import ReportError, render_report
@@ -103,51 +83,3 @@ def _report(args):
         print(f"spyglass report: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _demo_arguments(parser):
-    parser.add_argument("--no-wait", action="store_true",
-                        help="end after the report instead of serving the UI until Ctrl-C")
-    parser.add_argument("--port", type=int, default=0,
-                        help="the collector's (and UI's) port (default: a free one)")
-    parser.add_argument("--app-dir", help="where uwsgi_examples is (default: found from the "
-                                          "current directory or the source checkout)")
-
-
-def _demo(args):
-    from .demo import demo_command
-
-    return demo_command(args)
-
-
-COMMANDS = [
-    Command("serve", "run the embedded OTLP collector with its web UI", _serve_arguments, _serve),
-    Command("report", "print a summary of what a collector received", _report_arguments, _report),
-    *(Command(*row) for row in sensor_commands.COMMANDS),
-    Command("demo", "run the whole product: collector, an app under uWSGI, traffic, report",
-            _demo_arguments, _demo),
-]
-
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="spyglass", description="spyglass: zero-code APM for Python")
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        subparser = subcommands.add_parser(command.name, help=command.help, description=command.help)
-        command.add_arguments(subparser)
-        subparser.set_defaults(run=command.run)
-    return parser
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

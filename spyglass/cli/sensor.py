@@ -8,9 +8,8 @@ import sys
 import textwrap
 import time
 
-from . import config as config_module
-
-GROUPS = ("runtime", "flask", "django", "fastapi", "spyglass")
+from .. import config as config_module
+from ..bootstrap import GROUPS
 
 
 # -- spyglass run ------------------------------------------------------------------------
@@ -144,9 +143,9 @@ def send_test_telemetry(config):
 
     import httpx
 
-    from .report import encode, otlp
-    from .report.resource import resource_attributes, SDK_VERSION
-    from .trace.tracer import Tracer
+    from ..report import encode, otlp
+    from ..report.resource import SDK_VERSION, resource_attributes
+    from ..trace.tracer import Tracer
 
     spans = []
     tracer = Tracer(export=spans.append)
@@ -215,15 +214,3 @@ def _fail(command, message):
     print(f"spyglass {command}: {message}", file=sys.stderr)
     return 2
 
-
-# (name, help, add_arguments, run): rows of spyglass.cli's table.
-COMMANDS = [
-    ("run", "run a command with the sensor bootstrapped (spyglass run -- python app.py)",
-     run_arguments, run_command),
-    ("makeini", "write a commented ini file with every setting", makeini_arguments,
-     makeini_command),
-    ("testini", "validate an ini file and send test telemetry with it", testini_arguments,
-     testini_command),
-    ("check", "validate this environment's configuration and send test telemetry",
-     check_arguments, check_command),
-]
