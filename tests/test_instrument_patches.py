@@ -53,9 +53,10 @@ def declared():
         module = sys.modules[module_name]
         for patch in code.PATCHES:
             if patch.module in (module_name, None):
-                holder, attribute = _patch.resolve(module, patch.attribute)
-                if patch.inherited or attribute in vars(holder):
-                    found.setdefault(name, set()).add(label(holder, attribute))
+                holder = _patch.resolve(module, patch.holder)
+                for attribute in patch.attributes:
+                    if patch.inherited or attribute in vars(holder):
+                        found.setdefault(name, set()).add(label(holder, attribute))
     return {name: sorted(labels) for name, labels in found.items()}
 
 

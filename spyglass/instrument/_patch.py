@@ -5,15 +5,15 @@ An instrumentation module declares at its top what it patches, as data::
     SUPPORTS = Supports("redis", "3.0")   # the versions it is written for (None: stdlib)
     TIMING = "redis"                      # the timing.<key> whose false switches it off
     PATCHES = (
-        #      module          attribute (in it)         made by (a function below)
-        Patch("redis.client", "Redis.execute_command", "traced_command"),
+        # in module, on Redis: its execute_command replaced by what traced_command makes
+        Patch("redis.client", "Redis", execute_command="traced_command"),
     )
 
 and the registry (``spyglass.instrument``) applies each ``Patch`` when its module is
-imported: ``make(original, shared)``, the module's function named by ``make``, returns the
-replacement of ``original`` (the attribute as found, the function inside a classmethod or
-staticmethod) or None to leave it as it is; ``shared`` is what the module's optional
-``setup(agent)`` made once for all its patches (else the agent).
+imported: ``make(original, shared)``, the instrumentation's function a keyword names,
+returns the replacement of ``original`` (the attribute as found, the function inside a
+classmethod or staticmethod) or None to leave it as it is; ``shared`` is what the module's
+optional ``setup(agent, module)`` made once for all its patches (else the agent).
 
 ``apply`` does every patch the same way: it records the original, gives a function that
 replaces a callable the original's name, doc and ``__wrapped__``, keeps a classmethod a
@@ -31,17 +31,28 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 log = logging.getLogger("spyglass")
 
 
-class Patch(NamedTuple):
-    """``module``'s attribute at the dotted path ``attribute`` is replaced by what the
-    instrumentation's function named ``make`` returns for it. ``module`` None: the module
-    the hook fired for (a driver named in the ``dbapi2_modules`` setting). ``inherited``: a
-    class attribute it only inherits (or a module attribute it lacks) is patched too, on
-    the class itself, ``make`` getting the inherited value (or None); by default an
-    attribute the holder does not define itself is left alone."""
-    module: Optional[str]
-    attribute: str
-    make: str
-    inherited: bool = False
+class Patch:
+    """What one object of a library gets replaced: in ``module`` (as imported), on the
+    object at the dotted path ``holder`` (a class, a submodule; the module itself when
+    empty), each keyword names an attribute and the instrumentation's function that makes
+    its replacement: ``Patch("redis.client", "Redis", execute_command="traced_command")``.
+
+    ``module`` None: the module the hook fired for (a driver named in the ``dbapi2_modules``
+    setting). ``inherited``: an attribute the holder only inherits (or, on a module, lacks)
+    is patched too, on the holder itself, ``make`` getting the inherited value (or None); by
+    default an attribute the holder does not define itself is left alone."""
+
+    __slots__ = ("module", "holder", "inherited", "attributes")
+
+    def __init__(self, module, holder="", *, inherited=False, **attributes):
+        self.module = module
+        self.holder = holder
+        self.inherited = inherited
+        self.attributes = attributes  # attribute name -> name of the function making it
+
+    def __repr__(self):
+        where = f"{self.module}:{self.holder}" if self.holder else str(self.module)
+        return f"Patch({where}, {self.attributes})"
 
 
 class Supports(NamedTuple):
@@ -84,15 +95,14 @@ def version_tuple(version):
 
 
 class Applied(NamedTuple):
-    """One patch in place: where, what was there (``ABSENT``: nothing of the holder's own),
-    what is there now, who put it and on the import of which module."""
+    """One attribute patched: where, what was there (``ABSENT``: nothing of the holder's
+    own), what is there now, who put it and on the import of which module."""
     holder: Any
     name: str
     original: Any
     replacement: Any
     instrumentation: str
     module: str
-    declared: Patch
 
 
 ABSENT = object()
@@ -104,22 +114,30 @@ _applied = {}
 
 
 def apply(declared, module, instrumentation, shared):
-    """Apply one declared patch to ``module`` (imported) for ``instrumentation`` (the
-    instrumentation module); True when the attribute was replaced."""
-    holder, name = resolve(module, declared.attribute)
+    """Apply one declared ``Patch`` to ``module`` (imported) for ``instrumentation`` (the
+    instrumentation module); returns how many attributes it replaced."""
+    holder = resolve(module, declared.holder)
+    replaced = 0
+    for name, make in declared.attributes.items():
+        replaced += _replace(holder, name, getattr(instrumentation, make), declared.inherited,
+                             shared, instrumentation.__name__, module.__name__)
+    return replaced
+
+
+def _replace(holder, name, make, inherited, shared, instrumentation, module):
     key = (id(holder), name)
     own = _own(holder, name)
     if key in _applied and _holds(own, _applied[key].replacement):
         return False  # the one guard: patched already (ours is there, or inside what is)
     found = own
     if own is ABSENT:
-        if not declared.inherited:
+        if not inherited:
             log.debug("spyglass: %s has no %s of its own; not patched", holder, name)
             return False
         found = getattr(holder, name, None)
     descriptor = type(found) if isinstance(found, _DESCRIPTORS) else None
     original = found.__func__ if descriptor is not None else found
-    replacement = getattr(instrumentation, declared.make)(original, shared)
+    replacement = make(original, shared)
     if replacement is None:
         return False
     if isinstance(replacement, types.FunctionType) and callable(original):
@@ -127,8 +145,7 @@ def apply(declared, module, instrumentation, shared):
     if descriptor is not None:
         replacement = descriptor(replacement)
     setattr(holder, name, replacement)
-    _applied[key] = Applied(holder, name, own, replacement, instrumentation.__name__,
-                            module.__name__, declared)
+    _applied[key] = Applied(holder, name, own, replacement, instrumentation, module)
     return True
 
 
@@ -180,18 +197,17 @@ def like(wrapper, wrapped):
 
 
 def resolve(module, path):
-    """The object holding the attribute at dotted ``path`` in ``module``, and its name. A
-    submodule on the way that its package has not imported itself is imported."""
-    *parents, name = path.split(".")
+    """The object at dotted ``path`` in ``module`` (the module itself for ""). A submodule
+    on the way that its package has not imported itself is imported."""
     holder = module
-    for parent in parents:
+    for parent in path.split(".") if path else ():
         try:
             holder = getattr(holder, parent)
         except AttributeError:
             if not isinstance(holder, types.ModuleType):
                 raise
             holder = importlib.import_module(f"{holder.__name__}.{parent}")
-    return holder, name
+    return holder
 
 
 def _holds(value, replacement, depth=32):

@@ -22,7 +22,7 @@ from ._patch import Patch
 SUPPORTS = None  # any driver: PEP 249 is all it is asked to follow
 TIMING = "dbapi2_generic"
 PATCHES = (
-    Patch(None, "connect", "traced_connect"),  # None: the driver's module, as named
+    Patch(None, connect="traced_connect"),  # None: the driver's module, as named
 )
 
 # module-name fragment -> (db.system, obfuscator dialect)

@@ -24,8 +24,8 @@ from ..web.wsgi import WSGIRequest
 SUPPORTS = Supports("django", "3.2")
 TIMING = None
 PATCHES = (
-    Patch("django.core.handlers.base", "BaseHandler.load_middleware", "tracing_chain"),
-    Patch("django.core.handlers.exception", "response_for_exception", "reporting_exception"),
+    Patch("django.core.handlers.base", "BaseHandler", load_middleware="tracing_chain"),
+    Patch("django.core.handlers.exception", response_for_exception="reporting_exception"),
 )
 
 _get_agent = agent_module.get

@@ -7,7 +7,7 @@ from ._templates import Renders
 SUPPORTS = Supports("django", "3.2")
 TIMING = "django_templates"
 PATCHES = (
-    Patch("django.template.base", "Template.render", "traced_render"),
+    Patch("django.template.base", "Template", render="traced_render"),
 )
 
 

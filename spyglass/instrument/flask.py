@@ -23,9 +23,8 @@ from ..web import user_from, wsgi
 SUPPORTS = Supports("flask", "2.2")
 TIMING = None
 PATCHES = (
-    Patch("flask", "Flask.wsgi_app", "traced_wsgi_app"),
-    Patch("flask", "Flask.full_dispatch_request", "reading_route"),
-    Patch("flask", "Flask.handle_exception", "reporting_exception"),
+    Patch("flask", "Flask", wsgi_app="traced_wsgi_app", full_dispatch_request="reading_route",
+          handle_exception="reporting_exception"),
 )
 
 

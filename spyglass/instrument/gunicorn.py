@@ -16,7 +16,7 @@ from ._patch import Patch, Supports
 SUPPORTS = Supports("gunicorn", "20.0")
 TIMING = None
 PATCHES = (
-    Patch("gunicorn.workers.base", "Worker.init_process", "resuming_worker"),
+    Patch("gunicorn.workers.base", "Worker", init_process="resuming_worker"),
 )
 
 log = logging.getLogger("spyglass")

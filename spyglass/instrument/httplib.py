@@ -16,8 +16,8 @@ from ..trace.context import get_active_scope
 SUPPORTS = None  # the standard library's own
 TIMING = "httplib"
 PATCHES = (
-    Patch("http.client", "HTTPConnection.request", "traced_request"),
-    Patch("http.client", "HTTPConnection.getresponse", "traced_getresponse"),
+    Patch("http.client", "HTTPConnection", request="traced_request",
+          getresponse="traced_getresponse"),
 )
 
 

@@ -14,8 +14,8 @@ from ._patch import Patch, Supports
 SUPPORTS = Supports("httpx", "0.23")
 TIMING = "httpx"
 PATCHES = (
-    Patch("httpx", "Client.send", "traced_send"),
-    Patch("httpx", "AsyncClient.send", "traced_send_async"),
+    Patch("httpx", "Client", send="traced_send"),
+    Patch("httpx", "AsyncClient", send="traced_send_async"),
 )
 
 

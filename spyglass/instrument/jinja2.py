@@ -6,8 +6,7 @@ from ._templates import Renders
 SUPPORTS = Supports("jinja2", "2.11")
 TIMING = "jinja2"
 PATCHES = (
-    Patch("jinja2", "Template.render", "traced_render"),
-    Patch("jinja2", "Template.render_async", "traced_render_async"),
+    Patch("jinja2", "Template", render="traced_render", render_async="traced_render_async"),
 )
 
 

@@ -20,7 +20,7 @@ from ._patch import Patch
 SUPPORTS = None  # the standard library's own
 TIMING = None
 PATCHES = (
-    Patch("logging", "Logger.callHandlers", "forwarding_records"),
+    Patch("logging", "Logger", callHandlers="forwarding_records"),
 )
 
 NO_TRACE_ID = "0" * 32

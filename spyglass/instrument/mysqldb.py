@@ -14,15 +14,14 @@ from ._patch import Patch, Supports, alias
 SUPPORTS = Supports("mysqlclient", "1.4")
 TIMING = "dbapi2_mysqldb"
 PATCHES = (
-    Patch("MySQLdb", "cursors.BaseCursor.execute", "traced_execute"),
-    Patch("MySQLdb", "cursors.BaseCursor.executemany", "traced_executemany"),
-    Patch("MySQLdb", "cursors.BaseCursor.callproc", "traced_callproc"),
+    Patch("MySQLdb", "cursors.BaseCursor", execute="traced_execute",
+          executemany="traced_executemany", callproc="traced_callproc"),
     # the C base's methods, set on the Python class
-    Patch("MySQLdb", "connections.Connection.commit", "traced_commit", inherited=True),
-    Patch("MySQLdb", "connections.Connection.rollback", "traced_rollback", inherited=True),
-    Patch("MySQLdb", "connect", "traced_connect"),
-    Patch("MySQLdb", "Connect", "same_connect"),     # MySQLdb.connect, by its other names
-    Patch("MySQLdb", "Connection", "same_connect"),
+    Patch("MySQLdb", "connections.Connection", inherited=True, commit="traced_commit",
+          rollback="traced_rollback"),
+    # MySQLdb.connect, and the same function by its other names
+    Patch("MySQLdb", connect="traced_connect", Connect="same_connect",
+          Connection="same_connect"),
 )
 
 

@@ -6,8 +6,7 @@ from ._patch import Patch, Supports
 SUPPORTS = Supports("opentracing", "2.0", "3.0")
 TIMING = None
 PATCHES = (
-    Patch("opentracing", "tracer", "spyglass_tracer"),
-    Patch("opentracing", "is_tracer_registered", "registered"),
+    Patch("opentracing", tracer="spyglass_tracer", is_tracer_registered="registered"),
 )
 
 

@@ -20,21 +20,16 @@ from ._patch import Patch, Supports, alias
 SUPPORTS = Supports("psycopg", "3.0")
 TIMING = "dbapi2_psycopg"
 PATCHES = (
-    Patch("psycopg", "Cursor.execute", "traced_execute"),
-    Patch("psycopg", "Cursor.executemany", "traced_executemany"),
-    Patch("psycopg", "ServerCursor.execute", "traced_execute"),
-    Patch("psycopg", "ServerCursor.executemany", "traced_executemany"),
-    Patch("psycopg", "AsyncCursor.execute", "traced_execute_async"),
-    Patch("psycopg", "AsyncCursor.executemany", "traced_executemany_async"),
-    Patch("psycopg", "AsyncServerCursor.execute", "traced_execute_async"),
-    Patch("psycopg", "AsyncServerCursor.executemany", "traced_executemany_async"),
-    Patch("psycopg", "Connection.commit", "traced_commit"),
-    Patch("psycopg", "Connection.rollback", "traced_rollback"),
-    Patch("psycopg", "AsyncConnection.commit", "traced_commit_async"),
-    Patch("psycopg", "AsyncConnection.rollback", "traced_rollback_async"),
-    Patch("psycopg", "Connection.connect", "traced_connect"),  # a classmethod: kept one
-    Patch("psycopg", "AsyncConnection.connect", "traced_connect_async"),
-    Patch("psycopg", "connect", "same_connect"),  # psycopg.connect is Connection.connect
+    *(Patch("psycopg", cursor, execute="traced_execute", executemany="traced_executemany")
+      for cursor in ("Cursor", "ServerCursor")),
+    *(Patch("psycopg", cursor, execute="traced_execute_async",
+            executemany="traced_executemany_async")
+      for cursor in ("AsyncCursor", "AsyncServerCursor")),
+    Patch("psycopg", "Connection", commit="traced_commit", rollback="traced_rollback",
+          connect="traced_connect"),  # a classmethod, kept one
+    Patch("psycopg", "AsyncConnection", commit="traced_commit_async",
+          rollback="traced_rollback_async", connect="traced_connect_async"),
+    Patch("psycopg", connect="same_connect"),  # psycopg.connect is Connection.connect
 )
 
 

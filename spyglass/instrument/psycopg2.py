@@ -22,7 +22,7 @@ from ._patch import Patch, Supports, like
 SUPPORTS = Supports(("psycopg2", "psycopg2-binary"), "2.7")
 TIMING = "dbapi2_psycopg2"
 PATCHES = (
-    Patch("psycopg2", "connect", "traced_connect"),
+    Patch("psycopg2", connect="traced_connect"),
 )
 
 

@@ -14,12 +14,10 @@ from ._patch import Patch, Supports
 SUPPORTS = Supports("pymysql", "0.9")
 TIMING = "dbapi2_pymysql"
 PATCHES = (
-    Patch("pymysql", "cursors.Cursor.execute", "traced_execute"),
-    Patch("pymysql", "cursors.Cursor.executemany", "traced_executemany"),
-    Patch("pymysql", "cursors.Cursor.callproc", "traced_callproc"),
-    Patch("pymysql", "connections.Connection.connect", "traced_connect"),
-    Patch("pymysql", "connections.Connection.commit", "traced_commit"),
-    Patch("pymysql", "connections.Connection.rollback", "traced_rollback"),
+    Patch("pymysql", "cursors.Cursor", execute="traced_execute",
+          executemany="traced_executemany", callproc="traced_callproc"),
+    Patch("pymysql", "connections.Connection", connect="traced_connect",
+          commit="traced_commit", rollback="traced_rollback"),
 )
 
 

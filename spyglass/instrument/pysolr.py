@@ -20,8 +20,9 @@ SUPPORTS = Supports("pysolr", "3.0")
 TIMING = "pysolr"
 OPERATIONS = ("search", "add", "delete", "commit", "optimize", "extract", "more_like_this",
               "suggest_terms")
-PATCHES = tuple(Patch("pysolr", f"Solr.{operation}", "traced_operation")
-                for operation in OPERATIONS)
+PATCHES = (
+    Patch("pysolr", "Solr", **dict.fromkeys(OPERATIONS, "traced_operation")),
+)
 
 
 def setup(agent, module):

@@ -14,10 +14,10 @@ from ..trace.context import get_active_scope
 SUPPORTS = Supports("redis", "3.0")
 TIMING = "redis"
 PATCHES = (
-    Patch("redis.client", "Redis.execute_command", "traced_command"),
-    Patch("redis.client", "Pipeline.execute", "traced_pipeline"),
-    Patch("redis.asyncio.client", "Redis.execute_command", "traced_command_async"),
-    Patch("redis.asyncio.client", "Pipeline.execute", "traced_pipeline_async"),
+    Patch("redis.client", "Redis", execute_command="traced_command"),
+    Patch("redis.client", "Pipeline", execute="traced_pipeline"),
+    Patch("redis.asyncio.client", "Redis", execute_command="traced_command_async"),
+    Patch("redis.asyncio.client", "Pipeline", execute="traced_pipeline_async"),
 )
 
 MAX_PIPELINE_NAMES = 20

@@ -12,7 +12,7 @@ from ._patch import Patch, Supports
 SUPPORTS = Supports("requests", "2.20")
 TIMING = "requests"
 PATCHES = (
-    Patch("requests", "sessions.Session.send", "traced_send"),
+    Patch("requests", "sessions.Session", send="traced_send"),
 )
 
 

@@ -19,8 +19,8 @@ from ._patch import Patch, alias, like
 SUPPORTS = None  # the standard library's own
 TIMING = "dbapi2_sqlite3"
 PATCHES = (
-    Patch("sqlite3", "connect", "traced_connect"),
-    Patch("sqlite3", "dbapi2.connect", "same_connect"),  # the same function, by another name
+    Patch("sqlite3", connect="traced_connect"),
+    Patch("sqlite3", "dbapi2", connect="same_connect"),  # the same function, by another name
 )
 
 STATEMENT_METHODS = ("execute", "executemany", "executescript")

@@ -15,7 +15,7 @@ from ..web.asgi import SpyglassMiddleware
 SUPPORTS = Supports("starlette", "0.20")
 TIMING = None
 PATCHES = (
-    Patch("starlette.applications", "Starlette.__call__", "wrapping_stack"),
+    Patch("starlette.applications", "Starlette", __call__="wrapping_stack"),
 )
 
 

@@ -13,7 +13,7 @@ from ..trace.context import get_active_scope
 SUPPORTS = Supports("urllib3", "1.25")
 TIMING = "urllib3"
 PATCHES = (
-    Patch("urllib3", "connectionpool.HTTPConnectionPool.urlopen", "traced_urlopen"),
+    Patch("urllib3", "connectionpool.HTTPConnectionPool", urlopen="traced_urlopen"),
 )
 
 

@@ -28,10 +28,9 @@ from ._patch import Patch
 SUPPORTS = None  # uWSGI's module carries no distribution; any uWSGI 2
 TIMING = None
 PATCHES = (
-    Patch("uwsgi", "post_fork_hook", "resuming_worker", inherited=True),
-    Patch("uwsgi", "atexit", "draining_at_exit", inherited=True),
+    Patch("uwsgi", inherited=True, post_fork_hook="resuming_worker", atexit="draining_at_exit"),
     # uwsgidecorators replaces uwsgi.post_fork_hook with its own chain when imported
-    Patch("uwsgidecorators", "uwsgi.post_fork_hook", "resuming_worker", inherited=True),
+    Patch("uwsgidecorators", "uwsgi", inherited=True, post_fork_hook="resuming_worker"),
 )
 
 log = logging.getLogger("spyglass")
