@@ -2,7 +2,7 @@
 hooks are lazy, packaging tools are left alone, spyglass.init() for those who prefer code."""
 import pytest
 
-from conftest import run_python
+from support.processes import run_python
 from spyglass.bootstrap import is_packaging_tool
 
 
@@ -68,7 +68,7 @@ def test_pip_under_the_variable_is_left_alone():
     import subprocess
     import sys
 
-    from conftest import clean_env
+    from support.processes import clean_env
 
     pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
                          text=True, env=clean_env(AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_DEBUG="1"))

@@ -131,7 +131,7 @@ def test_derived_service_names(environ, expected):
 
 
 def test_disabled_sensor_does_not_start(receiver):
-    from conftest import run_python
+    from support.processes import run_python
 
     result = run_python("""
         import opentracing, spyglass.agent

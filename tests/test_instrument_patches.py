@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from conftest import clean_env, require, run_python
+from support.processes import clean_env, run_python
+from support.services import require
 
 PROGRAM = r"""
 import importlib, json, os, sys, types

@@ -3,8 +3,8 @@ interpreter under AUTOWRAPT_BOOTSTRAP=runtime, a real receiver)."""
 import json
 import logging
 
-from conftest import run_python
-from otlp_receiver import decode_attributes
+from support.processes import run_python
+from support.otlp_receiver import decode_attributes
 
 from spyglass import config as config_module
 from spyglass import metrics

@@ -6,7 +6,7 @@ import contextvars
 
 import pytest
 
-from db_helpers import agent
+from support.calls import agent
 
 from spyglass.errors import scope as scopes
 from spyglass.trace import context

@@ -1,0 +1,23 @@
+"""The tests' fixtures, as a pytest plugin (tests/conftest.py loads it): any test asks for
+one by name, nothing is imported for it."""
+import pytest
+
+from .calls import exported_spans
+from .otlp_receiver import OTLPReceiver
+
+
+@pytest.fixture
+def receiver():
+    """A real OTLP/HTTP receiver on a free port, for the sensor under test to export to."""
+    server = OTLPReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def exported():
+    """The spans the in-process test agent (``support.calls.agent()``) exported during the
+    test."""
+    exported_spans.clear()
+    yield exported_spans
+    exported_spans.clear()
