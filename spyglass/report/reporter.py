@@ -144,8 +144,9 @@ class Reporter:
 
     def submit_root(self, root):
         """A finished local trace that is its root span alone (the commonest)."""
-        # _submit, written out: this runs once per trace. The tracer has just looked for a
-        # fork when the trace began (process.fork_marker), so the generation says it all.
+        # _submit, written out: this runs once per trace (tests/test_written_out_copies.py
+        # holds the two equal). The tracer has just looked for a fork when the trace began
+        # (process.fork_marker), so the generation says it all.
         if self._generation != process.generation:
             self._after_fork()
         queue = self._traces

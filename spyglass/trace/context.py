@@ -58,7 +58,7 @@ class Scope(opentracing.Scope):
                 record(exc_value)
             else:
                 opentracing.Span._on_error(span, exc_type, exc_value, traceback)
-        # close(), inlined: this runs once per span.
+        # close(), written out: this runs once per span (tests/test_written_out_copies.py).
         if _active_scope.get() is not self:
             return
         try:
@@ -71,7 +71,8 @@ class Scope(opentracing.Scope):
 
 def activate(manager, span, finish_on_close):
     """A Scope of ``manager`` for ``span``, active from now on in this thread or task.
-    Tracer.start_active_span writes this out: keep the two alike."""
+    Tracer.start_active_span writes this out: keep the two alike (the drift tests in
+    tests/test_written_out_copies.py say when they are not)."""
     scope = Scope()
     scope._manager = manager
     scope.span = span

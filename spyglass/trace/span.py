@@ -285,7 +285,9 @@ class RootSpan(Span):
         same parent (``repeat_key``; None never folds), or added as a span of its own.
         Returns that span, or None when folded."""
         duration = end_ns - start_ns
-        summary = self.summary  # count_call, written out: this runs for every call
+        # count_call and add, written out: this runs for every call (held equal to them by
+        # tests/test_written_out_copies.py)
+        summary = self.summary
         if summary is None:
             summary = self.summary = TraceSummary()
         aggregates = summary.aggregates
@@ -376,7 +378,8 @@ def new_span(tracer, local, span_id, parent_id, name, start_ns, kind=INTERNAL, b
 def new_root_span(tracer, trace_id, sampled, span_id, name, start_ns, kind=INTERNAL):
     """The local root of a trace; the tracer sets what a remote parent passes on (parent
     id, baggage, tracestate, an unset random-trace-id flag). Tracer.start_active_span
-    writes this out: keep the two alike."""
+    writes this out: keep the two alike (tests/test_written_out_copies.py fails when they
+    are not)."""
     span = RootSpan()
     span._tracer = tracer
     span.trace_id = trace_id

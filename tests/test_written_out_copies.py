@@ -1,0 +1,150 @@
+"""Drift tests: on the hot paths (a span, a call, a request, a submit) the code writes out
+what a function would do rather than call it (each says so where it stands). Each copy is
+held here to do exactly what the function it copies does, so that changing one without the
+other fails. (The request lifecycle's copies are in test_web_lifecycle.py.)"""
+import contextvars
+
+import pytest
+
+from spyglass import config
+from spyglass.report.reporter import LOGS, Reporter
+from spyglass.trace import context
+from spyglass.trace.span import INTERNAL, RootSpan, new_span
+from spyglass.trace.tracer import Tracer
+from spyglass.web import RequestTrace
+from spyglass.web.wsgi import WSGIRequest
+
+IDS_AND_TIMES = ("trace_id", "span_id", "parent_id", "start_ns", "end_ns", "_token")
+
+
+def slots(obj):
+    """Every slot (and ``__dict__`` entry) of ``obj`` set, but ids and times: what two
+    objects made the two ways must agree on."""
+    names = {name for cls in type(obj).__mro__ for name in getattr(cls, "__slots__", ())}
+    found = {name: getattr(obj, name) for name in names if hasattr(obj, name)}
+    found.update(getattr(obj, "__dict__", {}))
+    return {name: value for name, value in found.items() if name not in IDS_AND_TIMES}
+
+
+def in_fresh_context(function):
+    return contextvars.copy_context().run(function)
+
+
+# -- Tracer.start_active_span: a new trace's root (new_root_span) and its scope (activate) --
+
+def test_start_active_span_makes_the_root_and_scope_the_functions_make():
+    tracer = Tracer()
+
+    def written_out():
+        scope = tracer.start_active_span("checkout")
+        return scope, scope.span
+
+    def with_the_functions():
+        span = tracer._new_local_root("checkout", None, 0, INTERNAL)
+        return context.activate(tracer.scope_manager, span, True), span
+
+    (scope, span), (their_scope, their_span) = map(in_fresh_context, (written_out,
+                                                                     with_the_functions))
+    assert type(span) is type(their_span) is RootSpan
+    assert span.local is span and their_span.local is their_span
+    assert {**slots(span), "local": None} == {**slots(their_span), "local": None}
+    assert slots(scope).keys() == slots(their_scope).keys()
+    assert (scope._manager, scope._finish_on_close) == (their_scope._manager, True)
+
+
+def test_start_active_span_under_a_parent_is_start_span_then_activate():
+    tracer = Tracer()
+
+    def both():
+        with tracer.start_active_span("request") as outer:
+            child = tracer.start_active_span("child")
+            child.close()
+            theirs = tracer.start_span("child")
+            return slots(child.span), slots(theirs), outer.span
+
+    child, theirs, root = in_fresh_context(both)
+    assert child == theirs and child["local"] is root
+
+
+# -- Tracer.record_call and RootSpan.add_fast_call: RootSpan.add, count_call ------------------
+
+def a_root(tracer):
+    return tracer._new_local_root("request", None, 0, INTERNAL)
+
+
+@pytest.mark.parametrize("calls", [1, 2, 5])  # the first child, the next, over the cap
+def test_record_call_keeps_a_span_as_root_add_does(calls):
+    tracer = Tracer(max_spans_per_trace=3)
+    written_out, with_add = a_root(tracer), a_root(tracer)
+    for number in range(calls):
+        tracer.record_call(written_out, f"call {number}", INTERNAL, 1, 2, {})
+        with_add.add(new_span(tracer, with_add, 1, with_add.span_id, f"call {number}", 1))
+    assert [s.name for s in written_out.spans] == [s.name for s in with_add.spans]
+    assert (written_out.summary and written_out.summary.dropped) == (
+        with_add.summary and with_add.summary.dropped)
+
+
+@pytest.mark.parametrize("calls", [1, 2, 5])
+def test_add_fast_call_counts_and_keeps_as_count_call_and_add_do(calls):
+    tracer = Tracer(max_spans_per_trace=3)
+    written_out, with_functions = a_root(tracer), a_root(tracer)
+    for number in range(calls):
+        written_out.add_fast_call(written_out, f"q{number}", INTERNAL, 10, 15, {}, "sql", None, 0)
+        with_functions.count_call("sql", 5)
+        with_functions.add(new_span(tracer, with_functions, 1, with_functions.span_id,
+                                    f"q{number}", 10))
+    assert written_out.summary.aggregates == with_functions.summary.aggregates
+    assert [s.name for s in written_out.spans] == [s.name for s in with_functions.spans]
+    assert written_out.summary.dropped == with_functions.summary.dropped
+
+
+# -- context.Scope.__exit__: close() -------------------------------------------------------
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["here", "from a copied context"])
+def test_a_scope_left_by_with_is_closed_as_close_does(elsewhere):
+    tracer = Tracer()
+
+    def leave(scope, how):
+        if elsewhere:
+            return contextvars.copy_context().run(lambda: (how(scope), state())[1])
+        how(scope)
+        return state()
+
+    def state():
+        active = context.get_active_scope()
+        return active and active.span.name
+
+    def run(how):
+        with tracer.start_active_span("outer"):
+            inner = tracer.start_active_span("inner")
+            return leave(inner, how), inner.span.end_ns != 0
+
+    by_exit = in_fresh_context(lambda: run(lambda scope: scope.__exit__(None, None, None)))
+    by_close = in_fresh_context(lambda: run(context.Scope.close))
+    assert by_exit == by_close == ("outer", True)
+
+
+# -- WSGIRequest.__init__: RequestTrace.__init__ ------------------------------------------------
+
+def test_a_wsgi_request_is_made_as_a_request_trace_is():
+    agent, tracer, span = object(), Tracer(), object()
+    theirs = vars(RequestTrace(agent, tracer, span, "GET"))
+    ours = vars(WSGIRequest(agent, tracer, span, "GET", {}, None))
+    assert {name: ours[name] for name in theirs} == theirs
+
+
+# -- Reporter.submit_root: _submit ------------------------------------------------------------
+
+@pytest.mark.parametrize("room", [True, False], ids=["queued", "dropped when full"])
+def test_submit_root_queues_or_drops_as_submit_does(room):
+    reporter = Reporter(config.load(environ={}, max_queue_size=1 if room else 0), dict)
+    try:
+        reporter._quiet_below = 1 if room else 0  # below: a plain append; at: the cap's test
+        reporter.submit_root("root")
+        reporter._submit(LOGS, "record")
+        assert list(reporter._traces) == (["root"] if room else [])
+        assert list(reporter._others) == ([(LOGS, "record")] if room else [])
+        assert reporter.counters["dropped"] == (0 if room else 2)
+    finally:
+        reporter._traces.clear()
+        reporter._others.clear()
