@@ -523,7 +523,7 @@ def test_an_error_events_source_lines_leave_no_secret(tmp_path, receiver):
     """A real process raises next to secrets written in its code: the error event that
     reaches the receiver has every one of them masked, in every frame's pre_context,
     context_line and post_context, and nowhere else either."""
-    from conftest import clean_env
+    from support.processes import clean_env
 
     program = tmp_path / "shop_app.py"
     program.write_text(APP_WITH_SECRETS)

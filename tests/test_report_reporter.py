@@ -10,24 +10,9 @@ import time
 
 import pytest
 
-from support.processes import clean_env, run_python
+from support.processes import TRACE_FUNCTION, app, clean_env, run_python
 from support.services import free_port
 from support.otlp_receiver import OTLPReceiver
-
-SPANS = textwrap.dedent("""
-    import opentracing
-    def trace(name, children=1):
-        with opentracing.tracer.start_active_span(name) as scope:
-            for i in range(children):
-                with opentracing.tracer.start_active_span(name + '.child'):
-                    pass
-            return scope.span
-""")
-
-
-def app(body):
-    return SPANS + textwrap.dedent(body)
-
 
 def names(receiver):
     return sorted(span["name"] for span in receiver.spans())
@@ -139,7 +124,7 @@ def _line_within(stream, seconds):
 
 def test_429_with_retry_after_is_honoured_and_nothing_is_duplicated(receiver):
     receiver.respond_next(429, {"Retry-After": "1"})
-    run_python(SPANS + "trace('throttled', children=2)\n", AUTOWRAPT_BOOTSTRAP="runtime",
+    run_python(TRACE_FUNCTION + "trace('throttled', children=2)\n", AUTOWRAPT_BOOTSTRAP="runtime",
                SPYGLASS_ENDPOINT=receiver.url)
     assert names(receiver) == ["throttled", "throttled.child", "throttled.child"]
     first, second = receiver.requests[0], receiver.requests[1]
@@ -149,7 +134,7 @@ def test_429_with_retry_after_is_honoured_and_nothing_is_duplicated(receiver):
 
 def test_503_is_retried_with_backoff(receiver):
     receiver.respond_next(503, times=2)
-    run_python(SPANS + "trace('retried')\n", AUTOWRAPT_BOOTSTRAP="runtime",
+    run_python(TRACE_FUNCTION + "trace('retried')\n", AUTOWRAPT_BOOTSTRAP="runtime",
                SPYGLASS_ENDPOINT=receiver.url)
     assert names(receiver) == ["retried", "retried.child"]
     assert len(receiver.requests) == 3
@@ -157,7 +142,7 @@ def test_503_is_retried_with_backoff(receiver):
 
 def test_401_is_not_retried_and_says_what_to_check(receiver):
     receiver.respond_next(401)
-    result = run_python("import logging; logging.basicConfig()\n" + SPANS + "trace('refused')\n",
+    result = run_python("import logging; logging.basicConfig()\n" + TRACE_FUNCTION + "trace('refused')\n",
                         AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
     assert len(receiver.requests) == 1
     assert "401" in result.stderr and "API key" in result.stderr

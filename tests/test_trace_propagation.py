@@ -33,7 +33,7 @@ from spyglass.trace.propagation import (
     parse_tracestate,
     to_binary,
 )
-from conftest import clean_env, run_python
+from support.processes import clean_env, run_python
 from spyglass.report import encode
 from spyglass.trace.tracer import Tracer
 

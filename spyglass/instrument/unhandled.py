@@ -29,11 +29,10 @@ from ._patch import Patch
 SUPPORTS = None  # the standard library's own
 TIMING = None  # switched off by capture_unhandled = false instead
 PATCHES = (
-    Patch("sys", "excepthook", "reporting_excepthook"),
-    Patch("sys", "unraisablehook", "reporting_unraisable"),
-    Patch("threading", "excepthook", "reporting_thread_exit"),
-    Patch("asyncio.base_events", "BaseEventLoop.call_exception_handler",
-          "reporting_loop_exception"),
+    Patch("sys", excepthook="reporting_excepthook", unraisablehook="reporting_unraisable"),
+    Patch("threading", excepthook="reporting_thread_exit"),
+    Patch("asyncio.base_events", "BaseEventLoop",
+          call_exception_handler="reporting_loop_exception"),
 )
 
 log = logging.getLogger("spyglass")

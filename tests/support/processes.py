@@ -22,3 +22,20 @@ def run_python(code, timeout=60, check=True, **env):
         raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\n"
                              f"stderr:\n{result.stderr}")
     return result
+
+
+# A program's first lines: ``trace(name, children=1)`` makes a trace through OpenTracing.
+TRACE_FUNCTION = textwrap.dedent("""
+    import opentracing
+    def trace(name, children=1):
+        with opentracing.tracer.start_active_span(name) as scope:
+            for i in range(children):
+                with opentracing.tracer.start_active_span(name + '.child'):
+                    pass
+            return scope.span
+""")
+
+
+def app(body):
+    """A program: ``body`` after the definition of ``trace(name, children)``."""
+    return TRACE_FUNCTION + textwrap.dedent(body)

@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from conftest import clean_env
-from db_helpers import exported, instrumented, request_span  # noqa: F401
+from support.calls import instrumented, request_span
+from support.processes import clean_env
 
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from collector.conftest import RunningCollector
-from conftest import clean_env, free_port, run_python
-from test_reporter import app  # an app's code after the definition of trace(name, children)
+from support.processes import app, clean_env, run_python
+from support.services import free_port
+
 
 class BlackHole:
     """Accepts connections and never answers."""

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import clean_env, run_python
+from support.processes import clean_env, run_python
 
 SCRIPTS = {
     "sys.excepthook": ("""
