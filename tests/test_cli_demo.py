@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from support.processes import clean_env
@@ -42,8 +43,10 @@ def test_an_interrupted_demo_stops_everything_it_started(uwsgi_installed, tmp_pa
         for line in demo.stdout:
             if "press Ctrl-C" in line:
                 break
-        started = subprocess.run(["pgrep", "-f", "uwsgi_examples/uwsgi.ini|spyglass.cli serve"],
-                                 capture_output=True, text=True).stdout.split()
+        # What this demo started (not another run's collector on the same machine).
+        started = [str(child.pid) for child in psutil.Process(demo.pid).children(recursive=True)
+                   if any(what in _command_line(child)
+                          for what in ("uwsgi_examples/uwsgi.ini", "spyglass.cli serve"))]
         assert started
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0
@@ -55,3 +58,10 @@ def test_an_interrupted_demo_stops_everything_it_started(uwsgi_installed, tmp_pa
             break
         time.sleep(0.2)
     assert not alive
+
+
+def _command_line(process):
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return ""
