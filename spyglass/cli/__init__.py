@@ -38,18 +38,8 @@ def _demo(args):
 
 
 COMMANDS = [
-    Command("serve", "run the embedded OTLP collector with its web UI",
-            collector.serve_arguments, collector.serve_command),
-    Command("report", "print a summary of what a collector received",
-            collector.report_arguments, collector.report_command),
-    Command("run", "run a command with the sensor bootstrapped (spyglass run -- python app.py)",
-            sensor.run_arguments, sensor.run_command),
-    Command("makeini", "write a commented ini file with every setting",
-            sensor.makeini_arguments, sensor.makeini_command),
-    Command("testini", "validate an ini file and send test telemetry with it",
-            sensor.testini_arguments, sensor.testini_command),
-    Command("check", "validate this environment's configuration and send test telemetry",
-            sensor.check_arguments, sensor.check_command),
+    *(Command(*row) for row in collector.COMMANDS),
+    *(Command(*row) for row in sensor.COMMANDS),
     Command("demo", "run the whole product: collector, an app under uWSGI, traffic, report",
             _demo_arguments, _demo),
 ]

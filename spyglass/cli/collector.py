@@ -83,3 +83,10 @@ def report_command(args):
         print(f"spyglass report: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# (name, help, add_arguments, run): rows of spyglass.cli's table.
+COMMANDS = [
+    ("serve", "run the embedded OTLP collector with its web UI", serve_arguments, serve_command),
+    ("report", "print a summary of what a collector received", report_arguments, report_command),
+]

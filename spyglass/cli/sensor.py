@@ -214,3 +214,15 @@ def _fail(command, message):
     print(f"spyglass {command}: {message}", file=sys.stderr)
     return 2
 
+
+# (name, help, add_arguments, run): rows of spyglass.cli's table.
+COMMANDS = [
+    ("run", "run a command with the sensor bootstrapped (spyglass run -- python app.py)",
+     run_arguments, run_command),
+    ("makeini", "write a commented ini file with every setting", makeini_arguments,
+     makeini_command),
+    ("testini", "validate an ini file and send test telemetry with it", testini_arguments,
+     testini_command),
+    ("check", "validate this environment's configuration and send test telemetry",
+     check_arguments, check_command),
+]

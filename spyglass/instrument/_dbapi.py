@@ -182,6 +182,9 @@ class DriverInstrumentation:
             attributes[f"db.query.parameter.{key}"] = text
 
     # -- wrappers -------------------------------------------------------------------------
+    # Near twins on purpose, each written out: they run on every query. A batch's holds off
+    # the driver's own nested executes (a token the single statement does without), and an
+    # asyncio driver's must be a coroutine function itself.
 
     def wrap_statement(self, method, batch=False):
         """A traced replacement for a cursor's execute-like ``method``."""

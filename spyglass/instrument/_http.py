@@ -27,12 +27,23 @@ _HEADERS = frozenset((propagation.TRACEPARENT, propagation.TRACESTATE, propagati
 
 
 class OutboundHTTP:
+    """One HTTP client library's outbound requests: their spans, the context they carry."""
+
     def __init__(self, agent, timing_key):
         from ..redact.scrub import Scrubber
 
         self.calls = CallRecorder(agent, timing_key, REMOTE)
         self.own_endpoint = agent.config.endpoint
         self.scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
+
+    @classmethod
+    def setup_for(cls, timing_key):
+        """The ``setup(agent, module)`` of an instrumentation that needs one of these."""
+        return lambda agent, module: cls(agent, timing_key)
+
+    def sending(self, method, url):
+        """``with http.sending(method, url) as call:`` around one request (see Sending)."""
+        return Sending(self, method, url)
 
     def start(self, method, url):
         """The span of a request about to go out (with the token ``finish`` takes), or None:
@@ -120,6 +131,51 @@ class OutboundHTTP:
             except (ValueError, RuntimeError):  # another context, or already reset
                 pass
         return span, None
+
+
+class Sending:
+    """One outbound request, ``with http.sending(method, url) as call:`` around its send: its
+    span started on the way in (``call.started`` is None when nothing is traced: no active
+    span, a library above traces it, spyglass's own), ended on the way out with
+    ``call.status``, or with the exception that left the block. ``call.in_place(headers)``
+    puts the context into the library's own per-request headers for the send and takes it
+    out on the way out; ``call.copy_of(headers)`` gives a copy of the app's with it."""
+
+    __slots__ = ("http", "started", "status", "_headers", "_added")
+
+    def __init__(self, http, method, url):
+        self.http = http
+        self.started = http.start(method, url)
+        self.status = None
+        self._headers = None
+
+    def in_place(self, headers):
+        if self.started is not None:
+            self._added = self.http.add_context(self.started, headers)
+            self._headers = headers
+
+    def copy_of(self, headers):
+        """``headers`` copied with the context, or None (nothing traced, or no copy could
+        be made: the app's go out as they are)."""
+        if self.started is None:
+            return None
+        return self.http.with_context(self.started, headers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        started = self.started
+        if started is None:
+            return False
+        http = self.http
+        if self._headers is not None:
+            http.remove_context(self._headers, self._added)
+        if exc is None:
+            http.finish(started, self.status)
+        elif isinstance(exc, Exception):
+            http.finish(started, error=exc)
+        return False
 
 
 def inject(headers, span):

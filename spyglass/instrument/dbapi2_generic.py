@@ -3,13 +3,10 @@
 so its objects are wrapped in ``wrapt.ObjectProxy``s (``isinstance`` still holds through
 them), made per driver class with only the methods that class has.
 
-| patched | how |
-|---|---|
-| ``<module>.connect`` | returns a proxy of the connection; a ``connect`` span |
-| connection ``cursor()`` | returns a proxy of the cursor |
-| connection ``commit/rollback`` | spans |
-| connection and cursor ``__enter__`` | gives the proxy where the driver gives the object itself |
-| cursor ``execute/executemany/callproc`` | spans; ``db.system`` guessed from the module's name (``other_sql`` when unknown) |
+``connect`` returns a proxy of the connection (a ``connect`` span); its ``cursor()`` a
+proxy of the cursor; ``commit``/``rollback`` and the cursor's ``execute``/``executemany``/
+``callproc`` are spans, ``db.system`` guessed from the module's name (``other_sql`` when
+unknown); ``__enter__`` gives the proxy where the driver gives the object itself.
 
 The drivers spyglass knows (sqlite3, psycopg2, psycopg, pymysql, MySQLdb) have their own,
 cheaper instrumentation; naming them here changes nothing.

@@ -2,10 +2,8 @@
 injects the trace context, ``getresponse`` ends it with the status. Below urllib3 or
 requests nothing is recorded (they trace).
 
-| patched | how |
-|---|---|
-| ``http.client.HTTPConnection.request`` | span started; the context sent in a copy of the headers of their own type |
-| ``http.client.HTTPConnection.getresponse`` | span finished with ``http.response.status_code`` |
+The request's span starts in ``request`` (the context sent in a copy of the headers, of
+their own type) and ends in ``getresponse`` with ``http.response.status_code``.
 """
 import weakref
 

@@ -1,16 +1,16 @@
 """mysqlclient (``MySQLdb``): its cursors and connection class are Python (on the C
 ``_mysql`` connection), so their methods are replaced in place; objects stay the driver's.
 
-| patched | how |
-|---|---|
-| ``MySQLdb.connect`` (= ``Connect``, ``Connection``) | a ``connect`` span |
-| ``MySQLdb.cursors.BaseCursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
-| ``MySQLdb.connections.Connection.commit/rollback`` | spans (the methods are the C base's, set on the Python class) |
+``connect`` (also named ``Connect`` and ``Connection``) is a ``connect`` span;
+``BaseCursor.execute/executemany/callproc`` are spans, ``db.system`` = ``mysql``, the
+executes executemany makes itself part of its span; ``Connection.commit/rollback`` (the C
+base's methods, set on the Python class) are spans.
 """
 from ._dbapi import (DriverInstrumentation, traced_callproc, traced_commit, traced_execute,
                      traced_executemany, traced_rollback)
 from ._patch import Patch, Supports, alias
 
+# Declared as the other MySQL driver's (instrument/pymysql.py) is: the same DB-API methods.
 SUPPORTS = Supports("mysqlclient", "1.4")
 TIMING = "dbapi2_mysqldb"
 PATCHES = (

@@ -3,11 +3,10 @@ in place: objects stay exactly the driver's, and ``row_factory``, ``cursor_facto
 ``ClientCursor``/``RawCursor`` (which inherit the patched methods), server-side cursors and
 pipelines keep working.
 
-| patched | how |
-|---|---|
-| ``Connection.connect`` / ``AsyncConnection.connect`` (= ``psycopg.connect``) | a ``connect`` span |
-| ``Cursor``, ``ServerCursor``, ``AsyncCursor``, ``AsyncServerCursor``: ``execute/executemany`` | spans, ``db.system`` = ``postgresql`` |
-| ``Connection.commit/rollback``, ``AsyncConnection.commit/rollback`` | spans |
+``connect`` (``Connection.connect``, ``AsyncConnection.connect``, a classmethod kept
+one) is a ``connect`` span; the cursors' ``execute/executemany`` (``Cursor``,
+``ServerCursor`` and their async twins) are spans, ``db.system`` = ``postgresql``; the
+connections' ``commit/rollback`` are spans.
 
 ``Connection.execute`` makes a cursor and calls its ``execute``: one span. psycopg has no
 ``callproc``, so none is added. ``sql.Composed`` statements are rendered, then obfuscated.

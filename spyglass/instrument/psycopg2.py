@@ -1,12 +1,11 @@
 """psycopg2 (and psycopg2-binary), through its own ``connection_factory`` and
 ``cursor_factory`` hooks: no proxies.
 
-| patched | how |
-|---|---|
-| ``psycopg2.connect`` | asks for a traced subclass of the ``connection_factory`` requested (default ``psycopg2.extensions.connection``); a ``connect`` span |
-| ``connection.cursor`` | a traced subclass of the cursor class asked for (``cursor_factory=`` argument, else ``conn.cursor_factory``, else ``psycopg2.extensions.cursor``) |
-| ``connection.commit/rollback`` | spans |
-| ``cursor.execute/executemany/callproc`` | spans, ``db.system`` = ``postgresql`` |
+``connect`` asks for a traced subclass of the ``connection_factory`` requested (default
+``psycopg2.extensions.connection``) and is a ``connect`` span. That connection's ``cursor``
+makes a traced subclass of the cursor class asked for (``cursor_factory=`` argument, else
+``conn.cursor_factory``, else ``psycopg2.extensions.cursor``); ``commit/rollback`` and the
+cursor's ``execute/executemany/callproc`` are spans, ``db.system`` = ``postgresql``.
 
 Connections and cursors are instances of subclasses of the classes the app asked for, with
 the same names, so ``extras.register_type/register_json`` (C type checks), ``RealDictCursor``,

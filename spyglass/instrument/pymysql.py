@@ -2,15 +2,14 @@
 object stays exactly the driver's (``type(cursor) is DictCursor``); a ``cursorclass`` of
 the app's, subclassing the driver's cursors, is traced through what it inherits.
 
-| patched | how |
-|---|---|
-| ``pymysql.cursors.Cursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
-| ``pymysql.connections.Connection.connect/commit/rollback`` | spans |
+``Cursor.execute/executemany/callproc`` are spans, ``db.system`` = ``mysql``, the executes
+executemany makes itself part of its span; ``Connection.connect/commit/rollback`` are spans.
 """
 from ._dbapi import (DriverInstrumentation, traced_callproc, traced_commit, traced_execute,
                      traced_executemany, traced_rollback)
 from ._patch import Patch, Supports
 
+# Declared as the other MySQL driver's (instrument/mysqldb.py) is: the same DB-API methods.
 SUPPORTS = Supports("pymysql", "0.9")
 TIMING = "dbapi2_pymysql"
 PATCHES = (

@@ -1,12 +1,11 @@
 """pysolr: each Solr operation is a CLIENT span in the ``nosql`` category, with the core,
 the query (obfuscated by ``spyglass.redact.solr``: field names and operators kept, every
-term a ``?``, as SQL literals are), and for searches the hits and QTime. The HTTP request pysolr makes
-underneath (requests) is part of it, not a span of its own.
+term a ``?``, as SQL literals are), and for searches the hits and QTime. The HTTP request
+pysolr makes underneath (requests) is part of it, not a span of its own.
 
-| patched | how |
-|---|---|
-| ``pysolr.Solr.search/more_like_this`` | span ``solr.search <core>``: ``db.query.text``, ``spyglass.solr.hits``, ``spyglass.solr.qtime_ms`` |
-| ``pysolr.Solr.add/delete/commit/optimize/extract/suggest_terms`` | span ``solr.<operation> <core>`` |
+``search``/``more_like_this`` are spans ``solr.search <core>`` with ``db.query.text``,
+``spyglass.solr.hits``, ``spyglass.solr.qtime_ms``; ``add``, ``delete``, ``commit``,
+``optimize``, ``extract``, ``suggest_terms`` spans ``solr.<operation> <core>``.
 """
 from urllib.parse import urlsplit
 

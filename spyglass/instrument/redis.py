@@ -1,11 +1,9 @@
 """redis-py, sync and asyncio, with pipelines: a CLIENT span per command (or per pipeline),
 named by the command; only command names and key counts are recorded, never a value.
 
-| patched | how |
-|---|---|
-| ``redis.client.Redis.execute_command`` | span: ``db.operation.name`` = the command |
-| ``redis.client.Pipeline.execute`` | one span for the pipeline: its commands' names |
-| ``redis.asyncio.client.Redis.execute_command``, ``…Pipeline.execute`` | the same, awaited |
+``Redis.execute_command`` is a span whose ``db.operation.name`` is the command;
+``Pipeline.execute`` one span for the pipeline, with its commands' names; the asyncio
+client's the same, awaited.
 """
 from ._calls import NOSQL, CallRecorder, db_call_metric, time_ns
 from ._patch import Patch, Supports

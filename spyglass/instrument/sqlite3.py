@@ -1,12 +1,10 @@
 """sqlite3, through its own ``factory=`` hooks: no proxies.
 
-| patched | how |
-|---|---|
-| ``sqlite3.connect`` (= ``sqlite3.dbapi2.connect``) | asks for a traced subclass of the ``factory`` class requested (default ``sqlite3.Connection``); a ``connect`` span |
-| ``Connection.cursor`` | a traced subclass of the ``factory`` cursor class requested |
-| ``Connection.execute/executemany/executescript`` | the shortcuts, through a traced cursor |
-| ``Connection.commit/rollback`` | spans |
-| ``Cursor.execute/executemany/executescript`` | statement spans, ``db.system`` = ``sqlite`` |
+``connect`` (also ``sqlite3.dbapi2.connect``) asks for a traced subclass of the
+``factory`` class requested (default ``sqlite3.Connection``) and is a ``connect`` span.
+That connection's ``cursor`` makes a traced subclass of the cursor class requested; its
+``execute/executemany/executescript`` shortcuts go through a traced cursor; ``commit`` and
+``rollback`` and the cursor's statements are spans, ``db.system`` = ``sqlite``.
 
 Connections and cursors are instances of subclasses of the driver's classes (or of the
 app's own factory classes) with the same names: ``isinstance``, ``Connection.backup`` and

@@ -49,6 +49,9 @@ _REQUEST, _DB_CALL = "request", "db_call"
 _STATUS_CLASS = {code: f"{code // 100}xx" for code in range(100, 600)}
 
 
+# record_request and record_db_call are twins written out, not one function called by both:
+# they run once per request and once per query, where a call more shows.
+
 def record_request(route: str, method: str, status_code: int, duration_s: float) -> None:
     """One finished server request: ``http.server.request.duration`` by route, method and
     status class ("2xx")."""

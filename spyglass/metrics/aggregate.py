@@ -81,46 +81,52 @@ class Instrument:
         return OVERFLOW_ATTRIBUTES if key is OVERFLOW else self.attributes_of(key)
 
 
-class Counter(Instrument):
-    """A monotonic sum."""
-
-    kind = "counter"
+class _OneNumber(Instrument):
+    """An instrument whose point is one number (a counter's sum, a gauge's last value)."""
 
     def _empty_point(self):
         return [0]
-
-    def record(self, key, value):
-        point = self._series.get(key) or self._new_series(key)
-        point[0] += value
 
     def collect(self):
         series, start, now = self._take()
         if not series:
             return None
+        start = self._point_start(start)
         points = [otlp.number_point(point[0], now, start, self._attributes(key))
                   for key, point in series.items()]
+        return self._metric(points)
+
+
+class Counter(_OneNumber):
+    """A monotonic sum."""
+
+    kind = "counter"
+
+    def record(self, key, value):
+        point = self._series.get(key) or self._new_series(key)
+        point[0] += value
+
+    def _point_start(self, start):
+        return start
+
+    def _metric(self, points):
         return otlp.sum_metric(self.name, self.unit, self.description, points,
                                monotonic=True, temporality=self.temporality)
 
 
-class Gauge(Instrument):
+class Gauge(_OneNumber):
     """The last value set, per series; never reset."""
 
     kind = "gauge"
-
-    def _empty_point(self):
-        return [0]
 
     def record(self, key, value):
         point = self._series.get(key) or self._new_series(key)
         point[0] = value
 
-    def collect(self):
-        series, _start, now = self._take()
-        if not series:
-            return None
-        points = [otlp.number_point(point[0], now, 0, self._attributes(key))
-                  for key, point in series.items()]
+    def _point_start(self, start):
+        return 0  # a gauge's value is of its moment: no start time
+
+    def _metric(self, points):
         return otlp.gauge_metric(self.name, self.unit, self.description, points)
 
 

@@ -91,7 +91,8 @@ class _Dialect(NamedTuple):
     token: re.Pattern[str]
 
 
-# dialect -> (extra trigger characters, token alternatives in order of priority)
+# dialect -> (extra trigger characters, token alternatives in order of priority): a table,
+# its rows alike by design
 _DIALECT_SPECS = {
     "generic": (
         "",
