@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from conftest import require
+from support.services import require
 
 REPO = Path(__file__).resolve().parents[2]
 #: A PostgreSQL server the tests may create databases on (each test its own, dropped after).

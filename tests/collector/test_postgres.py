@@ -15,7 +15,7 @@ from spyglass.collector.otlp_json import decode
 from spyglass.collector.postgres_store import HOUR_NS, HOURS_AHEAD
 from spyglass.collector.store import open_store
 
-from conftest import clean_env
+from support.processes import clean_env
 
 from . import payloads
 from .conftest import REPO
