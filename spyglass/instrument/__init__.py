@@ -64,6 +64,7 @@ GENERIC_DBAPI = "dbapi2_generic"
 _hooked_agent = None   # the agent whose hooks patch; None after uninstall()
 _shared = {}           # (instrumentation, driver or None) -> (agent, what its setup() made)
 _skipped = set()       # instrumentations left alone: said once
+_versions = {}         # distribution names -> the version installed (None: not found)
 
 
 def register_hooks(agent):
@@ -132,7 +133,7 @@ def _wanted(agent, code, instrumentation, name):
     supports = code.SUPPORTS
     if supports is None:
         return True
-    version = installed_version(supports)
+    version = installed_version(supports, name)
     if version is None or supports.admits(version):
         return True  # a version we cannot read is given the benefit of the doubt
     if instrumentation not in _skipped:
@@ -142,16 +143,38 @@ def _wanted(agent, code, instrumentation, name):
     return False
 
 
-def installed_version(supports):
-    """The version of the first of ``supports``' distributions installed, or None."""
+def installed_version(supports, module_name=None):
+    """The version of the first of ``supports``' distributions installed, or None; looked
+    up once each, first where the library's own package lies (the whole path is read only
+    when not found there: a millisecond or more)."""
+    names = supports.names()
+    if names in _versions:
+        return _versions[names]
     from importlib import metadata  # loaded already in practice (autowrapt, most libraries)
 
-    for distribution in supports.names():
-        try:
-            return metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    near = _directory_of(module_name)
+    searches = ([{"path": [near]}] if near is not None else []) + [{}]  # {}: all of sys.path
+    version = None
+    for search in searches:
+        found = [found for name in names for found in metadata.distributions(name=name, **search)]
+        if found:
+            version = found[0].version
+            break
+    _versions[names] = version
+    return version
+
+
+def _directory_of(module_name):
+    """The directory a top-level package (or module) was imported from, or None."""
+    import os
+    import sys
+
+    top = sys.modules.get(module_name.partition(".")[0]) if module_name else None
+    path = getattr(top, "__file__", None)
+    if not path:
+        return None
+    path = os.path.dirname(path)
+    return os.path.dirname(path) if hasattr(top, "__path__") else path
 
 
 def _shared_state(agent, code, instrumentation, module):
