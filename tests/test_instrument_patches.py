@@ -98,8 +98,10 @@ agent = spyglass.init(service_name="patch-check", endpoint="http://127.0.0.1:9",
 by = {label(applied.holder, applied.name): applied.instrumentation.rsplit(".", 1)[-1]
       for applied in _patch.applied()}
 patched = {name: by.get(name) for name in differences(before)}
+instrumented = list(agent.instrumented)
 instrument.uninstall()
-print(json.dumps({"declared": expected, "patched": patched, "instrumented": agent.instrumented,
+assert agent.instrumented == []
+print(json.dumps({"declared": expected, "patched": patched, "instrumented": instrumented,
                   "not_restored": sorted(differences(before))}))
 """
 

@@ -119,6 +119,8 @@ def uninstall():
     """Put back every original that instrumentation replaced, and stop the hooks from
     patching modules imported later."""
     global _hooked_agent
+    if _hooked_agent is not None:
+        _hooked_agent.instrumented.clear()
     _hooked_agent = None
     _patch.undo()
     _shared.clear()
