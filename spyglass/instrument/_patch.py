@@ -26,7 +26,6 @@ import functools
 import importlib
 import logging
 import types
-from typing import Any, NamedTuple, Optional, Tuple, Union
 
 log = logging.getLogger("spyglass")
 
@@ -55,12 +54,16 @@ class Patch:
         return f"Patch({where}, {self.attributes})"
 
 
-class Supports(NamedTuple):
+class Supports:
     """The library versions an instrumentation is written for: ``minimum`` and up, below
     ``below`` (if given), of the first of ``distributions`` installed."""
-    distributions: Union[str, Tuple[str, ...]]
-    minimum: str
-    below: Optional[str] = None
+
+    __slots__ = ("distributions", "minimum", "below")
+
+    def __init__(self, distributions, minimum, below=None):
+        self.distributions = distributions
+        self.minimum = minimum
+        self.below = below
 
     def names(self):
         found = self.distributions
@@ -94,15 +97,19 @@ def version_tuple(version):
     return tuple(numbers)
 
 
-class Applied(NamedTuple):
+class Applied:
     """One attribute patched: where, what was there (``ABSENT``: nothing of the holder's
     own), what is there now, who put it and on the import of which module."""
-    holder: Any
-    name: str
-    original: Any
-    replacement: Any
-    instrumentation: str
-    module: str
+
+    __slots__ = ("holder", "name", "original", "replacement", "instrumentation", "module")
+
+    def __init__(self, holder, name, original, replacement, instrumentation, module):
+        self.holder = holder
+        self.name = name
+        self.original = original
+        self.replacement = replacement
+        self.instrumentation = instrumentation
+        self.module = module
 
 
 ABSENT = object()
