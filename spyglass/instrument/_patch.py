@@ -104,12 +104,9 @@ class Applied:
     __slots__ = ("holder", "name", "original", "replacement", "instrumentation", "module")
 
     def __init__(self, holder, name, original, replacement, instrumentation, module):
-        self.holder = holder
-        self.name = name
-        self.original = original
-        self.replacement = replacement
-        self.instrumentation = instrumentation
-        self.module = module
+        self.holder, self.name = holder, name  # where
+        self.original, self.replacement = original, replacement  # what was, what is
+        self.instrumentation, self.module = instrumentation, module  # by whom, on which import
 
 
 ABSENT = object()
