@@ -49,10 +49,12 @@ TEST = [
     "playwright>=1.40",  # drives Debian's chromium; its own browser download is not used
     # frameworks and servers
     "flask>=2.2", "flask-login", "django>=4.2", "fastapi", "starlette", "uvicorn",
-    "gunicorn", "uwsgi>=2.0.20",
+    "gunicorn", "uwsgi>=2.0.20", "aiohttp", "pyramid", "tornado", "gevent",
     # databases, caches, HTTP clients, templates
     "psycopg2-binary", "psycopg[binary]", "pymysql", "mysqlclient", "redis", "pysolr",
-    "requests", "urllib3", "httpx", "jinja2",
+    "requests", "urllib3", "httpx", "jinja2", "mako", "chameleon",
+    # message buses
+    "pika", "paho-mqtt", "nats-py",
     # process pools: billiard is Celery's
     "billiard",
 ]

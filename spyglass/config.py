@@ -187,6 +187,7 @@ TIMING = {
     "requests": (3.0, "requests"),
     "httpx": (3.0, "httpx, sync and async"),
     "httplib": (3.0, "urllib / http.client"),
+    "aiohttp": (3.0, "aiohttp's client"),
 }
 
 KEYS: Tuple[Key, ...] = (

@@ -25,6 +25,7 @@ REGISTRY = {
     "django.core.handlers.base": "django",
     "django.core.handlers.exception": "django",
     "starlette.applications": "starlette",
+    "aiohttp.web_app": "aiohttp",
     # databases
     "sqlite3": "sqlite3",
     "psycopg2": "psycopg2",
@@ -40,6 +41,7 @@ REGISTRY = {
     "requests": "requests",
     "httpx": "httpx",
     "http.client": "httplib",
+    "aiohttp.client": "aiohttp",
     # templates
     "jinja2": "jinja2",
     "django.template.base": "django_templates",

@@ -277,6 +277,22 @@ def _record_metric(route, method, status_code, duration_s):
         log.exception("spyglass: request metrics failed; no more will be recorded")
 
 
+def error_block(request, scrubber, url, query, headers, client=None):
+    """The ``request`` block of an error event: the URL (``url`` without its query), query
+    string and headers (pairs) scrubbed; the client's address only under
+    ``send_default_pii``."""
+    block = {
+        "method": request.method,
+        "url": scrubber.url(url + ("?" + query if query else "")),
+        "route": request.route_name(),
+        "query_string": scrubber.query_string(query),
+        "headers": scrubber.headers(headers),
+    }
+    if client and request.agent.config.send_default_pii:
+        block["client_address"] = client
+    return block
+
+
 def host_only(host):
     """``host:port`` (or ``[::1]:port``) without the port."""
     if host.startswith("["):  # [::1]:8000

@@ -11,7 +11,7 @@ app returns instead, so the exception Starlette re-raises after sending its 500 
 recorded on it. Only ``http`` scopes are traced; ``websocket`` and ``lifespan`` pass.
 Per-request options: ``spyglass.set_request_options(...)`` inside the request.
 """
-from . import METHODS, RequestTrace, host_only
+from . import METHODS, RequestTrace, error_block, host_only
 from .. import agent as agent_module
 from ..errors.scope import current_request
 from ..trace.context import suppressed
@@ -56,17 +56,8 @@ class ASGIRequest(RequestTrace):
                    for name, value in scope.get("headers") or ()]
         query = (scope.get("query_string") or b"").decode("latin-1")
         url = f"{scope.get('scheme', 'http')}://{self.host}{self.path}"
-        block = {
-            "method": self.method,
-            "url": scrubber.url(url + ("?" + query if query else "")),
-            "route": self.route_name(),
-            "query_string": scrubber.query_string(query),
-            "headers": scrubber.headers(headers),
-        }
         client = scope.get("client")
-        if self.agent.config.send_default_pii and client:
-            block["client_address"] = client[0]
-        return block
+        return error_block(self, scrubber, url, query, headers, client[0] if client else None)
 
 
 def start(agent, scope):

@@ -15,7 +15,7 @@ applies; its span ends when the app returns it.
 import functools
 import logging
 
-from . import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace, host_only
+from . import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace, error_block, host_only
 from .. import agent as agent_module
 from ..errors.scope import current as current_scope
 from ..trace.context import suppressed
@@ -200,15 +200,7 @@ def describe_environ(environ, request, scrubber):
     query = environ.get("QUERY_STRING") or ""
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
     url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{request.path}"
-    block = {
-        "method": environ.get("REQUEST_METHOD"),
-        "url": scrubber.url(url + ("?" + query if query else "")),
-        "route": request.route_name(),
-        "query_string": scrubber.query_string(query),
-        "headers": scrubber.headers(headers),
-    }
-    if request.agent.config.send_default_pii and environ.get("REMOTE_ADDR"):
-        block["client_address"] = environ["REMOTE_ADDR"]
+    block = error_block(request, scrubber, url, query, headers, environ.get("REMOTE_ADDR"))
     data = _already_parsed_body(request)
     if data is not None:
         block["data"] = scrubber.mapping(data)

@@ -1,0 +1,68 @@
+"""The request lifecycle for servers that are neither WSGI nor ASGI and hand each request
+to the app as an object of their own (aiohttp's server, Tornado).
+
+The instrumentation reads what the server knows into ``start(...)``, which returns a
+``ServedRequest`` with its SERVER span started (continuing the W3C context of the incoming
+headers), then runs the handler inside it, as the WSGI and ASGI adapters do::
+
+    request = native.start(agent, method, path, headers, scheme, host, query, client)
+    with request:                   # an exception: fail(exc), then re-raised
+        response = await handler(...)
+    request.status_code = ...; request.route = ...; request.finish()
+
+``headers`` is the server's own case-insensitive mapping (aiohttp's ``CIMultiDictProxy``,
+Tornado's ``HTTPHeaders``): read, never changed.
+"""
+from . import METHODS, RequestTrace, error_block, host_only
+
+TRACEPARENT = "traceparent"
+
+
+class ServedRequest(RequestTrace):
+    """A request a server handed over as its own object: what error events tell of it."""
+
+    headers = ()
+    query = ""
+    scheme = "http"
+    host = ""
+    client = None
+
+    def describe(self, scrubber):
+        return error_block(self, scrubber, f"{self.scheme}://{self.host}{self.path}", self.query,
+                           list(self.headers.items()), self.client)
+
+
+def start(agent, method, path, headers, scheme="http", host=None, query="", client=None,
+          kind=ServedRequest):
+    """A ``kind`` (a ServedRequest) for this request, its span started; None when the
+    request is not to be traced (an ignored path)."""
+    config = agent.config
+    path = path or "/"
+    prefixes = config.ignore_paths
+    if prefixes and path.startswith(prefixes):
+        return None
+    method = method or "GET"
+    known = method if method in METHODS else "_OTHER"
+    tracer = agent.tracer
+    span = tracer.start_server_span(known, headers if TRACEPARENT in headers else None)
+    attributes = span.attributes
+    attributes["http.request.method"] = known
+    if known != method:
+        attributes["http.request.method_original"] = method
+    attributes["url.path"] = path
+    attributes["url.scheme"] = scheme
+    if host:
+        attributes["server.address"] = host_only(host)
+    user_agent = headers.get("User-Agent")
+    if user_agent:
+        attributes["user_agent.original"] = user_agent
+    if config.send_default_pii and client:
+        attributes["client.address"] = client
+    request = kind(agent, tracer, span, method)
+    request.path = path
+    request.headers = headers
+    request.query = query or ""
+    request.scheme = scheme
+    request.host = host or ""
+    request.client = client
+    return request
