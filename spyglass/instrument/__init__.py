@@ -42,6 +42,9 @@ REGISTRY = {
     "httpx": "httpx",
     "http.client": "httplib",
     "aiohttp.client": "aiohttp",
+    # message buses
+    "pika.channel": "pika",
+    "pika.adapters.blocking_connection": "pika",
     # templates
     "jinja2": "jinja2",
     "django.template.base": "django_templates",

@@ -68,6 +68,7 @@ class RequestTrace:
     data = None             # callable -> the body the app already parsed (form/JSON)
     finished = False
     path = ""
+    http = True             # an HTTP request: its end goes into the request metrics
 
     def __init__(self, agent, tracer, span, method):
         self.agent = agent
@@ -198,7 +199,7 @@ class RequestTrace:
             duration_s = None
         try:  # this runs in the app's own except blocks too: nothing of ours may escape
             span.finish()
-            if duration_s is not None:
+            if duration_s is not None and self.http:
                 _record_metric(route or "", self.method, self.status_code, duration_s)
         except Exception:
             log.exception("spyglass: error while exporting a request's span")
