@@ -188,6 +188,7 @@ TIMING = {
     "httpx": (3.0, "httpx, sync and async"),
     "httplib": (3.0, "urllib / http.client"),
     "aiohttp": (3.0, "aiohttp's client"),
+    "tornado": (3.0, "Tornado's AsyncHTTPClient"),
     "pika": (0.1, "pika (RabbitMQ) publishes"),
 }
 

@@ -4,19 +4,14 @@ then the app as it is deployed, under ``web.run_app`` and ``gunicorn -k
 aiohttp.GunicornWebWorker``, with real HTTP in and real OTLP out."""
 import json
 import signal
-import subprocess
 import sys
 
 import httpx
 import pytest
 
-from support.processes import clean_env
-from support.services import free_port
-from support.web import APPS, drive, wait_for_port
+from support.web import drive, echoed_as_plain, serve
 
 pytest.importorskip("aiohttp")
-
-TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 DRIVER = """
     import asyncio, json
@@ -24,15 +19,7 @@ DRIVER = """
     from aiohttp import web
     from multidict import CIMultiDict, MultiDict
     from aiohttp_app import app
-
-    TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
-
-    def show(name, inside, sent, after=None):
-        sent = [[k, v] for k, v in sent if k != "Host"]  # the port differs from run to run
-        print(json.dumps({"name": name, "inside": inside,
-                          "sent": [p for p in sent if p[0].lower() not in TRACE_HEADERS],
-                          "trace": {k.lower(): v for k, v in sent if k.lower() in TRACE_HEADERS},
-                          "after": after}))
+    from echoed import show
 
     async def client_calls(base, inside):
         repeated = CIMultiDict([("X-Rep", "1"), ("x-rep", "2")])
@@ -90,12 +77,8 @@ def plain():
     return drive(DRIVER, bootstrap=None)
 
 
-def server_spans(run):
-    return {span["name"]: span for span in run.spans() if span["kind"] == 2}
-
-
 def test_requests_are_server_spans_named_by_the_route_template(run):
-    spans = server_spans(run)
+    spans = run.server_spans()
     user = spans["GET /users/{id}"]
     assert user["attrs"]["http.route"] == "/users/{id}"
     assert user["attrs"]["http.response.status_code"] == 200
@@ -111,7 +94,7 @@ def test_requests_are_server_spans_named_by_the_route_template(run):
 
 
 def test_a_handlers_exception_marks_its_span_and_is_reported_once(run):
-    boom = server_spans(run)["GET /boom"]
+    boom = run.server_spans()["GET /boom"]
     assert boom["status"]["code"] == 2
     assert boom["attrs"]["http.response.status_code"] == 500
     assert [e for e in boom["events"] if e["name"] == "exception"]
@@ -137,10 +120,7 @@ def test_one_trace_across_a_client_call_to_another_request(run):
 
 
 def test_the_client_sends_the_apps_headers_as_given_plus_the_context_inside_a_span(run, plain):
-    sent = [o for o in run.outputs if "sent" in o]
-    assert [{k: v for k, v in o.items() if k != "trace"} for o in sent] == [
-        {k: v for k, v in o.items() if k != "trace"} for o in plain.outputs if "sent" in o]
-    by_name = {(o["name"], o["inside"]): o for o in sent}
+    by_name = echoed_as_plain(run, plain)
     assert ["X-Rep", "1"] in by_name[("pairs", True)]["sent"]
     assert ["X-Rep", "2"] in by_name[("pairs", True)]["sent"]
     assert ["X-Session", "s"] in by_name[("none", True)]["sent"]
@@ -177,22 +157,6 @@ def test_secrets_are_scrubbed(run):
     text = run.receiver.raw_text()
     for secret in ("tok-SECRET-1", "auth-SECRET-2", "tok-SECRET-3", "tok-SECRET-4"):
         assert secret not in text
-
-
-def serve(receiver, argv, **env):
-    port = free_port()
-    process = subprocess.Popen(
-        [arg.replace("{port}", str(port)) for arg in argv], cwd=APPS,
-        env=clean_env(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
-                      SPYGLASS_FLUSH_INTERVAL="0.2", SPYGLASS_METRICS_INTERVAL="0",
-                      SPYGLASS_IGNORE_PATHS="/health", PORT=port, **env),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_port(port)
-    except AssertionError:
-        process.kill()
-        raise AssertionError(process.communicate(timeout=10)[0])
-    return process, f"http://127.0.0.1:{port}"
 
 
 def check_served(receiver, base):

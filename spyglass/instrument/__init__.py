@@ -26,6 +26,7 @@ REGISTRY = {
     "django.core.handlers.exception": "django",
     "starlette.applications": "starlette",
     "aiohttp.web_app": "aiohttp",
+    "tornado.web": "tornado",
     # databases
     "sqlite3": "sqlite3",
     "psycopg2": "psycopg2",
@@ -42,6 +43,7 @@ REGISTRY = {
     "httpx": "httpx",
     "http.client": "httplib",
     "aiohttp.client": "aiohttp",
+    "tornado.httpclient": "tornado",
     # message buses
     "pika.channel": "pika",
     "pika.adapters.blocking_connection": "pika",

@@ -21,9 +21,6 @@ exception is reported and marks the span.
 """
 from ._http import OutboundHTTP
 from ._patch import Patch, Supports
-from .. import agent as agent_module
-from ..errors.scope import current_request
-from ..trace.context import suppressed
 from ..web import native
 
 SUPPORTS = Supports("aiohttp", "3.8")
@@ -32,8 +29,6 @@ PATCHES = (
     Patch("aiohttp.client", "ClientSession", _request="traced_request"),
     Patch("aiohttp.web_app", "Application", _handle="traced_handle"),
 )
-
-_get_agent = agent_module.get
 
 
 def setup(agent, module):
@@ -96,8 +91,6 @@ def _full_url(session, str_or_url, params):
 # -- server ---------------------------------------------------------------------------------
 
 class AiohttpRequest(native.ServedRequest):
-    raw = None  # aiohttp's web.Request
-
     def fail(self, exc):
         self.read_route()
         status = getattr(exc, "status", None)
@@ -140,18 +133,12 @@ def traced_handle(original, agent):
 
 
 def _begin(request):
-    agent = _get_agent()
-    if agent is None or suppressed.get() or current_request() is not None:
-        return None
-    try:
-        trace = native.start(agent, request.method, request.path, request.headers,
-                             request.scheme, request.host, request.query_string,
-                             request.remote, AiohttpRequest)
-        if trace is not None:
-            trace.raw = request
-        return trace
-    except Exception:
-        return None
+    return native.begin(AiohttpRequest, request, _read)
+
+
+def _read(request):
+    return (request.method, request.path, request.headers, request.scheme, request.host,
+            request.query_string, request.remote)
 
 
 _kinds = None

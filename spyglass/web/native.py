@@ -1,11 +1,11 @@
 """The request lifecycle for servers that are neither WSGI nor ASGI and hand each request
 to the app as an object of their own (aiohttp's server, Tornado).
 
-The instrumentation reads what the server knows into ``start(...)``, which returns a
-``ServedRequest`` with its SERVER span started (continuing the W3C context of the incoming
-headers), then runs the handler inside it, as the WSGI and ASGI adapters do::
+The instrumentation reads what the server knows into ``begin(...)`` (or ``start``), which
+returns a ``ServedRequest`` with its SERVER span started (continuing the W3C context of the
+incoming headers), then runs the handler inside it, as the WSGI and ASGI adapters do::
 
-    request = native.start(agent, method, path, headers, scheme, host, query, client)
+    request = native.begin(kind, raw, read)  # read(raw): method, path, headers, scheme, …
     with request:                   # an exception: fail(exc), then re-raised
         response = await handler(...)
     request.status_code = ...; request.route = ...; request.finish()
@@ -14,13 +14,18 @@ headers), then runs the handler inside it, as the WSGI and ASGI adapters do::
 Tornado's ``HTTPHeaders``): read, never changed.
 """
 from . import METHODS, RequestTrace, error_block, host_only
+from .. import agent as agent_module
+from ..errors.scope import current_request
+from ..trace.context import suppressed
 
 TRACEPARENT = "traceparent"
+_get_agent = agent_module.get
 
 
 class ServedRequest(RequestTrace):
     """A request a server handed over as its own object: what error events tell of it."""
 
+    raw = None              # the server's own request object
     headers = ()
     query = ""
     scheme = "http"
@@ -30,6 +35,23 @@ class ServedRequest(RequestTrace):
     def describe(self, scrubber):
         return error_block(self, scrubber, f"{self.scheme}://{self.host}{self.path}", self.query,
                            list(self.headers.items()), self.client)
+
+
+def begin(kind, raw, read):
+    """A ``kind`` (a ServedRequest) for the request the server handed over as ``raw``, its
+    span started, or None when it is not to be traced (no agent, spyglass's own thread, an
+    outer layer traces it already, an ignored path, an error of ours). ``read(raw)`` gives
+    ``start``'s arguments from ``method`` on."""
+    agent = _get_agent()
+    if agent is None or suppressed.get() or current_request() is not None:
+        return None
+    try:
+        request = start(agent, *read(raw), kind=kind)
+        if request is not None:
+            request.raw = raw
+        return request
+    except Exception:
+        return None
 
 
 def start(agent, method, path, headers, scheme="http", host=None, query="", client=None,

@@ -32,6 +32,10 @@ class Run:
         assert found, f"no span {name!r} in {[s['name'] for s in self.spans()]}"
         return found[0]
 
+    def server_spans(self):
+        """The SERVER spans, by name (the last of a name)."""
+        return {span["name"]: span for span in self.spans() if span["kind"] == 2}
+
     def errors(self):
         return [json.loads(record["body"]["stringValue"]) | {"_attrs": record["attrs"],
                                                               "_record": record}
@@ -82,3 +86,33 @@ def wait_for_port(port, timeout=15.0, path="/health"):
         except httpx.HTTPError:
             time.sleep(0.05)
     raise AssertionError(f"nothing answering on port {port}")
+
+
+def echoed_as_plain(run, plain):
+    """The driver's ``echoed.show`` lines by (name, inside), once checked equal to the plain
+    run's but for the trace headers."""
+    sent = [o for o in run.outputs if "sent" in o]
+    assert [{k: v for k, v in o.items() if k != "trace"} for o in sent] == [
+        {k: v for k, v in o.items() if k != "trace"} for o in plain.outputs if "sent" in o]
+    return {(o["name"], o["inside"]): o for o in sent}
+
+
+def serve(receiver, argv, bootstrap="spyglass", **env):
+    """A server process (``argv``, ``{port}`` replaced by a free port, run in tests/apps)
+    under the sensor, exporting to ``receiver``, once it answers; (process, base URL). Its
+    output (stdout and stderr) is the process's ``communicate()``'s."""
+    from .services import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [arg.replace("{port}", str(port)) for arg in argv], cwd=APPS,
+        env=clean_env(AUTOWRAPT_BOOTSTRAP=bootstrap, SPYGLASS_ENDPOINT=receiver.url,
+                      SPYGLASS_FLUSH_INTERVAL="0.2", SPYGLASS_METRICS_INTERVAL="0",
+                      SPYGLASS_IGNORE_PATHS="/health", PORT=port, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port)
+    except AssertionError:
+        process.kill()
+        raise AssertionError(process.communicate(timeout=10)[0])
+    return process, f"http://127.0.0.1:{port}"
