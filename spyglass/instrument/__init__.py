@@ -27,6 +27,8 @@ REGISTRY = {
     "starlette.applications": "starlette",
     "aiohttp.web_app": "aiohttp",
     "tornado.web": "tornado",
+    "pyramid.router": "pyramid",
+    "pyramid.config.tweens": "pyramid",
     # databases
     "sqlite3": "sqlite3",
     "psycopg2": "psycopg2",

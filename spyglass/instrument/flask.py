@@ -29,12 +29,7 @@ PATCHES = (
 
 
 def traced_wsgi_app(original, agent):
-    call = wsgi.call
-
-    def wsgi_app(self, environ, start_response):
-        return call(original.__get__(self), environ, start_response)
-
-    return wsgi_app
+    return wsgi.traced_method(original)
 
 
 def reading_route(original, agent):
