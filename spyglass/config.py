@@ -183,6 +183,8 @@ TIMING = {
     "redis": (0.1, "redis-py, sync and asyncio"),
     "jinja2": (0.15, "Jinja2 templates"),
     "django_templates": (0.15, "Django templates"),
+    "mako": (0.15, "Mako templates"),
+    "chameleon": (0.15, "Chameleon templates"),
     "urllib3": (3.0, "urllib3 (and requests on it)"),
     "requests": (3.0, "requests"),
     "httpx": (3.0, "httpx, sync and async"),

@@ -52,6 +52,8 @@ REGISTRY = {
     # templates
     "jinja2": "jinja2",
     "django.template.base": "django_templates",
+    "mako.template": "mako",
+    "chameleon.template": "chameleon",
     # servers (uWSGI's own module is not imported: spyglass.instrument.uwsgi watches for it)
     "uwsgidecorators": "uwsgi",
     "gunicorn.workers.base": "gunicorn",

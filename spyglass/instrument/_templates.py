@@ -6,6 +6,15 @@ from ..trace.context import get_active_scope
 from ..trace.span import INTERNAL
 
 
+def traced_render(render, renders):
+    """The maker of a ``Patch`` of a render method (see ``_patch``): its traced twin."""
+    return renders.traced(render)
+
+
+def traced_render_async(render, renders):
+    return renders.traced_async(render)
+
+
 class Renders:
     """One engine's renders: ``traced(render)`` and ``traced_async(render)`` are traced
     twins of its render methods; ``name_of(template)`` names a template."""

@@ -2,7 +2,7 @@
 spyglass.instrument.django): rendering a template, includes and extends too
 (``Template.render``), is a span ``render <template name>`` in the ``template`` category."""
 from ._patch import Patch, Supports
-from ._templates import Renders
+from ._templates import Renders, traced_render  # noqa: F401  (named by PATCHES)
 
 SUPPORTS = Supports("django", "3.2")
 TIMING = "django_templates"
@@ -13,10 +13,6 @@ PATCHES = (
 
 def setup(agent, module):
     return Renders(agent, TIMING, "django", _name)
-
-
-def traced_render(render, renders):
-    return renders.traced(render)
 
 
 def _name(template):

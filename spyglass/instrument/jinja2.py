@@ -1,7 +1,7 @@
 """Jinja2: rendering a template (``Template.render``, and ``render_async`` where Jinja2
 has it) is a span ``render <template name>`` in the ``template`` category."""
 from ._patch import Patch, Supports
-from ._templates import Renders
+from ._templates import Renders, traced_render, traced_render_async  # noqa: F401 (PATCHES)
 
 SUPPORTS = Supports("jinja2", "2.11")
 TIMING = "jinja2"
@@ -12,14 +12,6 @@ PATCHES = (
 
 def setup(agent, module):
     return Renders(agent, TIMING, "jinja2", _name)
-
-
-def traced_render(render, renders):
-    return renders.traced(render)
-
-
-def traced_render_async(render, renders):
-    return renders.traced_async(render)
 
 
 def _name(template):

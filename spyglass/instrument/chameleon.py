@@ -1,0 +1,19 @@
+"""Chameleon: rendering a template (``BaseTemplate.render``, which ``PageTemplate``,
+``PageTemplateFile`` and calling a template run; the macros it uses are part of it) is a
+span ``render <template file>`` in the ``template`` category."""
+from ._patch import Patch, Supports
+from ._templates import Renders, traced_render  # noqa: F401  (named by PATCHES)
+
+SUPPORTS = Supports("chameleon", "3.0")
+TIMING = "chameleon"
+PATCHES = (
+    Patch("chameleon.template", "BaseTemplate", render="traced_render"),
+)
+
+
+def setup(agent, module):
+    return Renders(agent, TIMING, "chameleon", _name)
+
+
+def _name(template):
+    return str(getattr(template, "filename", None) or "<string>")
