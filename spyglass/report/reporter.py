@@ -30,7 +30,7 @@ from itertools import repeat, starmap
 from .. import process
 from ..process import suppressed
 from . import otlp
-from .signals import start_with_async_signals_blocked
+from . import threads
 
 log = logging.getLogger("spyglass")
 
@@ -248,10 +248,12 @@ class Reporter:
         with self._lock:
             if self._thread is not None and self._pid == os.getpid():
                 return
-            thread = threading.Thread(target=self._run, name="spyglass-reporter", daemon=True)
+            # A greenlet if what it waits on is gevent's (see threads.py).
+            thread = threads.new(self._run, "spyglass-reporter",
+                                 cooperative=threads.is_gevents(self._wake))
             self._thread = thread
         try:
-            start_with_async_signals_blocked(thread)  # see signals.py
+            thread.start()
         except RuntimeError:  # interpreter shutting down: at_exit drains synchronously
             self._thread = None
         else:
@@ -264,7 +266,7 @@ class Reporter:
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         thread = self._thread
-        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+        if thread is None or not thread.is_alive() or threads.is_current(thread):
             return self._drain(deadline)
         outer_deadline = self._deadline  # a flush this one interrupted (a signal handler's)
         self._deadline = deadline if outer_deadline is None else min(deadline, outer_deadline)

@@ -1,8 +1,6 @@
 """Signals, so that the app meets them as it would without spyglass.
 
-- Our threads block the asynchronous signals: the kernel hands a process-directed signal
-  to any thread that does not block it, and one taken by our thread sets Python's flag
-  while the main thread, blocked in C (a pool worker waiting on a semaphore), never looks.
+- Our threads block the asynchronous signals (see threads.py).
 - SIGTERM, where the app left it at its default (which kills without atexit): drain the
   queue within ``shutdown_timeout``, then die of SIGTERM as before. A second SIGTERM ends
   the process at once; one that comes during the at-exit drain lets it finish first.
@@ -13,36 +11,19 @@
   handler has not started shortly after a SIGTERM, sends it again to the main thread,
   which interrupts the wait. Only where the app has no wakeup fd of its own.
 """
+import functools
 import logging
 import os
 import signal
 import threading
-import time
+
+from . import threads
 
 log = logging.getLogger("spyglass")
 
-# Faults must stay deliverable to the thread that caused them; the rest are blocked.
-_SYNCHRONOUS = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
-                "SIGSYS", "SIGABRT"}
 # How long the watch gives the handler to start after a SIGTERM before sending it again.
 HANDLER_GRACE = 0.1
 KICKS = 50
-
-
-def start_with_async_signals_blocked(thread):
-    """Start ``thread`` with the asynchronous signals blocked (a new thread inherits the
-    mask of the one that starts it, which gets its own back at once)."""
-    try:
-        blocked = {signum for signum in signal.valid_signals()
-                   if getattr(signum, "name", None) not in _SYNCHRONOUS}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    except (AttributeError, OSError, ValueError):  # no pthread_sigmask here
-        thread.start()
-        return
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def drain_on_sigterm(reporter):
@@ -101,9 +82,8 @@ class _SigtermHandler:
             os.close(write_fd)
             return
         self._watch_fd = write_fd
-        thread = threading.Thread(target=self._watch, args=(read_fd, write_fd),
-                                  name="spyglass-sigterm-watch", daemon=True)
-        start_with_async_signals_blocked(thread)
+        threads.new(functools.partial(self._watch, read_fd, write_fd),
+                    "spyglass-sigterm-watch").start()
 
     def _watch(self, read_fd, write_fd):
         try:
@@ -121,7 +101,7 @@ class _SigtermHandler:
     def _kick_until_started(self):
         main = threading.main_thread().ident
         for _ in range(KICKS):
-            time.sleep(HANDLER_GRACE)
+            threads.sleep(HANDLER_GRACE)
             if self.started:
                 return
             log.debug("spyglass: the SIGTERM handler is pending; interrupting the main thread")

@@ -1,0 +1,129 @@
+"""spyglass's own threads (the reporter, the SIGTERM watch): daemon threads with the
+asynchronous signals blocked, which go on running whatever the app does, under gevent too.
+
+Our threads block the asynchronous signals: the kernel hands a process-directed signal to
+any thread that does not block it, and one taken by our thread sets Python's flag while the
+main thread, blocked in C (a pool worker waiting on a semaphore), never looks.
+
+Once gevent has monkey-patched ``threading``, a ``threading.Thread`` is a greenlet: it runs
+only when the app's greenlets yield, and a call that blocks in it (a pipe's read, a wait on
+a lock made before the patching) stops every greenlet of the process. A thread of ours then
+runs on an OS thread of its own, started with the ``start_new_thread`` gevent keeps, unless
+what it waits on is gevent's own (a reporter made after the patching, by
+``spyglass.init()`` after ``patch_all()`` or in a child forked since): gevent's primitives
+cannot be shared with another OS thread, so that one is a greenlet like the app's, and waits
+as they do.
+"""
+import logging
+import signal
+import sys
+import threading
+import time
+
+# Faults must stay deliverable to the thread that caused them; the rest are blocked.
+_SYNCHRONOUS = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
+                "SIGSYS", "SIGABRT"}
+
+
+def new(target, name, cooperative=False):
+    """A daemon thread named ``name`` that runs ``target()`` once started (``start()``,
+    ``ident``, ``is_alive()``). ``cooperative``: what ``target`` waits on is gevent's."""
+    monkey = _gevent_patched()
+    if monkey is None:
+        return MaskedThread(target=target, name=name, daemon=True)
+    if cooperative:
+        return threading.Thread(target=target, name=name, daemon=True)  # a greenlet
+    return OSThread(target, name, monkey)
+
+
+class MaskedThread(threading.Thread):
+    """A thread that starts with the asynchronous signals blocked (a new thread inherits
+    the mask of the one that starts it, which gets its own back at once)."""
+
+    def start(self):
+        with _async_signals_blocked():
+            threading.Thread.start(self)
+
+
+def is_current(thread):
+    """Whether the caller runs on ``thread`` (one that ``new`` made)."""
+    return thread is not None and thread.ident == threading.get_ident()
+
+
+def sleep(seconds):
+    """``time.sleep`` as the interpreter has it (gevent's, on an OS thread of ours, would
+    make that thread a hub of its own)."""
+    monkey = _gevent_patched()
+    if monkey is None:
+        time.sleep(seconds)
+    else:
+        monkey.get_original("time", "sleep")(seconds)
+
+
+def is_gevents(primitive):
+    """Whether ``primitive`` (a lock, an event) is one of gevent's."""
+    return type(primitive).__module__.startswith("gevent")
+
+
+class OSThread:
+    """A daemon OS thread where gevent has patched ``threading``, started with the
+    interpreter's own ``start_new_thread``; it is not among ``threading.enumerate()``."""
+
+    def __init__(self, target, name, monkey):
+        self.name = name
+        self.daemon = True
+        self.ident = None
+        self._target = target
+        self._start_new_thread, allocate_lock = monkey.get_original(
+            "_thread", ["start_new_thread", "allocate_lock"])
+        self._running = allocate_lock()
+
+    def start(self):
+        self._running.acquire()
+        ready = threading.get_ident  # as the thread's callers will ask (gevent's, if patched)
+        with _async_signals_blocked():
+            self._start_new_thread(self._bootstrap, (ready,))
+
+    def _bootstrap(self, get_ident):
+        self.ident = get_ident()
+        try:
+            self._target()
+        except BaseException:
+            logging.getLogger("spyglass").exception("spyglass: the %s thread ended", self.name)
+        finally:
+            self._running.release()
+
+    def is_alive(self):
+        return self._running.locked()
+
+    def __repr__(self):
+        return f"<OSThread {self.name} ident={self.ident}>"
+
+
+class _async_signals_blocked:
+    """``with``: the asynchronous signals blocked in this thread, then its mask back."""
+
+    def __enter__(self):
+        try:
+            blocked = {signum for signum in signal.valid_signals()
+                       if getattr(signum, "name", None) not in _SYNCHRONOUS}
+            self._previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        except (AttributeError, OSError, ValueError):  # no pthread_sigmask here
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous)
+        return False
+
+
+def _gevent_patched():
+    """gevent's ``monkey`` module when it has patched ``threading``, else None."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return None
+    try:
+        return monkey if monkey.is_module_patched("threading") else None
+    except Exception:
+        return None

@@ -1,0 +1,120 @@
+"""gevent: an app monkey-patched by gevent, under gunicorn's gevent worker or with
+``patch_all()`` as its first line, traced as any other: a context per greenlet, the
+reporter sending while the app runs, SIGTERM and exit as without gevent; and the sensor's
+start imports nothing that ``patch_all()`` must come before."""
+import json
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from support.processes import Script, run_python
+from support.web import serve
+
+pytest.importorskip("gevent")
+
+# What patch_all() must see unimported (gevent patches ssl, and urllib3 and httpx take
+# from ssl and socket what they need when imported), and what else a sensor's start could
+# pull in that gevent patches.
+BEFORE_PATCHING = ("ssl", "urllib3", "httpx", "socket", "select", "selectors", "asyncio",
+                   "subprocess", "http.client", "concurrent.futures", "queue")
+
+
+def first_line_modules(bootstrap):
+    result = run_python("""
+        import json, sys
+        print(json.dumps(sorted(sys.modules)))
+    """, AUTOWRAPT_BOOTSTRAP=bootstrap, SPYGLASS_ENDPOINT="http://127.0.0.1:9")
+    return set(json.loads(result.stdout))
+
+
+def test_the_sensors_start_imports_nothing_patch_all_must_precede():
+    traced = first_line_modules("spyglass")
+    # autowrapt's own start, with no group of ours: what autowrapt and wrapt import
+    baseline = first_line_modules("no-such-group")
+    assert "spyglass.agent" in traced and "spyglass.agent" not in baseline
+    assert not (traced - baseline) & set(BEFORE_PATCHING)
+    assert "urllib3" not in traced and "httpx" not in traced
+
+
+def by_trace(spans):
+    traces = {}
+    for span in spans:
+        traces.setdefault(span["traceId"], []).append(span)
+    return traces
+
+
+def test_gunicorn_gevent_worker(receiver):
+    pytest.importorskip("gunicorn")
+    process, base = serve(receiver, [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2",
+                                     "-b", "127.0.0.1:{port}", "gevent_app:app"])
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda n: httpx.get(f"{base}/work/{n}", timeout=10).json(),
+                                    range(60)))
+        # sent while the workers run: the reporters keep sending under gevent
+        spans = receiver.wait_for(lambda r: len(r.spans()) >= 240 and r.spans(), timeout=15)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert answers == [{"n": n, "next": n + 1} for n in range(60)]
+    assert "Traceback" not in output and "spyglass" not in output, output
+    requests = [s for s in spans if s["kind"] == 2]
+    assert len(requests) == 60 and {s["name"] for s in requests} == {"GET /work/<int:n>"}
+    # a context per greenlet: each request's two queries are its own children
+    for trace in by_trace(spans).values():
+        request, = [s for s in trace if s["kind"] == 2]
+        queries = [s for s in trace if s["name"] == "SELECT"]
+        assert len(queries) == 2 and {q["parentSpanId"] for q in queries} == {request["spanId"]}
+    assert receiver.schema_errors == []
+
+
+PATCHED_APP = """
+    from gevent import monkey; monkey.patch_all()
+    import json, os, sqlite3, sys, threading, time
+    import gevent
+    import spyglass
+
+    if os.environ.get("INIT"):
+        spyglass.init()
+
+    def job(n):
+        with spyglass.tracer().start_active_span(f"job {n}"):
+            connection = sqlite3.connect(":memory:")
+            connection.execute("SELECT ?", (n,)).fetchone()
+            time.sleep(0.05)  # the other greenlets run meanwhile
+            connection.execute("SELECT ? + 1", (n,)).fetchone()
+
+    started = time.monotonic()
+    gevent.joinall([gevent.spawn(job, n) for n in range(20)])
+    print(json.dumps({"elapsed": time.monotonic() - started,
+                      "threads": sorted(t.name for t in threading.enumerate())}), flush=True)
+    print("waiting", flush=True)
+    gevent.sleep(60)  # until SIGTERM
+"""
+
+
+@pytest.mark.parametrize("start", ["bootstrap", "init"])
+def test_patch_all_first_then_sigterm(receiver, start):
+    env = dict(SPYGLASS_ENDPOINT=receiver.url, SPYGLASS_METRICS_INTERVAL="0",
+               SPYGLASS_FLUSH_INTERVAL="0.2")
+    env.update(AUTOWRAPT_BOOTSTRAP="spyglass") if start == "bootstrap" else env.update(INIT="1")
+    with Script(PATCHED_APP, **env) as app:
+        app.wait_for_line("waiting")
+        # sent while the app runs
+        spans = receiver.wait_for(lambda r: len(r.spans()) >= 80 and r.spans())
+        app.process.send_signal(signal.SIGTERM)
+        returncode = app.process.wait(15)
+        stderr = app.process.stderr.read()
+    assert returncode == -signal.SIGTERM, stderr
+    assert stderr == ""
+    report = json.loads(app.lines[0])
+    assert report["elapsed"] < 0.5  # 20 greenlets waited together, not one after the other
+    assert len([s for s in spans if s["name"] == "SELECT"]) == 40
+    for trace in by_trace(spans).values():  # a context per greenlet
+        job, = [s for s in trace if s["name"].startswith("job")]
+        queries = [s for s in trace if s["name"] == "SELECT"]
+        assert len(queries) == 2 and {q["parentSpanId"] for q in queries} == {job["spanId"]}
