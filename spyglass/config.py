@@ -192,6 +192,7 @@ TIMING = {
     "aiohttp": (3.0, "aiohttp's client"),
     "tornado": (3.0, "Tornado's AsyncHTTPClient"),
     "pika": (0.1, "pika (RabbitMQ) publishes"),
+    "paho": (0.1, "paho-mqtt publishes"),
 }
 
 KEYS: Tuple[Key, ...] = (

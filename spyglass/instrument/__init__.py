@@ -49,6 +49,7 @@ REGISTRY = {
     # message buses
     "pika.channel": "pika",
     "pika.adapters.blocking_connection": "pika",
+    "paho.mqtt.client": "paho",
     # templates
     "jinja2": "jinja2",
     "django.template.base": "django_templates",
