@@ -193,6 +193,7 @@ TIMING = {
     "tornado": (3.0, "Tornado's AsyncHTTPClient"),
     "pika": (0.1, "pika (RabbitMQ) publishes"),
     "paho": (0.1, "paho-mqtt publishes"),
+    "nats": (0.1, "nats-py publishes"),
 }
 
 KEYS: Tuple[Key, ...] = (

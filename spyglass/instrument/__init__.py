@@ -50,6 +50,7 @@ REGISTRY = {
     "pika.channel": "pika",
     "pika.adapters.blocking_connection": "pika",
     "paho.mqtt.client": "paho",
+    "nats.aio.client": "nats",
     # templates
     "jinja2": "jinja2",
     "django.template.base": "django_templates",
