@@ -2,13 +2,12 @@
 processes under AUTOWRAPT_BOOTSTRAP, through a real OTLP receiver. MQTT 5 carries the trace
 context in user properties (one trace across both); MQTT 3.1.1 has no headers (spans on
 both sides, no propagation)."""
-import json
 import os
 import uuid
 
 import pytest
 
-from support.processes import Script
+from support.messaging import exchange as exchange_messages
 from support.services import MQTT, require_tcp
 
 pytest.importorskip("paho.mqtt")
@@ -81,32 +80,15 @@ for client in (v5, v311):
 """
 
 
-def env(receiver, topic, **extra):
-    return dict(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
-                SPYGLASS_METRICS_INTERVAL="0", SPYGLASS_FLUSH_INTERVAL="0.2",
-                MQTT=os.environ.get(MQTT[0], MQTT[1]), TOPIC=topic, **extra)
-
-
 @pytest.fixture(scope="module")
-def exchange():
-    from support.otlp_receiver import OTLPReceiver
-
+def exchange(module_receiver):
     require_tcp(*MQTT)
-    receiver = OTLPReceiver().start()
     topic = f"libs-web/mqtt/{uuid.uuid4().hex[:8]}"
-    try:
-        with Script(SUBSCRIBER, EXPECTED=4, **env(receiver, topic)) as subscriber:
-            subscriber.wait_for_line("ready")
-            with Script(PUBLISHER, **env(receiver, topic)) as publisher:
-                published, _ = publisher.finish()
-            received, _ = subscriber.finish()
-        spans = receiver.wait_for(lambda r: len([s for s in r.spans() if s["kind"] == 5]) >= 4
-                                  and r.spans())
-        yield ([json.loads(line) for line in published],
-               {json.loads(line)["payload"]: json.loads(line) for line in received
-                if line.startswith("{")}, spans, topic, receiver)
-    finally:
-        receiver.stop()
+    published, received, spans = exchange_messages(
+        module_receiver, SUBSCRIBER, PUBLISHER, 4, EXPECTED=4, TOPIC=topic,
+        MQTT=os.environ.get(MQTT[0], MQTT[1]))
+    return (published, {line["payload"]: line for line in received}, spans, topic,
+            module_receiver)
 
 
 def test_mqtt5_carries_the_context_in_user_properties(exchange):

@@ -1,14 +1,12 @@
 """nats-py against the NATS server on this machine: a publisher and a subscriber in two
 processes under AUTOWRAPT_BOOTSTRAP, one trace across them through NATS headers, a
 request answered by the subscriber, a failing callback; through a real OTLP receiver."""
-import json
 import os
 import uuid
 
 import pytest
 
-from support.otlp_receiver import OTLPReceiver
-from support.processes import Script
+from support.messaging import exchange as exchange_messages
 from support.services import NATS, require_tcp
 
 pytest.importorskip("nats")
@@ -79,30 +77,14 @@ asyncio.run(main())
 """
 
 
-def env(receiver, prefix, **extra):
-    return dict(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
-                SPYGLASS_METRICS_INTERVAL="0", SPYGLASS_FLUSH_INTERVAL="0.2",
-                NATS=os.environ.get(NATS[0], NATS[1]), PREFIX=prefix, **extra)
-
-
 @pytest.fixture(scope="module")
-def exchange():
+def exchange(module_receiver):
     require_tcp(*NATS)
-    receiver = OTLPReceiver().start()
     prefix = f"libs-web.{uuid.uuid4().hex[:8]}"
-    try:
-        with Script(SUBSCRIBER, EXPECTED=4, **env(receiver, prefix)) as subscriber:
-            subscriber.wait_for_line("ready")
-            with Script(PUBLISHER, **env(receiver, prefix)) as publisher:
-                published, _ = publisher.finish()
-            received, _ = subscriber.finish()
-        spans = receiver.wait_for(lambda r: len([s for s in r.spans() if s["kind"] == 5]) >= 5
-                                  and r.spans())
-        yield ([json.loads(line) for line in published],
-               [json.loads(line) for line in received if line.startswith("{")],
-               spans, prefix, receiver)
-    finally:
-        receiver.stop()
+    published, received, spans = exchange_messages(
+        module_receiver, SUBSCRIBER, PUBLISHER, 5, EXPECTED=4, PREFIX=prefix,
+        NATS=os.environ.get(NATS[0], NATS[1]))
+    return published, received, spans, prefix, module_receiver
 
 
 def test_publish_and_subscribe_in_two_processes_are_one_trace(exchange):

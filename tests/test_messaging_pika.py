@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from support.otlp_receiver import OTLPReceiver
+from support.messaging import bootstrap_env, exchange
 from support.processes import Script
 from support.services import RABBITMQ, require_tcp
 from support.web import APPS
@@ -88,20 +88,12 @@ def queue():
 
 
 def env(receiver, queue, **extra):
-    return dict(AUTOWRAPT_BOOTSTRAP="spyglass", SPYGLASS_ENDPOINT=receiver.url,
-                SPYGLASS_METRICS_INTERVAL="0", SPYGLASS_FLUSH_INTERVAL="0.2",
-                RABBITMQ=os.environ.get(RABBITMQ[0], RABBITMQ[1]), QUEUE=queue, **extra)
+    return bootstrap_env(receiver, RABBITMQ=os.environ.get(RABBITMQ[0], RABBITMQ[1]),
+                         QUEUE=queue, **extra)
 
 
 def by_kind(spans, kind):
     return [span for span in spans if span["kind"] == kind]
-
-
-@pytest.fixture(scope="module")
-def module_receiver():
-    server = OTLPReceiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +103,8 @@ def module_queue():
 
 @pytest.fixture(scope="module")
 def two_processes(module_receiver, module_queue):
-    receiver, queue = module_receiver, module_queue
-    with Script(CONSUMER, EXPECTED=5, **env(receiver, queue)) as consumer:
-        consumer.wait_for_line("ready")
-        with Script(PUBLISHER, **env(receiver, queue)) as publisher:
-            published, _ = publisher.finish()
-        consumed, _ = consumer.finish()
-    spans = receiver.wait_for(lambda r: len(by_kind(r.spans(), 5)) >= 5 and r.spans())
-    return ([json.loads(line) for line in published], [json.loads(line) for line in consumed
-                                                       if line.startswith("{")], spans)
+    return exchange(module_receiver, CONSUMER, PUBLISHER, 5, EXPECTED=5, QUEUE=module_queue,
+                    RABBITMQ=os.environ.get(RABBITMQ[0], RABBITMQ[1]))
 
 
 def test_publish_and_consume_in_two_processes_are_one_trace(two_processes, module_queue):

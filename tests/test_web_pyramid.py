@@ -33,14 +33,8 @@ def answers(receiver, bootstrap):
 
 
 @pytest.fixture(scope="module")
-def runs():
-    from support.otlp_receiver import OTLPReceiver
-
-    receiver = OTLPReceiver().start()
-    try:
-        yield answers(receiver, "spyglass"), answers(receiver, ""), receiver
-    finally:
-        receiver.stop()
+def runs(module_receiver):
+    return answers(module_receiver, "spyglass"), answers(module_receiver, ""), module_receiver
 
 
 def test_the_answers_are_the_apps(runs):

@@ -14,6 +14,14 @@ def receiver():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_receiver():
+    """A receiver shared by a module's tests (one run of processes checked by several)."""
+    server = OTLPReceiver().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def exported():
     """The spans the in-process test agent (``support.calls.agent()``) exported during the
