@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from support.processes import Script, run_python
+from support.services import require_installed
 from support.web import serve
 
 pytest.importorskip("gevent")
@@ -47,7 +48,7 @@ def by_trace(spans):
 
 
 def test_gunicorn_gevent_worker(receiver):
-    pytest.importorskip("gunicorn")
+    require_installed("gunicorn")
     process, base = serve(receiver, [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2",
                                      "-b", "127.0.0.1:{port}", "gevent_app:app"])
     try:

@@ -9,6 +9,7 @@ import sys
 import httpx
 import pytest
 
+from support.services import require_installed
 from support.web import drive, echoed_as_plain, serve
 
 pytest.importorskip("aiohttp")
@@ -191,7 +192,7 @@ def test_under_web_run_app(receiver):
 
 
 def test_under_gunicorn_aiohttp_worker(receiver):
-    pytest.importorskip("gunicorn")
+    require_installed("gunicorn")
     process, base = serve(receiver, [sys.executable, "-m", "gunicorn", "-w", "1", "-b",
                                      "127.0.0.1:{port}", "-k", "aiohttp.GunicornWebWorker",
                                      "aiohttp_app:app"])

@@ -7,10 +7,10 @@ import sys
 import httpx
 import pytest
 
+from support.services import require_installed
 from support.web import serve
 
 pytest.importorskip("pyramid")
-pytest.importorskip("gunicorn")
 
 PATHS = ["/users/7?token=tok-SECRET-1", "/boom", "/invalid", "/broken", "/missing", "/stream",
          "/nowhere"]
@@ -34,6 +34,7 @@ def answers(receiver, bootstrap):
 
 @pytest.fixture(scope="module")
 def runs(module_receiver):
+    require_installed("gunicorn")
     return answers(module_receiver, "spyglass"), answers(module_receiver, ""), module_receiver
 
 

@@ -137,7 +137,7 @@ class Sending:
     """One outbound request, ``with http.sending(method, url) as call:`` around its send: its
     span started on the way in (``call.started`` is None when nothing is traced: no active
     span, a library above traces it, spyglass's own), ended on the way out with
-    ``call.status``, or with the exception that left the block. ``call.in_place(headers)``
+    ``call.status``, and the exception that left the block, if one did. ``call.in_place(headers)``
     puts the context into the library's own per-request headers for the send and takes it
     out on the way out; ``call.copy_of(headers)`` gives a copy of the app's with it."""
 
@@ -171,10 +171,10 @@ class Sending:
         http = self.http
         if self._headers is not None:
             http.remove_context(self._headers, self._added)
-        if exc is None:
-            http.finish(started, self.status)
-        elif isinstance(exc, Exception):
-            http.finish(started, error=exc)
+        # A status set before an exception is the response's (aiohttp's raise_for_status);
+        # a cancelled send (asyncio) ends its span too, and lets the libraries below trace
+        # again in a task that goes on.
+        http.finish(started, self.status, exc if isinstance(exc, Exception) else None)
         return False
 
 

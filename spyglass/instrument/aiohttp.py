@@ -2,22 +2,18 @@
 
 Client: every request of a ``ClientSession`` (``get``, ``post``, ``request``,
 ``aiohttp.request``: all go through ``_request``) is a CLIENT span, redirects included,
-ended when the response's headers are in; the trace context goes out in a copy of the app's
-headers (a ``CIMultiDict``, which is what aiohttp makes of any headers it is given, repeated
-fields kept), never over one of the three headers the app or the session's defaults set.
-When no span starts, the app's headers are passed on as they are.
+ended when the response's headers are in (with the status of a ``raise_for_status`` error);
+the trace context goes out in a ``CIMultiDict`` made from the app's headers (what aiohttp
+makes of any headers it is given: order and repeated fields as without the sensor), never
+over one of the three headers the app or the session's defaults set. When no span starts,
+the app's headers are passed on as they are.
 
 Server: every request an ``Application`` handles (``web.run_app``, ``AppRunner``,
 ``gunicorn -k aiohttp.GunicornWebWorker``, the test server) is a SERVER span through the one
-request lifecycle (``spyglass.web.native``), named by its resource's route template
-(``/users/{id}``, sub-application prefixes included), continuing the incoming context. An
-``HTTPException`` the handler raises is a response (its status), not an error; any other
-exception is reported and marks the span.
-
-| patched | how |
-|---|---|
-| ``aiohttp.client.ClientSession._request`` | span; the context in a copy of the request's headers |
-| ``aiohttp.web_app.Application._handle`` | the request's SERVER span, around routing, middlewares and handler |
+request lifecycle (``spyglass.web.native``), from routing through middlewares and handler,
+named by its resource's route template (``/users/{id}``, sub-application prefixes
+included), continuing the incoming context. An ``HTTPException`` the handler raises is a
+response (its status), not an error; any other exception is reported and marks the span.
 """
 from ._http import OutboundHTTP
 from ._patch import Patch, Supports
@@ -29,39 +25,36 @@ PATCHES = (
     Patch("aiohttp.client", "ClientSession", _request="traced_request"),
     Patch("aiohttp.web_app", "Application", _handle="traced_handle"),
 )
-
-
-def setup(agent, module):
-    return OutboundHTTP(agent, TIMING)
+setup = OutboundHTTP.setup_for(TIMING)  # the client's: spans, context, scrubbing
 
 
 # -- client ---------------------------------------------------------------------------------
 
 def traced_request(original, http):
     async def _request(self, method, str_or_url, **kwargs):
-        started = http.start(method, _full_url(self, str_or_url, kwargs.get("params")))
-        if started is None:
-            return await original(self, method, str_or_url, **kwargs)
-        outgoing = _headers_with_context(http, started, self, kwargs.get("headers"))
-        if outgoing is not None:
-            kwargs["headers"] = outgoing
-        try:
-            response = await original(self, method, str_or_url, **kwargs)
-        except BaseException as error:
-            status = getattr(error, "status", None)  # raise_for_status: ClientResponseError
-            http.finish(started, status if isinstance(status, int) else None,
-                        error if isinstance(error, Exception) else None)
-            raise
-        http.finish(started, response.status)
+        with http.sending(method, _full_url(self, str_or_url, kwargs.get("params"))) as call:
+            outgoing = _headers_with_context(http, call, self, kwargs.get("headers"))
+            if outgoing is not None:
+                kwargs["headers"] = outgoing
+            try:
+                response = await original(self, method, str_or_url, **kwargs)
+            except Exception as error:
+                status = getattr(error, "status", None)  # raise_for_status's response
+                if isinstance(status, int):
+                    call.status = status
+                raise
+            call.status = response.status
         return response
 
     return _request
 
 
-def _headers_with_context(http, started, session, headers):
-    """The app's headers as aiohttp would make them (a ``CIMultiDict``: its order and
-    repeated fields kept) plus the trace headers that neither they nor the session's
-    defaults have; None if that cannot be made (the app's go out as they are)."""
+def _headers_with_context(http, call, session, headers):
+    """When a span started: the app's headers as aiohttp would make them (a ``CIMultiDict``:
+    order and repeated fields kept) plus the trace headers that neither they nor the
+    session's defaults have; else, or if that cannot be made, None (the app's go out)."""
+    if call.started is None:
+        return None
     from multidict import CIMultiDict
 
     try:
@@ -70,7 +63,7 @@ def _headers_with_context(http, started, session, headers):
         http.calls.failed()
         return None
     defaults = getattr(session, "headers", None) or ()
-    for name in http.add_context(started, outgoing):
+    for name in http.add_context(call.started, outgoing):
         if name in defaults:
             del outgoing[name]
     return outgoing
@@ -119,7 +112,7 @@ class AiohttpRequest(native.ServedRequest):
             pass  # named by its method alone
 
 
-def traced_handle(original, agent):
+def traced_handle(original, shared):
     async def _handle(self, request):
         trace = _begin(request)
         if trace is None:

@@ -6,11 +6,6 @@ subscribed to (a wildcard one is the ``messaging.destination.template``).
 The app's headers dict is never changed: the message goes out with a copy plus
 ``traceparent`` (and ``tracestate``, ``baggage``), unless the app set one of those. The
 client's own subscription for the answers to ``request`` is left alone.
-
-| patched | how |
-|---|---|
-| ``nats.aio.client.Client.publish`` | span; the context in a copy of the headers |
-| ``nats.aio.client.Client.subscribe`` | the callback, wrapped: each message a CONSUMER span |
 """
 import inspect
 

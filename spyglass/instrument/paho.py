@@ -7,11 +7,6 @@ MQTT 5 carries the trace context in the message's user properties (``traceparent
 if it gave none), never over one the app set; a consumer continues it. MQTT 3.1.1 messages
 have no headers: their spans are recorded without propagation, a consumer's is a trace of
 its own.
-
-| patched | how |
-|---|---|
-| ``paho.mqtt.client.Client.publish`` | span; MQTT 5: the context in a copy of the properties |
-| ``paho.mqtt.client.Client._handle_on_message`` | a CONSUMER span around the callbacks of one message |
 """
 import copy
 

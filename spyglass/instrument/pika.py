@@ -1,18 +1,13 @@
 """pika (RabbitMQ): ``basic_publish`` is a PRODUCER span whose trace context goes out in
 the message's headers; every message handed to a ``basic_consume`` callback is a CONSUMER
 span continuing it. The blocking adapter and the asynchronous ones (select, asyncio,
-tornado, twisted) alike.
+tornado, twisted) alike: the blocking channel's publish is timed with its publisher
+confirms (its inner channel's records nothing more), and its consumers' callbacks run
+traced where it dispatches them (not its own callback on the inner channel).
 
 The app's ``BasicProperties`` are never changed: the message goes out with a copy of them
 whose ``headers`` are a copy of the app's plus ``traceparent`` (and ``tracestate``,
 ``baggage``), unless the app set one of those itself.
-
-| patched | how |
-|---|---|
-| ``pika.channel.Channel.basic_publish`` | span; the context in a copy of the properties' headers |
-| ``pika.adapters.blocking_connection.BlockingChannel.basic_publish`` | the same, publisher confirms included (the channel's publish inside it records nothing more) |
-| ``pika.channel.Channel.basic_consume`` | the callback, wrapped: each message a CONSUMER span (not the blocking channel's own callback) |
-| ``pika.adapters.blocking_connection.BlockingChannel.basic_consume`` | the callback, wrapped, run where the blocking channel dispatches it |
 """
 import copy
 

@@ -10,11 +10,6 @@ reported. No change to the app's code or settings.
   An exception no view handles goes on to the WSGI layer, which reports it. An app that
   lists its tweens explicitly (the ``pyramid.tweens`` setting) decides where this one goes,
   if anywhere: its dotted name is the one above.
-
-| patched | how |
-|---|---|
-| ``pyramid.router.Router.__call__`` | the request's SERVER span |
-| ``pyramid.config.tweens.TweensConfiguratorMixin.add_default_tweens`` | spyglass's tween added over ``EXCVIEW`` |
 """
 from ._patch import Patch, Supports
 from ..errors import capture

@@ -12,12 +12,6 @@ CLIENT span, redirects included, ended with the response. The trace context goes
 per-fetch copy of the headers Tornado makes itself (where it adds ``Host`` and
 ``User-Agent``) and comes out of it again when the fetch is done, so an ``HTTPRequest``
 sent twice carries each fetch's own; the app's headers object is never changed.
-
-| patched | how |
-|---|---|
-| ``tornado.web.RequestHandler._execute`` | the request's SERVER span, named by the matching URL spec |
-| ``tornado.web.RequestHandler._handle_request_exception`` | reports the exception (not ``HTTPError``, ``Finish``) |
-| ``tornado.httpclient.AsyncHTTPClient.fetch`` | span; the context in Tornado's copy of the headers for the fetch |
 """
 from ._http import OutboundHTTP
 from ._patch import Patch, Supports
@@ -32,10 +26,7 @@ PATCHES = (
           _handle_request_exception="reporting_exception"),
     Patch("tornado.httpclient", "AsyncHTTPClient", fetch="traced_fetch"),
 )
-
-
-def setup(agent, module):
-    return OutboundHTTP(agent, TIMING)
+setup = OutboundHTTP.setup_for(TIMING)  # the client's: spans, context, scrubbing
 
 
 # -- server ---------------------------------------------------------------------------------

@@ -25,6 +25,14 @@ def require(condition, reason):
     pytest.skip(reason)
 
 
+def require_installed(module):
+    """Skip (or fail) unless ``module`` can be imported; it is not imported here: the test
+    process stays as it was (the config derives a service name from gunicorn's presence)."""
+    import importlib.util
+
+    require(importlib.util.find_spec(module) is not None, f"{module} is not installed")
+
+
 def require_tcp(env_var, default, what):
     address = os.environ.get(env_var, default)
     host, _, port = address.rpartition(":")
