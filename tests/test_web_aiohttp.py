@@ -55,7 +55,7 @@ DRIVER = """
         base = "http://127.0.0.1:%d" % runner.addresses[0][1]
         async with aiohttp.ClientSession() as session:
             for path in ["/users/7?token=tok-SECRET-1", "/boom", "/missing", "/api/items/x",
-                         "/call", "/nowhere"]:
+                         "/call", "/nowhere", "/static/echoed.py"]:
                 async with session.get(base + path,
                                        headers={"Authorization": "Bearer auth-SECRET-2"}) as r:
                     print(json.dumps({"path": path, "status": r.status, "body": await r.text()}))
@@ -87,6 +87,7 @@ def test_requests_are_server_spans_named_by_the_route_template(run):
     assert user["attrs"]["server.address"] == "127.0.0.1"
     assert user["attrs"]["user_agent.original"].startswith("Python/")
     assert spans["GET /api/items/{item}"]["attrs"]["http.response.status_code"] == 200
+    assert spans["GET /static/{filename}"]["attrs"]["http.response.status_code"] == 200
     missing = spans["GET /missing"]
     assert missing["attrs"]["http.response.status_code"] == 404
     assert missing.get("status", {}).get("code", 0) == 0

@@ -47,6 +47,10 @@ DRIVER = """
             print(json.dumps({"raised": type(error).__name__}))
         response = await client.fetch(base + "/missing", raise_error=False)
         print(json.dumps({"code": response.code}))
+        try:  # refused by fetch: an HTTPRequest and keywords
+            await client.fetch(HTTPRequest(base + "/echo"), method="GET")
+        except ValueError as error:
+            print(json.dumps({"raised": type(error).__name__}))
 
     async def main():
         app = make_app()
@@ -154,6 +158,7 @@ def test_the_clients_results_and_exceptions_are_unchanged(run, plain):
     assert outcomes == [o for o in plain.outputs if "raised" in o or "code" in o or "path" in o]
     assert {"raised": "HTTPClientError", "code": 500} in outcomes
     assert {"raised": "ConnectionRefusedError"} in outcomes
+    assert {"raised": "ValueError"} in outcomes
     outer, = [s for s in run.spans() if s["name"] == "outer"]
     clients = [s for s in run.spans() if s["kind"] == 3 and s["traceId"] == outer["traceId"]]
     assert len(clients) == 9  # four header kinds, one request twice, boom, refused, missing

@@ -97,21 +97,25 @@ def _url_spec(router, handler_class, request, depth=8):
 # -- client ---------------------------------------------------------------------------------
 
 def traced_fetch(original, http):
+    from tornado.httpclient import HTTPRequest
+    from tornado.httputil import HTTPHeaders
+
     def fetch(self, request, raise_error=True, **kwargs):
-        started = _start(http, request, kwargs)
+        given = isinstance(request, HTTPRequest)
+        started = None if given and kwargs else _start(http, request, kwargs)  # else refused
         if started is None:
             return original(self, request, raise_error, **kwargs)
-        from tornado.httpclient import HTTPRequest
-        from tornado.httputil import HTTPHeaders
-
+        added = None
         try:
-            if not isinstance(request, HTTPRequest):  # as fetch makes it
+            if not given:  # as fetch makes it
                 request, kwargs = HTTPRequest(url=request, **kwargs), {}
             # What fetch does first, so that the context goes into a copy, not the app's.
             request.headers = HTTPHeaders(request.headers)
             added = http.add_context(started, request.headers)
             future = original(self, request, raise_error, **kwargs)
         except BaseException as error:
+            if added:
+                http.remove_context(request.headers, added)
             http.finish(started, error=error if isinstance(error, Exception) else None)
             raise
         started = http.release(started)  # the fetch goes on in its own time

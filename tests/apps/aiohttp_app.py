@@ -56,6 +56,7 @@ api.router.add_get("/items/{item}", item)
 app = web.Application()
 app.add_routes(routes)
 app.add_subapp("/api", api)
+app.router.add_static("/static", os.path.dirname(os.path.abspath(__file__)))
 
 if __name__ == "__main__":
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1] if len(sys.argv) > 1
