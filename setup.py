@@ -53,6 +53,7 @@ TEST = [
     # databases, caches, HTTP clients, templates
     "psycopg2-binary", "psycopg[binary]", "pymysql", "mysqlclient", "redis", "pysolr",
     "requests", "urllib3", "httpx", "jinja2", "mako", "chameleon",
+    "asyncpg", "aiomysql", "pg8000", "sqlalchemy[asyncio]", "pymemcache", "python-memcached",
     # message buses
     "pika", "paho-mqtt", "nats-py",
     # process pools: billiard is Celery's

@@ -179,6 +179,8 @@ TIMING = {
     "dbapi2_pymysql": (0.1, "PyMySQL"),
     "dbapi2_mysqldb": (0.1, "mysqlclient (MySQLdb)"),
     "dbapi2_generic": (0.1, "drivers named in dbapi2_modules"),
+    "asyncpg": (0.1, "asyncpg"),
+    "aiomysql": (0.1, "aiomysql"),
     "pysolr": (0.1, "pysolr"),
     "redis": (0.1, "redis-py, sync and asyncio"),
     "jinja2": (0.15, "Jinja2 templates"),

@@ -169,6 +169,8 @@ SIGNATURES = [
     ("generic", "DROP TABLE IF EXISTS old_t", "DROP", "DROP TABLE old_t"),
     ("postgresql", "ALTER TABLE ONLY t ADD COLUMN c int", "ALTER", "ALTER TABLE t"),
     ("generic", "TRUNCATE TABLE logs", "TRUNCATE", "TRUNCATE logs"),
+    ("postgresql", "COPY public.events (a, b) FROM STDIN", "COPY", "COPY public.events"),
+    ("postgresql", "COPY (SELECT a FROM events WHERE b = $1) TO STDOUT", "COPY", "COPY events"),
     ("generic", "WITH recent AS (SELECT * FROM orders WHERE d > 1) SELECT * FROM recent r "
      "JOIN users u ON u.id = r.uid", "SELECT", "SELECT recent"),
     ("postgresql", "WITH RECURSIVE a(n) AS (SELECT 1 UNION SELECT n + 1 FROM a), "

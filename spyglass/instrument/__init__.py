@@ -35,6 +35,8 @@ REGISTRY = {
     "psycopg": "psycopg",
     "pymysql": "pymysql",
     "MySQLdb": "mysqldb",
+    "asyncpg": "asyncpg",
+    "aiomysql": "aiomysql",
     # other datastores
     "pysolr": "pysolr",
     "redis.client": "redis",

@@ -24,6 +24,22 @@ from ..redact.sql import normalize
 # (PyMySQL, mysqlclient loop over execute) are part of that span, not spans of their own.
 _inside_call = contextvars.ContextVar("spyglass.dbapi.inside", default=False)
 
+
+class StatementNote:
+    """What a layer above the driver (SQLAlchemy) adds to the span of the statement it has
+    the driver run: set in ``statement_note`` around that call, read by the driver's
+    recording, which sets ``taken``; a note left untaken tells the layer above that the
+    driver is not instrumented, and it records the statement itself. One span either way."""
+
+    __slots__ = ("attributes", "taken")
+
+    def __init__(self, attributes):
+        self.attributes = attributes
+        self.taken = False
+
+
+statement_note = contextvars.ContextVar("spyglass.dbapi.note", default=None)
+
 MAX_PARAMETER_LENGTH = 256
 STATEMENT_CACHE_SIZE = 1024
 _STATEMENT_KEYWORDS = ("query", "sql", "operation", "statement")
@@ -103,6 +119,10 @@ class DriverInstrumentation:
                 merged = {**base, **described.attributes}
                 described.merged = (base, merged)  # one store: safe across threads
             attributes = merged.copy()
+            note = statement_note.get()
+            if note is not None:  # run by a layer above (SQLAlchemy): its attributes too
+                note.taken = True
+                attributes.update(note.attributes)
             key = described.key
             if batch:
                 size = _length(_argument(args, kwargs, 1, _PARAMETER_KEYWORDS))
@@ -125,6 +145,32 @@ class DriverInstrumentation:
                 self._record_db_call(self.system, described.operation, (end_ns - start_ns) / 1e9)
         except Exception:
             self.calls.failed()
+
+    def described(self, statement, connection_attributes, cursor=None):
+        """(``Statement``, its span's attributes: a fresh dict) of a statement's text sent on
+        a connection described by ``connection_attributes`` (a dict made by ``shared``), for
+        drivers without a PEP 249 cursor (asyncpg). As ``statement`` does, inline."""
+        described = self._statements.get(statement) if type(statement) is str else None
+        if described is None:
+            described = self._describe_statement(statement, cursor)
+        merged_for, merged = described.merged
+        if merged_for is not connection_attributes:
+            merged = {**connection_attributes, **described.attributes}
+            described.merged = (connection_attributes, merged)
+        attributes = merged.copy()
+        note = statement_note.get()
+        if note is not None:
+            note.taken = True
+            attributes.update(note.attributes)
+        return described, attributes
+
+    def finish(self, parent, described, start_ns, end_ns, attributes, error, key=None):
+        """Record a statement described by ``described`` (its span and metric), for drivers
+        without a PEP 249 cursor; ``key`` folds repeats (default: the statement's)."""
+        self.calls.record(parent, described.name, start_ns, end_ns, attributes, error,
+                          described.key if key is None else key)
+        if self._record_db_call is not None:
+            self._record_db_call(self.system, described.operation, (end_ns - start_ns) / 1e9)
 
     def _describe_statement(self, statement, cursor):
         """What a statement's text makes (a ``Statement``), cached by text."""
@@ -234,10 +280,7 @@ class DriverInstrumentation:
             if scope is None or _inside_call.get():
                 return method(target, *args, **kwargs)
             connection = connection_of(target) if connection_of is not None else target
-            extra = None
-            if is_callproc:
-                procedure = _argument(args, kwargs, 0, ("procname", "name"))
-                extra = {"db.stored_procedure.name": str(procedure)} if procedure else None
+            extra = _procedure(args, kwargs) if is_callproc else None
             token = _inside_call.set(True)
             start = time_ns()
             try:
@@ -257,6 +300,26 @@ class DriverInstrumentation:
         """``wrap_statement`` for a coroutine method (asyncio drivers)."""
         record = self.statement
 
+        if batch:
+            async def traced(cursor, *args, **kwargs):
+                scope = get_active_scope()
+                if scope is None or _inside_call.get():
+                    return await method(cursor, *args, **kwargs)
+                token = _inside_call.set(True)
+                start = time_ns()
+                try:
+                    result = await method(cursor, *args, **kwargs)
+                except Exception as error:
+                    _inside_call.reset(token)
+                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, True)
+                    raise
+                end = time_ns()
+                _inside_call.reset(token)
+                record(scope.span, cursor, args, kwargs, start, end, None, True)
+                return result
+
+            return like(traced, method)
+
         async def traced(cursor, *args, **kwargs):
             scope = get_active_scope()
             if scope is None or _inside_call.get():
@@ -265,28 +328,35 @@ class DriverInstrumentation:
             try:
                 result = await method(cursor, *args, **kwargs)
             except Exception as error:
-                record(scope.span, cursor, args, kwargs, start, time_ns(), error, batch)
+                record(scope.span, cursor, args, kwargs, start, time_ns(), error, False)
                 raise
-            record(scope.span, cursor, args, kwargs, start, time_ns(), None, batch)
+            record(scope.span, cursor, args, kwargs, start, time_ns(), None, False)
             return result
 
         return like(traced, method)
 
-    def wrap_operation_async(self, method, operation):
-        """``wrap_operation`` for a coroutine method of a connection (commit, rollback)."""
+    def wrap_operation_async(self, method, operation, connection_of=None):
+        """``wrap_operation`` for a coroutine method (commit, rollback, callproc)."""
         record = self.operation
+        is_callproc = operation == "CALL"
 
-        async def traced(connection, *args, **kwargs):
+        async def traced(target, *args, **kwargs):
             scope = get_active_scope()
-            if scope is None:
-                return await method(connection, *args, **kwargs)
+            if scope is None or _inside_call.get():
+                return await method(target, *args, **kwargs)
+            connection = connection_of(target) if connection_of is not None else target
+            extra = _procedure(args, kwargs) if is_callproc else None
+            token = _inside_call.set(True)
             start = time_ns()
             try:
-                result = await method(connection, *args, **kwargs)
+                result = await method(target, *args, **kwargs)
             except Exception as error:
-                record(scope.span, connection, operation, start, time_ns(), error)
+                _inside_call.reset(token)
+                record(scope.span, connection, operation, start, time_ns(), error, extra)
                 raise
-            record(scope.span, connection, operation, start, time_ns(), None)
+            end = time_ns()
+            _inside_call.reset(token)
+            record(scope.span, connection, operation, start, end, None, extra)
             return result
 
         return like(traced, method)
@@ -299,13 +369,17 @@ class DriverInstrumentation:
             scope = get_active_scope()
             if scope is None:
                 return await connect(*args, **kwargs)
+            token = _inside_call.set(True)  # what the driver queries to connect is part of it
             start = time_ns()
             try:
                 connection = await connect(*args, **kwargs)
             except Exception as error:
+                _inside_call.reset(token)
                 record(scope.span, None, "connect", start, time_ns(), error)
                 raise
-            record(scope.span, connection, "connect", start, time_ns(), None)
+            end = time_ns()
+            _inside_call.reset(token)
+            record(scope.span, connection, "connect", start, end, None)
             return connection
 
         return like(traced_connect, connect)
@@ -422,6 +496,10 @@ def traced_executemany_async(executemany, driver):
     return driver.wrap_statement_async(executemany, batch=True)
 
 
+def traced_callproc_async(callproc, driver):
+    return driver.wrap_operation_async(callproc, "CALL", connection_of)
+
+
 def traced_commit_async(commit, driver):
     return driver.wrap_operation_async(commit, "COMMIT")
 
@@ -442,6 +520,18 @@ def describe_libpq(connection):
     return found
 
 
+def describe_mysql(connection):
+    """``db.namespace`` and ``server.*`` of a PyMySQL or aiomysql connection."""
+    name = connection.db
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    found = {"db.namespace": name}
+    if not getattr(connection, "unix_socket", None):
+        found["server.address"] = connection.host
+        found["server.port"] = connection.port
+    return found
+
+
 def connection_of(cursor):
     """A cursor's connection, or None (then the span has only ``db.system``)."""
     try:
@@ -457,6 +547,11 @@ def _argument(args, kwargs, position, keywords):
         if keyword in kwargs:
             return kwargs[keyword]
     return None
+
+
+def _procedure(args, kwargs):
+    procedure = _argument(args, kwargs, 0, ("procname", "name"))
+    return {"db.stored_procedure.name": str(procedure)} if procedure else None
 
 
 def _composed_text(statement, cursor):

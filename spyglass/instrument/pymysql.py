@@ -5,8 +5,8 @@ the app's, subclassing the driver's cursors, is traced through what it inherits.
 ``Cursor.execute/executemany/callproc`` are spans, ``db.system`` = ``mysql``, the executes
 executemany makes itself part of its span; ``Connection.connect/commit/rollback`` are spans.
 """
-from ._dbapi import (DriverInstrumentation, traced_callproc, traced_commit, traced_execute,
-                     traced_executemany, traced_rollback)
+from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, traced_commit,
+                     traced_execute, traced_executemany, traced_rollback)
 from ._patch import Patch, Supports
 
 # Declared as the other MySQL driver's (instrument/mysqldb.py) is: the same DB-API methods.
@@ -21,20 +21,10 @@ PATCHES = (
 
 
 def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", _describe)
+    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", describe_mysql)
 
 
 def traced_connect(connect, driver):
     """``Connection.connect``, the method that opens (and reopens) the socket."""
     return driver.wrap_operation(connect, "connect")
 
-
-def _describe(connection):
-    name = connection.db
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    found = {"db.namespace": name}
-    if not getattr(connection, "unix_socket", None):
-        found["server.address"] = connection.host
-        found["server.port"] = connection.port
-    return found

@@ -1,0 +1,33 @@
+"""aiomysql (asyncio, on PyMySQL's protocol code): its classes are pure Python, so their
+coroutine methods are replaced in place, as PyMySQL's are; objects stay the driver's.
+The generic DB-API path cannot take it: its methods are coroutines.
+
+| patched | how |
+|---|---|
+| ``aiomysql.cursors.Cursor.execute/executemany/callproc`` | spans, ``db.system`` = ``mysql``; the executes that executemany makes itself are part of its span |
+| ``aiomysql.connection.Connection._connect`` | a ``connect`` span (opening, and reopening on ``ping``) |
+| ``aiomysql.connection.Connection.commit/rollback`` | spans |
+
+``DictCursor``, ``SSCursor`` and the app's own cursor classes inherit the patched methods.
+"""
+from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc_async,
+                     traced_commit_async, traced_execute_async, traced_executemany_async,
+                     traced_rollback_async)
+from ._patch import Patch, Supports
+
+SUPPORTS = Supports("aiomysql", "0.1")
+TIMING = "aiomysql"
+PATCHES = (
+    Patch("aiomysql", "cursors.Cursor", execute="traced_execute_async",
+          executemany="traced_executemany_async", callproc="traced_callproc_async"),
+    Patch("aiomysql", "connection.Connection", _connect="traced_connect",
+          commit="traced_commit_async", rollback="traced_rollback_async"),
+)
+
+
+def setup(agent, module):
+    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", describe_mysql)
+
+
+def traced_connect(connect, driver):
+    return driver.wrap_operation_async(connect, "connect")
