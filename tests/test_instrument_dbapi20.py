@@ -20,7 +20,9 @@ DRIVERS = {
     "psycopg": ("psycopg", POSTGRES, {}),
     "pymysql": ("pymysql", MYSQL, {}),
     "MySQLdb": ("MySQLdb", MYSQL, {}),
-    # The generic PEP 249 hook (proxies), on a driver module the registry does not know.
+    # The generic PEP 249 hook (proxies): on pg8000, a pure-Python driver the registry does
+    # not know, as AppEnlight's client did; and on sqlite3 under another module name.
+    "pg8000": ("pg8000", POSTGRES, {"SPYGLASS_DBAPI2_MODULES": "pg8000"}),
     "sqlite3.dbapi2": ("sqlite3", None, {"SPYGLASS_DBAPI2_MODULES": "sqlite3.dbapi2",
                                          "SPYGLASS_TIMING_DBAPI2_SQLITE3": "false"}),
 }
@@ -57,4 +59,4 @@ def test_the_suite_passes_identically_with_and_without_instrumentation(name, rec
     assert len(calls) > 20
     systems = {s["attrs"]["db.system"] for s in calls}
     assert systems == {"sqlite" if name.startswith("sqlite") else
-                       "postgresql" if "psycopg" in name else "mysql"}
+                       "postgresql" if "psycopg" in name or name == "pg8000" else "mysql"}

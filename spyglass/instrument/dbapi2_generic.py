@@ -3,10 +3,12 @@
 so its objects are wrapped in ``wrapt.ObjectProxy``s (``isinstance`` still holds through
 them), made per driver class with only the methods that class has.
 
-``connect`` returns a proxy of the connection (a ``connect`` span); its ``cursor()`` a
-proxy of the cursor; ``commit``/``rollback`` and the cursor's ``execute``/``executemany``/
-``callproc`` are spans, ``db.system`` guessed from the module's name (``other_sql`` when
-unknown); ``__enter__`` gives the proxy where the driver gives the object itself.
+``connect`` returns a proxy of the connection (a ``connect`` span, ``db.namespace`` and
+``server.*`` from its keywords: ``host``, ``port``, ``database``/``dbname``/``db``); its
+``cursor()`` a proxy of the cursor; ``commit``/``rollback`` and the cursor's
+``execute``/``executemany``/``callproc`` are spans, ``db.system`` guessed from the module's
+name (``other_sql`` when unknown); ``__enter__`` gives the proxy where the driver gives the
+object itself.
 
 The drivers spyglass knows (sqlite3, psycopg2, psycopg, pymysql, MySQLdb) have their own,
 cheaper instrumentation; naming them here changes nothing.
@@ -77,13 +79,36 @@ setup = Proxies
 
 
 def traced_connect(connect, proxies):
-    connection_proxies = proxies.connection_proxies
+    connection_proxies, driver = proxies.connection_proxies, proxies.driver
 
     def connect_and_wrap(*args, **kwargs):
         connection = connect(*args, **kwargs)
+        _remember_server(connection, driver, kwargs)
         return connection_proxies(type(connection))(connection)
 
-    return proxies.driver.wrap_connect(connect_and_wrap)
+    return driver.wrap_connect(connect_and_wrap)
+
+
+# connect() keywords that name the server and database, by the drivers' usual names
+SERVER_KEYWORDS = (("server.address", ("host", "hostname", "server")),
+                   ("server.port", ("port",)),
+                   ("db.namespace", ("database", "dbname", "db")))
+
+
+def _remember_server(connection, driver, kwargs):
+    """``db.namespace`` and ``server.*`` from connect()'s keywords: all PEP 249 says of a
+    connection is how to query on it. Never the user or a password."""
+    try:
+        attributes = {"db.system": driver.system}
+        for attribute, keywords in SERVER_KEYWORDS:
+            for keyword in keywords:
+                value = kwargs.get(keyword)
+                if isinstance(value, (str, int)) and value != "":
+                    attributes[attribute] = value
+                    break
+        connection._spyglass_db = driver.shared(attributes)
+    except Exception:  # a connection that takes no attributes: described by db.system only
+        pass
 
 
 def system_of(module_name):

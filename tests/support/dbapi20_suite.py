@@ -39,6 +39,12 @@ def driver(name):
         host, port = _address("SPYGLASS_TEST_POSTGRES", "127.0.0.1:5432")
         user = os.environ.get("SPYGLASS_TEST_POSTGRES_USER", "postgres")
         return module, {"host": host, "port": port, "user": user, "dbname": "test"}
+    if name == "pg8000":  # pure Python: instrumented through dbapi2_modules only
+        import pg8000
+
+        host, port = _address("SPYGLASS_TEST_POSTGRES", "127.0.0.1:5432")
+        user = os.environ.get("SPYGLASS_TEST_POSTGRES_USER", "postgres")
+        return pg8000, {"host": host, "port": port, "user": user, "database": "test"}
     if name in ("pymysql", "MySQLdb"):
         module = __import__(name)
         host, port = _address("SPYGLASS_TEST_MYSQL", "127.0.0.1:3306")
