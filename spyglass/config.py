@@ -183,6 +183,7 @@ TIMING = {
     "aiomysql": (0.1, "aiomysql"),
     "pysolr": (0.1, "pysolr"),
     "redis": (0.1, "redis-py, sync and asyncio"),
+    "memcache": (0.1, "memcached: pymemcache and python-memcached"),
     "jinja2": (0.15, "Jinja2 templates"),
     "django_templates": (0.15, "Django templates"),
     "mako": (0.15, "Mako templates"),

@@ -41,6 +41,8 @@ REGISTRY = {
     "pysolr": "pysolr",
     "redis.client": "redis",
     "redis.asyncio.client": "redis",
+    "pymemcache": "pymemcache",
+    "memcache": "memcache",
     # outbound HTTP
     "urllib3": "urllib3",
     "requests": "requests",

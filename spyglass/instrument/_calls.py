@@ -39,7 +39,7 @@ time_ns = time.time_ns
 class CallRecorder:
     """The calls of one instrumented library: its threshold, category and span kind."""
 
-    def __init__(self, agent, timing_key, category, kind=CLIENT):
+    def __init__(self, agent, timing_key, category, kind=CLIENT, quoted_errors=True):
         config = agent.config
         threshold = config.threshold(timing_key)
         self.agent = agent
@@ -52,6 +52,9 @@ class CallRecorder:
         self.compress = bool(config.compress_repeated_calls)
         self.in_app_include = tuple(config.in_app_include)
         self.in_app_exclude = tuple(config.in_app_exclude)
+        # False: the library's errors quote the app's data (memcached clients' name the key):
+        # only their type and frames leave.
+        self.quoted_errors = quoted_errors
         self._logged = False
 
     def record(self, parent, name, start_ns, end_ns, attributes, error=None, repeat_key=None):
@@ -77,7 +80,7 @@ class CallRecorder:
         span = parent._tracer.record_call(parent, name, self.kind, start_ns, end_ns,
                                           attributes, keep=True)
         if error is not None:
-            span.record_exception(error)
+            span.record_exception(error, quoted=self.quoted_errors)
         return span
 
     def finish(self, span, error=None):
@@ -92,7 +95,7 @@ class CallRecorder:
             self.mark_slow(attributes)
             span.keep = True
         if error is not None:
-            span.record_exception(error)
+            span.record_exception(error, quoted=self.quoted_errors)
         span.finish()
 
     def mark_slow(self, attributes):

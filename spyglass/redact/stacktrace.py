@@ -7,8 +7,10 @@ MAX_STACKTRACE = 32 * 1024
 DEFAULT_SCRUBBER = Scrubber()
 
 
-def format_stacktrace(exc, *, scrubber=None, limit=MAX_STACKTRACE):
-    """``traceback.format_exception`` text, scrubbed, at most ``limit`` characters.
+def format_stacktrace(exc, *, scrubber=None, limit=MAX_STACKTRACE, message=True):
+    """``traceback.format_exception`` text, scrubbed, at most ``limit`` characters;
+    ``message`` False: the frames and the exception's type only (a library whose errors
+    quote the app's data: a memcached client's name the key).
 
     When cut, the head and the tail are kept: the tail holds the innermost
     frames and the message, the part read first.
@@ -16,10 +18,14 @@ def format_stacktrace(exc, *, scrubber=None, limit=MAX_STACKTRACE):
     scrubber = scrubber or DEFAULT_SCRUBBER
     try:
         import traceback  # already loaded in practice (logging imports it)
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if message:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        else:
+            text = "".join(["Traceback (most recent call last):\n",
+                            *traceback.format_tb(exc.__traceback__), _type_name(exc), "\n"])
         return scrubber.text(cap_middle(text, limit))
     except Exception:
-        return f"{_type_name(exc)}: {scrubber.text(_message(exc))}"
+        return f"{_type_name(exc)}: {scrubber.text(_message(exc))}" if message else _type_name(exc)
 
 
 def cap_middle(text, limit):

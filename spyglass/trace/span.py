@@ -157,21 +157,23 @@ class Span(opentracing.Span):
         self.status_message = message
         self.keep = True
 
-    def record_exception(self, exc, when=None, scrubber=None, error=True):
+    def record_exception(self, exc, when=None, scrubber=None, error=True, quoted=True):
         """An ``exception`` event by OpenTelemetry's conventions; status ERROR when
         ``error`` (else only kept). The message and stack are scrubbed as error events are:
-        a driver's error can quote the data it refused."""
+        a driver's error can quote the data it refused. ``quoted`` False: no message at all,
+        the type and frames only (a library whose errors quote keys: memcached's)."""
         from ..redact.stacktrace import DEFAULT_SCRUBBER, format_stacktrace  # the error path only
 
         scrubber = scrubber or DEFAULT_SCRUBBER
         kind = type(exc)
         module = kind.__module__
         type_name = kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-        message = scrubber.text(_safe_str(exc))
+        message = scrubber.text(_safe_str(exc)) if quoted else ""
         self.add_event("exception", {
             "exception.type": type_name,
             "exception.message": message,
-            "exception.stacktrace": format_stacktrace(exc, scrubber=scrubber, limit=MAX_STACKTRACE),
+            "exception.stacktrace": format_stacktrace(exc, scrubber=scrubber, limit=MAX_STACKTRACE,
+                                                      message=quoted),
         }, when)
         if error:
             self.mark_error(f"{type_name}: {message}" if message else type_name)

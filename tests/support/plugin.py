@@ -4,6 +4,7 @@ import pytest
 
 from .calls import exported_spans
 from .otlp_receiver import OTLPReceiver
+from .services import started_memcached
 
 
 @pytest.fixture
@@ -29,3 +30,14 @@ def exported():
     exported_spans.clear()
     yield exported_spans
     exported_spans.clear()
+
+
+@pytest.fixture(scope="session")
+def memcached():
+    """(host, port) of a memcached: the one running, else one started for the session
+    and stopped after it."""
+    address, process = started_memcached()
+    yield address
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
