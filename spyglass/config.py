@@ -181,6 +181,8 @@ TIMING = {
     "dbapi2_generic": (0.1, "drivers named in dbapi2_modules"),
     "asyncpg": (0.1, "asyncpg"),
     "aiomysql": (0.1, "aiomysql"),
+    "sqlalchemy": (0.1, "SQLAlchemy's statements on drivers spyglass does not instrument "
+                        "(the others are timed by their driver's key)"),
     "pysolr": (0.1, "pysolr"),
     "redis": (0.1, "redis-py, sync and asyncio"),
     "memcache": (0.1, "memcached: pymemcache and python-memcached"),

@@ -4,10 +4,12 @@ only if and when the app imports that module.
 
 Each instrumentation module declares at its top what it patches (``PATCHES``, see
 ``_patch``), the library versions it supports (``SUPPORTS``) and the ``timing.<key>``
-setting whose ``false`` switches it off (``TIMING``). ``install`` is the one guard around
-all of it: outside the supported versions a library is left alone with one log line; an
-error is logged once, what was patched of that module is undone, and the app's import goes
-on. ``uninstall()`` puts every original back.
+setting whose ``false`` switches it off (``TIMING``), and may have a ``setup(agent, module)``
+that makes what its patches share and a ``teardown(shared)`` that undoes what is no
+attribute (listeners added through a library's own event API). ``install`` is the one
+guard around all of it: outside the supported versions a library is left alone with one
+log line; an error is logged once, what was patched of that module is undone, and the
+app's import goes on. ``uninstall()`` puts every original back.
 """
 import importlib
 import logging
@@ -37,6 +39,7 @@ REGISTRY = {
     "MySQLdb": "mysqldb",
     "asyncpg": "asyncpg",
     "aiomysql": "aiomysql",
+    "sqlalchemy": "sqlalchemy",
     # other datastores
     "pysolr": "pysolr",
     "redis.client": "redis",
@@ -124,6 +127,7 @@ def install(agent, module, instrumentation):
     except Exception:
         if code is not None:
             _patch.undo(code.__name__, name)
+            _teardown(instrumentation, module)
         log.exception("spyglass: could not instrument %s; it runs uninstrumented", name)
         return False
     label = name if instrumentation == GENERIC_DBAPI else instrumentation  # a driver: its name
@@ -140,8 +144,28 @@ def uninstall():
         _hooked_agent.instrumented.clear()
     _hooked_agent = None
     _patch.undo()
+    for instrumentation, driver in list(_shared):
+        _teardown(instrumentation, driver)
     _shared.clear()
     _skipped.clear()
+
+
+def _teardown(instrumentation, module):
+    """Undo what an instrumentation's ``setup`` (or a patch's ``make``) did beyond
+    attributes, such as listeners added through a library's own event API: its optional
+    ``teardown(shared)``. ``module``: the module or driver name it was set up for."""
+    name = getattr(module, "__name__", module)
+    key = (instrumentation, name if instrumentation == GENERIC_DBAPI else None)
+    found = _shared.pop(key, None)
+    if found is None:
+        return
+    try:
+        teardown = getattr(importlib.import_module(f"{__name__}.{instrumentation}"),
+                           "teardown", None)
+        if teardown is not None:
+            teardown(found[1])
+    except Exception:
+        log.exception("spyglass: could not undo all of %s's instrumentation", instrumentation)
 
 
 def _wanted(agent, code, instrumentation, name):
