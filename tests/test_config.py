@@ -139,3 +139,13 @@ def test_disabled_sensor_does_not_start(receiver):
     """, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENABLED="false", SPYGLASS_ENDPOINT=receiver.url)
     assert result.stdout.split() == ["None", "Tracer"]
     assert "spyglass" not in re.sub(r"\s", "", result.stderr)
+
+
+def test_the_slow_call_table_lists_every_timing_key_with_its_default():
+    with open(os.path.join(ROOT, "Configuration.md"), encoding="utf-8") as handle:
+        section = handle.read().split("## Slow-call thresholds")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([^`]+)` \| .+ \| `([^`]+)` \| `([^`]+)` \|$", section, re.M)
+    assert [name for name, _, _ in rows] == list(config_module.TIMING)
+    for name, default, env in rows:
+        assert float(default) == config_module.TIMING[name][0]
+        assert env == "SPYGLASS_TIMING_" + name.upper()
