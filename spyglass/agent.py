@@ -39,6 +39,12 @@ class Agent:
             self.reporter.add_periodic(self.metrics.fold, min(0.25, config.metrics_interval))
             self.reporter.add_final(self.metrics.collect_at_exit)
         self._add_process_snapshot()
+        self._profiler = None
+        if config.profiling:
+            # The sampler is made and started on the reporter thread, a second after start
+            # (and after a fork), never on the app's.
+            self.reporter.add_periodic(self._profile, 1.0)
+            self.reporter.add_final(self._stop_profiling)
         self._tracer = None
 
     def _add_process_snapshot(self):
@@ -65,6 +71,18 @@ class Agent:
             self.metrics.after_fork()
         self.reporter.release()
 
+    def _profile(self):
+        profiler = self._profiler
+        if profiler is None:
+            from .profile.sampler import Profiler
+
+            profiler = self._profiler = Profiler(self.config, self.reporter)
+        profiler.tick()
+
+    def _stop_profiling(self):
+        if self._profiler is not None:
+            self._profiler.at_exit()
+
     def _collect_metrics(self):
         """Every metric of this process, in one export (on the reporter thread)."""
         return self.reporter.self_metrics() + self.metrics.collect()
@@ -87,10 +105,18 @@ class Agent:
 
                     if self._tracer is None:
                         reporter = self.reporter
-                        self._tracer = Tracer(export=reporter.submit_trace,
-                                              export_lone_root=reporter.submit_root,
-                                              sample_rate=self.config.sample_rate,
-                                              max_spans_per_trace=self.config.max_spans_per_trace)
+                        tracer_class = Tracer
+                        export, export_lone_root = reporter.submit_trace, reporter.submit_root
+                        if self.config.profiling:
+                            from .profile import registry
+
+                            tracer_class = registry.ProfilingTracer
+                            export, export_lone_root = registry.exporters(export,
+                                                                          export_lone_root)
+                        self._tracer = tracer_class(
+                            export=export, export_lone_root=export_lone_root,
+                            sample_rate=self.config.sample_rate,
+                            max_spans_per_trace=self.config.max_spans_per_trace)
                 tracer = self._tracer
         return tracer
 

@@ -279,6 +279,17 @@ KEYS: Tuple[Key, ...] = (
          "with statements. Off: parameters never leave the process."),
     _key("compress_repeated_calls", parse_bool, True, "Export a run of identical fast calls "
          "(an N+1 loop) as one span with a count."),
+    # -- profiles -------------------------------------------------------------------------
+    _key("profiling", parse_bool, False, "Sample the Python stacks of the app's threads and "
+         "export them as OTLP profiles (`/v1development/profiles`): each exported trace with "
+         "the samples taken inside it, linked to its spans (a head-dropped trace's are freed "
+         "unless it is kept as slow or errored), and a process-wide profile every "
+         "`profiling_interval`. Threads are attributed exactly; an asyncio loop's thread to "
+         "the trace begun last on it. A receiver answering 404 there turns it off."),
+    _key("profiling_hz", parse_float, 100.0, "Stack samples per second (wall clock), 1 to "
+         "1000."),
+    _key("profiling_interval", parse_float, 60.0, "Seconds between exports of the "
+         "process-wide profile (threads not idle, aggregated by stack)."),
     # -- metrics --------------------------------------------------------------------------
     _key("runtime_metrics", parse_bool, True, "Collect the process's runtime metrics "
          "(CPU, memory, threads, GC …) every metrics_interval."),

@@ -35,8 +35,9 @@ from . import threads
 log = logging.getLogger("spyglass")
 
 
-TRACES, LOGS, METRICS = "traces", "logs", "metrics"
-PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics"}
+TRACES, LOGS, METRICS, PROFILES = "traces", "logs", "metrics", "profiles"
+PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics",
+         PROFILES: "/v1development/profiles"}
 # A batch that cannot be sent is retried for this long at most (outside shutdown).
 BATCH_RETRY_BUDGET = 30.0
 # How long os.fork waits for the reporter thread to finish an import (see below).
@@ -76,6 +77,10 @@ class Reporter:
         self._resource_attributes = resource_attributes
         self._periodic = []  # [callable returning OTLP metric dicts, interval, next due]
         self._final = []  # callables returning OTLP metric dicts, run once at exit
+        # Profiles (spyglass.profile): how a batch of them becomes request bodies, given by
+        # the profiler; whether the endpoint refused them (404: not asked again).
+        self.profile_encoder = None
+        self.profiles_refused = False
         self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
         atexit.register(self.at_exit)
@@ -91,6 +96,7 @@ class Reporter:
         self._max_batch_spans = max(1, min(config.max_batch_spans, config.max_queue_spans))
         self._traces = collections.deque()  # finished traces: lists of spans, or lone roots
         self._others = collections.deque()  # (LOGS, record) and (METRICS, [metric, ...])
+        self._profiles = collections.deque()  # from the profiler's thread, see submit_profile
         # Spans of the queued lists (lone roots are counted by the queue's length): added
         # by the app's threads under _spans_lock, taken off by the drain's owner alone, so
         # the drain (which may run in a signal handler) never waits for the app's lock.
@@ -214,6 +220,14 @@ class Reporter:
             self._quiet_below = self._max_queue_size
             self._wake.set()
 
+    def submit_profile(self, item):
+        """A profile (spyglass.profile), from the profiler's thread, not the app's: it
+        waits for the next periodic drain."""
+        if self.profiles_refused or len(self._profiles) >= self._max_queue_size:
+            self.counters["dropped"] += 1
+            return
+        self._profiles.append(item)
+
     def add_periodic(self, collect, interval, first_delay=None):
         """Run ``collect()`` on the reporter thread every ``interval`` seconds (the first
         time ``first_delay`` from now, by default one interval); it returns OTLP metric
@@ -274,7 +288,7 @@ class Reporter:
         try:
             with self._idle:
                 self._wake.set()
-                while self._traces or self._others or self._busy:
+                while self._traces or self._others or self._profiles or self._busy:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not thread.is_alive():
                         break
@@ -283,7 +297,7 @@ class Reporter:
             self._deadline = outer_deadline
             if outer_deadline is None:
                 self._interrupt.clear()
-        return not (self._traces or self._others or self._busy)
+        return not (self._traces or self._others or self._profiles or self._busy)
 
     def _is_exiting(self):
         return self._exiting
@@ -314,7 +328,7 @@ class Reporter:
     def _drain_at_exit(self):
         try:
             self._run_final()
-            if not (self._traces or self._others or self._busy):
+            if not (self._traces or self._others or self._profiles or self._busy):
                 return
             log.debug("spyglass: draining %d items at exit", self._waiting())
             if not self.flush(self.config.shutdown_timeout):
@@ -396,7 +410,7 @@ class Reporter:
 
     def _drain_owned(self, deadline, periodic):
         ok = True
-        while ((self._traces or self._others)
+        while ((self._traces or self._others or self._profiles)
                and time.monotonic() < self._current_deadline(deadline)):
             self._busy = True
             batches, spans = self._take_batch()
@@ -411,7 +425,7 @@ class Reporter:
             if periodic and self._deadline is None:
                 with _importing:
                     self._run_periodic()
-        return ok and not (self._traces or self._others)
+        return ok and not (self._traces or self._others or self._profiles)
 
     def _take_batch(self):
         """Up to batch_size items off each queue, by kind, and the spans of the lists
@@ -446,13 +460,18 @@ class Reporter:
             batches[LOGS] = logs
         if metrics:
             batches[METRICS] = metrics
+        profiles = self._profiles
+        if profiles:
+            batches[PROFILES] = [profiles.popleft()
+                                 for _ in range(min(len(profiles), self._batch_size))]
+            taken += len(batches[PROFILES])
         self.counters["taken"] += taken
         return batches, spans
 
     def _abandon_queued(self):
         """At exit with the endpoint down: drop what is left, counted."""
         dropped = 0
-        for queue in (self._traces, self._others):
+        for queue in (self._traces, self._others, self._profiles):
             while True:
                 try:
                     item = queue.popleft()
@@ -464,7 +483,7 @@ class Reporter:
         self.counters["abandoned"] += dropped
 
     def _waiting(self):
-        return len(self._traces) + len(self._others)
+        return len(self._traces) + len(self._others) + len(self._profiles)
 
     def _export(self, kind, items, deadline) -> bool:
         """Send ``items`` of one kind in as many requests as ``max_batch_spans`` and
@@ -478,6 +497,8 @@ class Reporter:
                     return False
                 with _importing:  # the transport, the resource, the encoder: at first use
                     self._prepare()
+            if kind is PROFILES:
+                return self._export_profiles(items, deadline)
             from .encode import encoded_items
 
             max_spans, max_bytes = self._max_batch_spans, self.config.max_batch_bytes
@@ -530,6 +551,40 @@ class Reporter:
         if self._exiting:
             self._given_up = True
         return False
+
+    def _export_profiles(self, items, deadline) -> bool:
+        """Profiles go as protobuf, in the bodies the profiler's encoder makes (bounded
+        by max_batch_bytes), each sent once; a receiver that answers 404 does not take
+        profiles, and none are sent to it again."""
+        from .transport import NOT_FOUND, SENT, TOO_LARGE
+
+        ok = True
+        bodies = self.profile_encoder(self.resource, items, self.config.max_batch_bytes)
+        for body, count in bodies:
+            if self.profiles_refused or self._given_up:
+                self.counters["abandoned" if self._given_up else "dropped"] += count
+                ok = False
+                continue
+            status = self._transport.send(
+                PATHS[PROFILES], self._transport.compress((body,)),
+                lambda: self._current_deadline(deadline), self._sleep, give_up=self._is_exiting,
+                content_type="application/x-protobuf", not_found=True)
+            if status is SENT:
+                self.counters["sent"] += count
+                continue
+            ok = False
+            if status is NOT_FOUND:
+                self.profiles_refused = True
+                self.counters["dropped"] += count
+                log.warning("spyglass: %s does not take profiles (404 on %s); profiling "
+                            "stops", self.config.endpoint, PATHS[PROFILES])
+            elif status is TOO_LARGE:
+                self.counters["too_large"] += count
+            else:
+                self.counters["failed"] += count
+                if self._exiting:
+                    self._given_up = True
+        return ok
 
     @staticmethod
     def _weight(kind, items):

@@ -27,7 +27,7 @@ COMPRESS_LEVEL = 5
 COMPRESS_BUFFER = 256 * 1024  # bytes given to zlib per call (see Transport.compress)
 
 # What became of a body (Transport.send).
-SENT, TOO_LARGE, FAILED = "sent", "too large", "failed"
+SENT, TOO_LARGE, FAILED, NOT_FOUND = "sent", "too large", "failed", "not found"
 
 
 class Transport:
@@ -79,25 +79,32 @@ class Transport:
         out.append(compressor.flush())
         return b"".join(out)
 
-    def send(self, path, data: bytes, deadline, sleep=time.sleep, give_up=None) -> str:
+    def send(self, path, data: bytes, deadline, sleep=time.sleep, give_up=None,
+             content_type=None, not_found=False) -> str:
         """POST one body, ``data`` gzipped (see ``compress``); retry until it is accepted,
         refused for good, ``deadline()`` (a ``time.monotonic()`` value, asked anew before
         each retry) would pass, or ``give_up()`` says to stop after a failed attempt (at
         exit: one attempt more, then the rest is dropped). SENT, TOO_LARGE (413: the
-        caller splits the body) or FAILED."""
+        caller splits the body), NOT_FOUND (404, when ``not_found``: the caller learns
+        that the receiver does not take this signal, and nothing is logged) or FAILED.
+        ``content_type``: the body's, if not JSON."""
+        headers = {"content-type": content_type} if content_type else None
         url = self.endpoint + path
         for attempt in range(MAX_ATTEMPTS):
             # Never wait on the network past the deadline (at exit: shutdown_timeout).
             reason, delay, answered = self._attempt(
-                url, data, max(0.1, min(self.timeout, deadline() - time.monotonic())))
+                url, data, max(0.1, min(self.timeout, deadline() - time.monotonic())), headers)
             self.answered = answered
             if reason is None:
                 self._recovered()
                 return SENT
             if delay is TOO_LARGE:
                 return TOO_LARGE  # not a failure of the endpoint: the body is split and resent
+            if delay is NOT_FOUND and not_found:
+                return NOT_FOUND
             self._failing(url, reason)
-            if delay is None or (not answered and give_up is not None and give_up()):
+            if delay is None or delay is NOT_FOUND or (
+                    not answered and give_up is not None and give_up()):
                 break  # refused for good, or unreachable at exit: retrying would not help
             delay = min(delay, MAX_RETRY_AFTER) if delay else _backoff(attempt)
             if time.monotonic() + delay >= deadline():
@@ -108,12 +115,12 @@ class Transport:
         self.lost_while_down += 1
         return FAILED
 
-    def _attempt(self, url, data, timeout):
+    def _attempt(self, url, data, timeout, headers=None):
         """(None, None, True) on success, else (reason, retry delay or None for 'do not
         retry' or TOO_LARGE, whether the endpoint answered at all); a delay of 0 means
         'retry after the usual backoff'."""
         try:
-            response = self._client.post(url, content=data, timeout=timeout)
+            response = self._client.post(url, content=data, timeout=timeout, headers=headers)
         except httpx.TimeoutException:
             return "timed out", 0, False
         except httpx.TransportError as exc:
@@ -121,6 +128,8 @@ class Transport:
         status = response.status_code
         if status == 413:
             return "HTTP 413", TOO_LARGE, True
+        if status == 404:
+            return "HTTP 404" + _advice(404), NOT_FOUND, True
         if 200 <= status < 300:
             self._note_partial_success(response)
             return None, None, True

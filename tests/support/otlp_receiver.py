@@ -1,6 +1,9 @@
 """A real OTLP/HTTP receiver for the tests: it records every request, decodes gzip and
 JSON, and parses each body strictly against the OTLP protobuf schema (unknown fields or
-wrong types are recorded as schema errors, which the tests assert are absent).
+wrong types are recorded as schema errors, which the tests assert are absent). Profiles
+come as protobuf: parsed with ``opentelemetry-proto``, they must serialize back to the very
+bytes received (what the sensor's hand-written encoder promises), and are kept as the
+parsed message (``payload``: its JSON mapping as a dict).
 
 Responses can be scripted (``respond_next``) to test retries, 429 with Retry-After, etc.
 """
@@ -14,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 SCHEMAS = {
@@ -21,6 +26,7 @@ SCHEMAS = {
     "/v1/metrics": ExportMetricsServiceRequest,
     "/v1/logs": ExportLogsServiceRequest,
 }
+PROFILES = "/v1development/profiles"
 
 
 class Received:
@@ -34,6 +40,7 @@ class OTLPReceiver:
         self.requests = []
         self.schema_errors = []
         self._scripted = collections.deque()
+        self.not_found = set()  # paths answered with 404, as a receiver that lacks them
         self._changed = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -92,6 +99,22 @@ class OTLPReceiver:
                         found.append(dict(metric, resource=resource))
         return found
 
+    def profiles(self):
+        """Every profile received, as ExportProfilesServiceRequest messages' parts:
+        (the request, its resource attributes as a dict, the Profile)."""
+        found = []
+        for request in list(self.requests):
+            if request.path != PROFILES or request.payload is None:
+                continue
+            message = request.payload
+            for resource_profiles in message.resource_profiles:
+                resource = {kv.key: json_format.MessageToDict(kv.value)
+                            for kv in resource_profiles.resource.attributes}
+                for scope_profiles in resource_profiles.scope_profiles:
+                    for profile in scope_profiles.profiles:
+                        found.append((message, resource, profile))
+        return found
+
     def wait_for(self, predicate, timeout=10.0):
         """Wait until ``predicate(self)`` is true; return its last value."""
         deadline = time.monotonic() + timeout
@@ -106,11 +129,30 @@ class OTLPReceiver:
         """Everything received, decompressed, as one string: for 'appears nowhere' checks."""
         return "\n".join(r.body.decode("utf-8", "replace") for r in list(self.requests))
 
+    def _parse_profiles(self, headers, body):
+        try:
+            if headers.get("content-type") != "application/x-protobuf":
+                raise ValueError(f"content-type {headers.get('content-type')!r}")
+            message = ExportProfilesServiceRequest()
+            message.ParseFromString(body)
+            if message.SerializeToString(deterministic=True) != body:
+                raise ValueError("the body is not what protobuf writes for its message")
+            return message
+        except Exception as exc:
+            self.schema_errors.append((PROFILES, repr(exc)))
+            return None
+
     # -- the HTTP side ----------------------------------------------------------------------
 
     def _record(self, path, headers, raw):
         body = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
         payload = None
+        if path == PROFILES:
+            payload = self._parse_profiles(headers, body)
+            with self._changed:
+                self.requests.append(Received(path, headers, body, payload, time.monotonic()))
+                self._changed.notify_all()
+            return
         try:
             payload = json.loads(body)
             if path in SCHEMAS:
@@ -131,7 +173,11 @@ class OTLPReceiver:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra = receiver._scripted.popleft() if receiver._scripted else (200, {})
+                if self.path in receiver.not_found:
+                    status, extra = 404, {}
+                else:
+                    status, extra = (receiver._scripted.popleft() if receiver._scripted
+                                     else (200, {}))
                 if status == 200:
                     receiver._record(self.path, headers, raw)
                 else:

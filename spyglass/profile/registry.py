@@ -1,0 +1,74 @@
+"""What the app's threads tell the sampler: a dict store per trace, nothing per span.
+
+The sampler cannot ask which span is active in a thread it samples: another thread's
+contextvars cannot be read from Python. So each thread records here the local root it
+opened last (``roots``: thread id -> RootSpan) as its trace begins, and a trace that is
+exported while the sampler holds samples of it (``buffers``) is queued for it
+(``exported``). Which span of the trace a sample belongs to is decided at export, by time:
+the innermost exported span open when the sample was taken.
+
+A thread that opens a second local root inside the first (a trace nested in a request)
+is attributed to the inner one until it finishes, then to none until the outer one ends.
+Threads only: an asyncio loop's thread runs many requests' tasks by turns, and its samples
+go to the trace begun last on it (see Configuration.md, ``profiling``).
+"""
+import collections
+import threading
+
+from ..trace.span import RootSpan
+from ..trace.tracer import Tracer
+
+# Thread id -> the local root that thread opened last (finished or not). Written by each
+# thread for itself; ids of threads gone are pruned by the sampler.
+roots = {}
+# RootSpan -> its samples so far; written by the sampler thread only.
+buffers = {}
+# (root, its spans or None for a lone root), exported with samples held: the sampler
+# takes them within a tick. Bounded for a process where no sampler runs.
+exported = collections.deque(maxlen=1024)
+
+_get_ident = threading.get_ident
+
+
+class ProfilingTracer(Tracer):
+    """The tracer, telling ``roots`` of each local root it opens (what the tracer does
+    is unchanged: this class is used only when ``profiling`` is on)."""
+
+    def start_active_span(self, operation_name, child_of=None, references=None, tags=None,
+                          start_time=None, ignore_active_span=False, finish_on_close=True):
+        scope = Tracer.start_active_span(self, operation_name, child_of, references, tags,
+                                         start_time, ignore_active_span, finish_on_close)
+        span = scope.span
+        if span.__class__ is RootSpan:
+            roots[_get_ident()] = span
+        return scope
+
+    def _new_local_root(self, name, parent, start_ns, kind):
+        span = Tracer._new_local_root(self, name, parent, start_ns, kind)
+        roots[_get_ident()] = span
+        return span
+
+
+def exporters(submit_trace, submit_root):
+    """The tracer's ``export`` and ``export_lone_root``: the reporter's, then a note for
+    the sampler when it holds samples of the trace."""
+
+    def export(spans):
+        submit_trace(spans)
+        root = spans[-1]  # a finished trace's root comes last (a late child alone is no root)
+        if root in buffers:
+            exported.append((root, spans))
+
+    def export_lone_root(root):
+        submit_root(root)
+        if root in buffers:
+            exported.append((root, None))
+
+    return export, export_lone_root
+
+
+def forget_all():
+    """In a forked child: the parent's threads and traces are not ours."""
+    roots.clear()
+    buffers.clear()
+    exported.clear()

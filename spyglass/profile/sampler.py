@@ -1,0 +1,288 @@
+"""The sampler: one daemon thread taking every thread's Python stack (``sys._current_frames``)
+``profiling_hz`` times a second, by the wall clock.
+
+Each tick, for each thread but spyglass's own:
+
+- in a traced request (``registry.roots`` names an unfinished local root for it): the sample
+  goes to that trace's buffer (``registry.buffers``), with its time, thread and state;
+- otherwise, and not idle: it is counted in the process-wide profile, by stack.
+
+A thread is idle when its innermost Python frame is a known blocking call (a condition's or
+a thread's wait, a selector's select, a socket's accept or read): reading each thread's CPU
+state from /proc would cost a file read per thread per tick. A trace's samples keep their
+state; the process-wide profile leaves idle threads out (a pool of waiting workers would
+fill it).
+
+A trace exported with samples (``registry.exported``) hands them to the reporter as a
+``TraceProfile``; one never exported (head-dropped, fast, no error) is freed a second after
+it ends. Everything held is bounded: samples per trace, samples buffered, stacks in the
+process-wide profile; what a bound refuses is counted in ``dropped``.
+
+The thread is started from the reporter thread (``Profiler.tick``, every second), never on
+the app's: lazily, and anew in a forked child, where ``tick`` finds a new pid. It stops at
+exit, when the reporter runs its final tasks.
+"""
+import logging
+import os
+import sys
+import threading
+import time
+
+from ..process import suppressed
+from ..report.signals import start_with_async_signals_blocked
+from . import registry
+
+log = logging.getLogger("spyglass")
+
+MAX_DEPTH = 128                  # frames kept per stack, the innermost
+MAX_SAMPLES_PER_TRACE = 6000     # a minute at 100 Hz
+MAX_BUFFERED_SAMPLES = 1 << 16   # all traces' buffers together
+MAX_STACKS = 2000                # distinct stacks in the process-wide profile
+MAX_INTERNED = 1 << 14           # stacks shared between samples before the table is reset
+UNEXPORTED_GRACE_NS = 10 ** 9    # a trace not exported this long after its end is freed
+
+
+
+class OtherStacks:
+    """The one frame of the stack that counts those beyond MAX_STACKS (it reads as a code
+    object to the encoder)."""
+    co_qualname = co_name = "(other stacks)"
+    co_filename = ""
+    co_firstlineno = 0
+
+
+OVERFLOW = (OtherStacks,)
+
+
+class TraceProfile:
+    """The samples of one exported trace: ``spans`` (its exported spans, or None when
+    the root went alone) tell which span each sample falls in."""
+
+    __slots__ = ("root", "spans", "thread_id", "samples", "period_ns")
+
+    def __init__(self, root, spans, buffer, period_ns):
+        self.root = root
+        self.spans = spans
+        self.thread_id = buffer.thread_id
+        self.samples = buffer.samples  # [(time ns, stack, idle)]
+        self.period_ns = period_ns
+
+
+class ProcessProfile:
+    """Every thread that was not idle over [start_ns, end_ns): samples counted by stack."""
+
+    __slots__ = ("start_ns", "end_ns", "counts", "period_ns")
+
+    def __init__(self, start_ns, end_ns, counts, period_ns):
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.counts = counts  # {stack: samples}
+        self.period_ns = period_ns
+
+
+class _Buffer:
+    __slots__ = ("thread_id", "samples")
+
+    def __init__(self, thread_id):
+        self.thread_id = thread_id
+        self.samples = []
+
+
+def idle_codes():
+    """The code objects whose being innermost means a thread waits."""
+    import selectors
+    import socket
+    import threading as threading_module
+
+    functions = [threading_module.Condition.wait, threading_module.Thread._wait_for_tstate_lock,
+                 socket.socket.accept, socket.SocketIO.readinto]
+    for name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector",
+                 "KqueueSelector"):
+        selector = getattr(selectors, name, None)
+        if selector is not None:
+            functions.append(selector.select)
+    return frozenset(function.__code__ for function in functions)
+
+
+class Profiler:
+    def __init__(self, config, reporter):
+        from .encode import request_bodies
+
+        self.reporter = reporter
+        reporter.profile_encoder = request_bodies
+        self.hz = min(max(config.profiling_hz, 1.0), 1000.0)
+        self.period_ns = int(1e9 / self.hz)
+        self.interval_ns = int(max(config.profiling_interval, 1.0) * 1e9)
+        self._idle = idle_codes()
+        self.dropped = 0  # samples refused by a bound
+        self._reset()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._thread = None
+        self._running = False
+        self._own = frozenset()
+        self._counts = {}
+        self._counts_start_ns = time.time_ns()
+        self._hand_over_due = False
+        self._interned = {}
+        self._buffered = 0
+        self._last_sweep_ns = 0
+
+    def _after_fork(self):
+        """In a forked child (at-fork hook, or ``tick`` seeing a new pid): the parent's
+        samples and traces are not this process's, and its sampler thread is gone."""
+        registry.forget_all()
+        self._reset()
+
+    # -- on the reporter thread -----------------------------------------------------------
+
+    def tick(self):
+        """Every second: start the sampler (again, in a fork), note spyglass's own threads,
+        and ask for the process-wide profile when an interval has passed."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self.reporter.profiles_refused:  # the endpoint does not take them (404)
+            self._running = False
+            return
+        self._own = frozenset(thread.ident for thread in threading.enumerate()
+                              if thread.name.startswith("spyglass"))
+        if self._thread is None:
+            self._start()
+        elif time.time_ns() - self._counts_start_ns >= self.interval_ns:
+            self._hand_over_due = True
+
+    def _start(self):
+        thread = threading.Thread(target=self._run, name="spyglass-profiler", daemon=True)
+        self._thread = thread
+        self._running = True
+        try:
+            start_with_async_signals_blocked(thread)  # signals are the app's threads' only
+        except RuntimeError:  # the interpreter is shutting down
+            self._running = False
+
+    def at_exit(self):
+        """Stop sampling and hand over what is held (the reporter's final task)."""
+        if self._pid != os.getpid() or self._thread is None:
+            return
+        self._running = False
+        thread = self._thread
+        if thread is not threading.current_thread():
+            thread.join(0.5)
+        self._take_exported()
+        self._hand_over_process_profile()
+
+    # -- on the sampler thread ------------------------------------------------------------
+
+    def _run(self):
+        suppressed.set(True)
+        me = threading.get_ident()
+        period = 1.0 / self.hz
+        sleep, monotonic = time.sleep, time.monotonic
+        due = monotonic()
+        while self._running:
+            try:
+                self._sample(me)
+                self._take_exported()
+                if self._hand_over_due:
+                    self._hand_over_due = False
+                    self._hand_over_process_profile()
+            except Exception:
+                log.exception("spyglass: the profiler failed; profiling stops")
+                return
+            due += period
+            delay = due - monotonic()
+            if delay < 0:  # late (a long GIL hold): skip the ticks missed, do not catch up
+                due = monotonic()
+                delay = 0
+            sleep(delay)
+
+    def _sample(self, me):
+        now = time.time_ns()
+        own, idle_codes_, roots_get = self._own, self._idle, registry.roots.get
+        buffers = registry.buffers
+        counts = self._counts
+        frame = None
+        frames = sys._current_frames()
+        try:
+            for thread_id, frame in frames.items():
+                if thread_id == me or thread_id in own:
+                    continue
+                idle = frame.f_code in idle_codes_
+                root = roots_get(thread_id)
+                if root is None or root.end_ns:
+                    if not idle:
+                        stack = self._stack(frame)
+                        if stack in counts:
+                            counts[stack] += 1
+                        elif len(counts) < MAX_STACKS:
+                            counts[stack] = 1
+                        else:
+                            counts[OVERFLOW] = counts.get(OVERFLOW, 0) + 1
+                    continue
+                buffer = buffers.get(root)
+                if buffer is None:
+                    buffer = buffers[root] = _Buffer(thread_id)
+                if len(buffer.samples) >= MAX_SAMPLES_PER_TRACE or \
+                        self._buffered >= MAX_BUFFERED_SAMPLES:
+                    self.dropped += 1
+                else:
+                    buffer.samples.append((now, self._stack(frame), idle))
+                    self._buffered += 1
+        finally:
+            del frames, frame  # the app's frames: not held a moment longer
+        if now - self._last_sweep_ns >= UNEXPORTED_GRACE_NS:
+            self._last_sweep_ns = now
+            self._sweep(now)
+
+    def _stack(self, frame):
+        """The code objects of ``frame`` and its callers, innermost first: one tuple shared
+        by every sample of the same stack."""
+        codes = []
+        append = codes.append
+        depth = 0
+        while frame is not None and depth < MAX_DEPTH:
+            append(frame.f_code)
+            frame = frame.f_back
+            depth += 1
+        stack = tuple(codes)
+        interned = self._interned
+        found = interned.get(stack)
+        if found is None:
+            if len(interned) >= MAX_INTERNED:
+                interned.clear()
+            interned[stack] = found = stack
+        return found
+
+    def _take_exported(self):
+        """Hand the samples of the traces just exported to the reporter."""
+        exported, buffers = registry.exported, registry.buffers
+        submit = self.reporter.submit_profile
+        while exported:
+            root, spans = exported.popleft()
+            buffer = buffers.pop(root, None)
+            if buffer is not None:
+                self._buffered -= len(buffer.samples)
+                submit(TraceProfile(root, spans, buffer, self.period_ns))
+
+    def _sweep(self, now):
+        """Free the samples of traces that ended without being exported, and forget the
+        threads that are gone."""
+        buffers = registry.buffers
+        for root in [root for root in buffers
+                     if root.end_ns and now - root.end_ns >= UNEXPORTED_GRACE_NS]:
+            buffer = buffers.pop(root, None)
+            if buffer is not None:
+                self._buffered -= len(buffer.samples)
+        alive = sys._current_frames().keys()
+        roots = registry.roots
+        for thread_id in [thread_id for thread_id in roots if thread_id not in alive]:
+            roots.pop(thread_id, None)
+
+    def _hand_over_process_profile(self):
+        counts, self._counts = self._counts, {}
+        start, self._counts_start_ns = self._counts_start_ns, time.time_ns()
+        if counts:
+            self.reporter.submit_profile(ProcessProfile(start, self._counts_start_ns, counts,
+                                                        self.period_ns))
