@@ -286,8 +286,10 @@ KEYS: Tuple[Key, ...] = (
          "unless it is kept as slow or errored), and a process-wide profile every "
          "`profiling_interval`. Threads are attributed exactly; an asyncio loop's thread to "
          "the trace begun last on it. A receiver answering 404 there turns it off."),
-    _key("profiling_hz", parse_float, 100.0, "Stack samples per second (wall clock), 1 to "
-         "1000."),
+    _key("profiling_hz", parse_float, 49.0, "Stack samples per second (wall clock), 1 to "
+         "1000. Sentry and py-spy take 100, where the sampler took about 1% of a core with 8 "
+         "idle threads and added 0.03 to a hello-world request's ratio here "
+         "(benchmarks/bench_profiling.py): 49 halves that."),
     _key("profiling_interval", parse_float, 60.0, "Seconds between exports of the "
          "process-wide profile (threads not idle, aggregated by stack)."),
     # -- metrics --------------------------------------------------------------------------

@@ -5,8 +5,9 @@ import textwrap
 
 from conftest import run_python
 
+# 100 samples a second (the default is 49): counts large enough to compare.
 PROFILING = dict(AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_PROFILING="true",
-                 SPYGLASS_FLUSH_INTERVAL="0.2")
+                 SPYGLASS_PROFILING_HZ="100", SPYGLASS_FLUSH_INTERVAL="0.2")
 
 BUSY = textwrap.dedent("""
     import time

@@ -120,8 +120,7 @@ class Profiler:
 
     def _reset(self):
         self._pid = os.getpid()
-        self._thread = None
-        self._running = False
+        self._thread = None  # the sampler thread; it runs while it is this
         self._own = frozenset()
         self._counts = {}
         self._counts_start_ns = time.time_ns()
@@ -144,32 +143,35 @@ class Profiler:
         if self._pid != os.getpid():
             self._after_fork()
         if self.reporter.profiles_refused:  # the endpoint does not take them (404)
-            self._running = False
+            self.stop()
             return
         self._own = frozenset(thread.ident for thread in threading.enumerate()
                               if thread.name.startswith("spyglass"))
         if self._thread is None:
-            self._start()
+            self.start()
         elif time.time_ns() - self._counts_start_ns >= self.interval_ns:
             self._hand_over_due = True
 
-    def _start(self):
+    def start(self):
+        """Start sampling in a thread of its own (the reporter's tick calls this)."""
         thread = threading.Thread(target=self._run, name="spyglass-profiler", daemon=True)
         self._thread = thread
-        self._running = True
         try:
             start_with_async_signals_blocked(thread)  # signals are the app's threads' only
         except RuntimeError:  # the interpreter is shutting down
-            self._running = False
+            pass
+
+    def stop(self):
+        """Stop sampling; the thread ends within a tick."""
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(0.5)
 
     def at_exit(self):
         """Stop sampling and hand over what is held (the reporter's final task)."""
         if self._pid != os.getpid() or self._thread is None:
             return
-        self._running = False
-        thread = self._thread
-        if thread is not threading.current_thread():
-            thread.join(0.5)
+        self.stop()
         self._take_exported()
         self._hand_over_process_profile()
 
@@ -178,10 +180,11 @@ class Profiler:
     def _run(self):
         suppressed.set(True)
         me = threading.get_ident()
+        this = threading.current_thread()
         period = 1.0 / self.hz
         sleep, monotonic = time.sleep, time.monotonic
         due = monotonic()
-        while self._running:
+        while self._thread is this:
             try:
                 self._sample(me)
                 self._take_exported()
