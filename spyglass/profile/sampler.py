@@ -3,9 +3,9 @@
 
 Each tick, for each thread but spyglass's own:
 
-- in a traced request (``registry.roots`` names an unfinished local root for it): the sample
-  goes to that trace's buffer (``registry.buffers``), with its time, thread and state;
-- otherwise, and not idle: it is counted in the process-wide profile, by stack.
+- not idle: the sample is counted in the process-wide profile, by stack;
+- in a traced request (``registry.roots`` names an unfinished local root for it), idle or
+  not: it goes to that trace's buffer (``registry.buffers``), with its time and state.
 
 A thread is idle when its innermost Python frame is a known blocking call (a condition's or
 a thread's wait, a selector's select, a socket's accept or read): reading each thread's CPU
@@ -214,15 +214,18 @@ class Profiler:
                     continue
                 idle = frame.f_code in idle_codes_
                 root = roots_get(thread_id)
-                if root is None or root.end_ns:
-                    if not idle:
-                        stack = self._stack(frame)
-                        if stack in counts:
-                            counts[stack] += 1
-                        elif len(counts) < MAX_STACKS:
-                            counts[stack] = 1
-                        else:
-                            counts[OVERFLOW] = counts.get(OVERFLOW, 0) + 1
+                in_trace = root is not None and not root.end_ns
+                if idle and not in_trace:
+                    continue
+                stack = self._stack(frame)
+                if not idle:
+                    if stack in counts:
+                        counts[stack] += 1
+                    elif len(counts) < MAX_STACKS:
+                        counts[stack] = 1
+                    else:
+                        counts[OVERFLOW] = counts.get(OVERFLOW, 0) + 1
+                if not in_trace:
                     continue
                 buffer = buffers.get(root)
                 if buffer is None:
@@ -231,7 +234,7 @@ class Profiler:
                         self._buffered >= MAX_BUFFERED_SAMPLES:
                     self.dropped += 1
                 else:
-                    buffer.samples.append((now, self._stack(frame), idle))
+                    buffer.samples.append((now, stack, idle))
                     self._buffered += 1
         finally:
             del frames, frame  # the app's frames: not held a moment longer
