@@ -66,16 +66,24 @@ def report_arguments(parser):
     parser.add_argument("--service", help="only this service")
     parser.add_argument("--api-key", help="the collector's API key (env SPYGLASS_COLLECTOR_API_KEY)")
     parser.add_argument("--width", type=int, default=80, help="columns to fit (default %(default)s)")
+    parser.add_argument("--profile", metavar="ROUTE", help="instead: the top stacks of this route's "
+                        "requests (a route or a root span's name, e.g. 'GET /users/{id}'), from "
+                        "the profiles linked to their traces")
 
 
 def report_command(args):
     import os
 
-    from spyglass.collector.report import ReportError, render_report
+    from spyglass.collector.report import ReportError, render_profile, render_report
 
     api_key = args.api_key or os.environ.get("SPYGLASS_COLLECTOR_API_KEY") or ""
     try:
-        print(render_report(args.url, args.since, service=args.service, api_key=api_key, width=args.width))
+        if args.profile:
+            print(render_profile(args.url, args.profile, args.since, service=args.service,
+                                 api_key=api_key, width=args.width))
+        else:
+            print(render_report(args.url, args.since, service=args.service, api_key=api_key,
+                                width=args.width))
     except ValueError as exc:  # a bad --since
         print(f"spyglass report: {exc}", file=sys.stderr)
         return 2

@@ -69,6 +69,7 @@ class Api:
             (re.compile(r"/api/traces"), self.traces),
             (re.compile(r"/api/traces/(?P<trace_id>[0-9a-fA-F]{32})"), self.trace),
             (re.compile(r"/api/slow-calls"), self.slow_calls),
+            (re.compile(r"/api/profile"), self.profile),
             (re.compile(r"/api/errors"), self.error_groups),
             (re.compile(r"/api/errors/(?P<group_id>\d+)"), self.error_group),
             (re.compile(r"/api/metrics"), self.latest_metrics),
@@ -131,6 +132,20 @@ class Api:
 
     def trace(self, query, trace_id):
         return self.store.trace(trace_id)
+
+    def profile(self, query):
+        """A flame graph's stacks: ``trace_id``, else ``route`` (with ``service``), else
+        ``service`` (its process-wide profiles), over the window."""
+        since_ns, _ = _window(query)
+        trace_id = query.get("trace_id") or None
+        if trace_id and not re.fullmatch(r"[0-9a-fA-F]{32}", trace_id):
+            raise ApiError(400, f"trace_id: 32 hex digits, not {trace_id!r}")
+        if not (trace_id or query.get("route") or query.get("service")):
+            raise ApiError(400, "profile: give trace_id, route or service")
+        profile = self.store.profile(trace_id=trace_id, service=query.get("service") or None,
+                                     route=query.get("route") or None, since_ns=since_ns,
+                                     limit=min(_number(query, "limit", 500, int), 5000))
+        return {"since_ns": since_ns, **profile}
 
     def slow_calls(self, query):
         since_ns, _ = _window(query)

@@ -22,6 +22,9 @@ METRIC_COLUMNS = (
     "time_ns", "resource_key", "service", "instance", "name", "unit", "kind", "monotonic",
     "temporality", "attributes", "value", "count", "sum", "buckets",
 )
+PROFILE_COLUMNS = (
+    "time_ns", "resource_key", "service", "trace_id", "span_id", "stack", "samples",
+)
 
 #: Deepest nesting of array/kvlist attribute values accepted; deeper is refused (400).
 MAX_VALUE_DEPTH = 32
@@ -94,6 +97,7 @@ class Batch:
     logs: list = field(default_factory=list)
     metrics: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    profiles: list = field(default_factory=list)  # rows of PROFILE_COLUMNS (otlp_profiles)
     rejected: int = 0
     rejected_reason: str = ""
 

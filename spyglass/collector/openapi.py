@@ -73,6 +73,20 @@ def openapi_document():
                 _param("sort", "Rank by `total` time (default), `count` or `p95`.",
                        {"type": "string", "enum": ["total", "count", "p95"]}),
             ], "calls"),
+            "/api/profile": _get(
+                "Stacks by samples (a flame graph's data): a trace's, a route's requests' "
+                "or a service's process-wide profiles", [
+                    *_WINDOW, _SERVICE, _LIMIT,
+                    _param("trace_id", "The trace's profile (32 hex digits); the window does "
+                                       "not apply."),
+                    _param("route", "The profiles of this route's (or root span name's) "
+                                    "requests in the window."),
+                ], "stacks", {"type": "object", "properties": {
+                    "frames": {"type": "array", "items": {"type": "string"},
+                               "description": "Outermost first."},
+                    "samples": {"type": "integer"}}},
+                "Give trace_id, route or service. `samples` in the answer counts all the "
+                "matching samples, also those of stacks beyond `limit`."),
             "/api/errors": _get("Error groups by fingerprint, most recently seen first",
                                 [*_WINDOW, _SERVICE, _LIMIT], "groups"),
             "/api/errors/{group_id}": {"get": {

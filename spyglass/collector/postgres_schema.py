@@ -80,4 +80,16 @@ MIGRATIONS = [
     CREATE TABLE metric_points_default PARTITION OF metric_points DEFAULT;
     CREATE INDEX metric_points_default_by_time ON metric_points_default (time_ns);
     """,
+    # 2: profiles (collector/otlp_profiles.py): stacks and their sample counts, per trace and
+    # span where linked, else per service and time bucket; few rows (a trace's stacks), so
+    # one table that retention deletes from by time, as error_events
+    """
+    CREATE TABLE profile_samples (
+        time_ns BIGINT NOT NULL, resource_key TEXT NOT NULL, service TEXT NOT NULL,
+        trace_id TEXT, span_id TEXT, stack TEXT NOT NULL, samples BIGINT NOT NULL
+    );
+    CREATE INDEX profile_samples_by_trace ON profile_samples (trace_id) WHERE trace_id IS NOT NULL;
+    CREATE INDEX profile_samples_by_service ON profile_samples (service, time_ns) WHERE trace_id IS NULL;
+    CREATE INDEX profile_samples_by_time ON profile_samples (time_ns);
+    """,
 ]

@@ -39,7 +39,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .model import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
+from .model import LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -67,6 +67,7 @@ _COPY = {
     "spans_incoming": f"COPY spans_incoming ({', '.join(SPAN_COLUMNS)}) FROM STDIN",
     "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
     "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
+    "profile_samples": f"COPY profile_samples ({', '.join(PROFILE_COLUMNS)}) FROM STDIN",
 }
 _MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
                 f"FROM spans_incoming ON CONFLICT DO NOTHING")
@@ -136,6 +137,7 @@ _INDEXED = {
     "spans": {SPAN_COLUMNS.index(name) for name in ("trace_id", "span_id", "service")},
     "logs": {LOG_COLUMNS.index("trace_id")},
     "metrics": {METRIC_COLUMNS.index(name) for name in ("name", "service")},
+    "profiles": {PROFILE_COLUMNS.index(name) for name in ("trace_id", "service")},
     "errors": {"service", "fingerprint", "trace_id"},
 }
 
@@ -149,7 +151,7 @@ def _scrub(value, indexed=False):
 
 
 def _scrubbed(batch):
-    for name in ("spans", "logs", "metrics"):
+    for name in ("spans", "logs", "metrics", "profiles"):
         indexed = _INDEXED[name]
         setattr(batch, name, [tuple(_scrub(value, i in indexed) for i, value in enumerate(row))
                               for row in getattr(batch, name)])
@@ -252,7 +254,8 @@ class PostgresStore(Queries):
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if batch.spans:
                 self._write_spans(connection, cursor, batch.spans)
-            for table, rows in (("logs", batch.logs), ("metric_points", metrics)):
+            for table, rows in (("logs", batch.logs), ("metric_points", metrics),
+                                ("profile_samples", batch.profiles)):
                 if rows:
                     self._copy(cursor, table, rows)
             for error in sorted(batch.errors, key=lambda e: (e.service, e.fingerprint)):
@@ -373,7 +376,8 @@ class PostgresStore(Queries):
         """Bytes the store's tables and indexes take on disk."""
         sql = ("SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS size FROM ("
                + " UNION ALL ".join(f"SELECT relid FROM pg_partition_tree('{table}')" for table, _ in PARTITIONED)
-               + " UNION ALL SELECT unnest(ARRAY['resources', 'error_groups', 'error_events']::regclass[])) AS r")
+               + " UNION ALL SELECT unnest(ARRAY['resources', 'error_groups', 'error_events', "
+                 "'profile_samples']::regclass[])) AS r")
         if cursor is not None:
             return cursor.execute(sql).fetchone()["size"]
         return self._rows(sql)[0]["size"]
@@ -403,8 +407,9 @@ class PostgresStore(Queries):
             for table, column in PARTITIONED:
                 deleted[table] += cursor.execute(f"DELETE FROM {table}_default WHERE {column} < %s",
                                                  (cutoff_ns,)).rowcount
-            deleted["error_events"] = cursor.execute("DELETE FROM error_events WHERE time_ns < %s",
-                                                     (cutoff_ns,)).rowcount
+            for table in ("error_events", "profile_samples"):
+                deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE time_ns < %s",
+                                                (cutoff_ns,)).rowcount
             deleted["error_groups"] = cursor.execute(
                 "DELETE FROM error_groups AS g WHERE NOT EXISTS "
                 "(SELECT 1 FROM error_events WHERE group_id = g.id)").rowcount

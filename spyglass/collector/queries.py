@@ -215,6 +215,29 @@ class Queries:
             "spans": [_span(row) for row in spans], "resources": resources, "logs": logs, "errors": errors,
         }
 
+    def profile(self, trace_id=None, service=None, route=None, since_ns=0, limit=500):
+        """Stacks by samples, most first (at most ``limit``), and the samples in all: of the
+        trace ``trace_id``; else of the requests of ``route`` (a route or a root span's name)
+        since ``since_ns``; else of ``service``'s process-wide profiles (the samples linked
+        to no trace) since ``since_ns``. Each stack is its frames, outermost first."""
+        if trace_id:
+            where, parameters = "trace_id = ?", [trace_id.lower()]
+        elif route:
+            parameters = [since_ns, route, route]
+            where = ("trace_id IN (SELECT trace_id FROM spans WHERE is_root AND start_ns >= ? "
+                     f"AND (route = ? OR name = ?) {_service_clause(service, parameters)}) "
+                     "AND time_ns >= ?")
+            parameters.append(since_ns)
+        else:
+            parameters = [since_ns]
+            where = f"trace_id IS NULL AND time_ns >= ? {_service_clause(service, parameters)}"
+        rows = self._rows(f"SELECT stack, sum(samples) AS samples, sum(sum(samples)) OVER () AS total "
+                          f"FROM profile_samples WHERE {where} GROUP BY stack "
+                          f"ORDER BY samples DESC, stack LIMIT ?", [*parameters, int(limit)])
+        return {"samples": int(rows[0]["total"]) if rows else 0,
+                "stacks": [{"frames": row["stack"].split("\n"), "samples": int(row["samples"])}
+                           for row in rows]}
+
     def slow_calls(self, since_ns, service=None, sort="total", limit=50):
         parameters = [since_ns]
         sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters), order=SLOW_CALL_ORDER[sort])

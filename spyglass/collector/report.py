@@ -242,3 +242,36 @@ def render_report(url, since="15m", service=None, api_key="", width=80):
     for title, body in sections:
         lines += ["", title, *body]
     return "\n".join(line[:width] for line in lines)
+
+
+def render_profile(url, route, since="15m", service=None, api_key="", width=80, top=10):
+    """``spyglass report --profile ROUTE``: where the route's requests spent their time, from
+    the profiles linked to its traces: the functions most often innermost (self time), then
+    the stacks most often seen, innermost frame first."""
+    parse_duration(since)
+    profile = fetch(url, "/api/profile", api_key, since=since, service=service, route=route,
+                    limit=5000)
+    total = profile["samples"]
+    header = textwrap.wrap(f"spyglass report — {url} — profile of {route} — last {since} — "
+                           f"{total} samples", width)
+    lines = [*header, "=" * max(map(len, header))]
+    if not total:
+        return "\n".join(lines + ["", "  (no profiles of this route in this window: is the "
+                                      "sensor started with SPYGLASS_PROFILING=true?)"])
+    self_samples = {}
+    for stack in profile["stacks"]:
+        leaf = stack["frames"][-1]
+        self_samples[leaf] = self_samples.get(leaf, 0) + stack["samples"]
+    hottest = sorted(self_samples.items(), key=lambda item: -item[1])[:top]
+    share = lambda samples: _percent(samples / total)  # noqa: E731
+    lines += ["", "HOTTEST FUNCTIONS (samples where innermost)", *table(
+        [{"function": name, "samples": samples} for name, samples in hottest],
+        [Column("function", "function"), Column("samples", "samples", 7, ">"),
+         Column("share", lambda r: share(r["samples"]), 6, ">")], width)]
+    lines += ["", "TOP STACKS (innermost first)"]
+    for stack in profile["stacks"][:top]:
+        lines.append(f"  {stack['samples']:>7}  {share(stack['samples']):>6}")
+        lines += [f"      {fit(frame, width - 6)}" for frame in reversed(stack["frames"][-8:])]
+        if len(stack["frames"]) > 8:
+            lines.append(f"      … {len(stack['frames']) - 8} outer frames")
+    return "\n".join(line[:width] for line in lines)

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import otlp_json, otlp_proto, wire
+from . import otlp_json, otlp_profiles, otlp_proto, wire
 from .api import Api, ApiError
 from .store import StoreError, StoreRejected, open_store
 from .ui import Ui
@@ -27,8 +27,10 @@ from .ui import Ui
 logger = logging.getLogger("spyglass.collector")
 
 STATIC_DIR = Path(__file__).parent / "static"
-_SIGNALS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
+_SIGNALS = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs",
+            "/v1development/profiles": "profiles"}
 _DECODERS = {wire.JSON: otlp_json, wire.PROTOBUF: otlp_proto}
+_PROFILE_DECODERS = {wire.JSON: otlp_profiles.JSON, wire.PROTOBUF: otlp_profiles.PROTOBUF}
 # A refused body is drained for at most this long, and this much, before the connection closes.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
@@ -79,7 +81,7 @@ class Collector:
         fmt = wire.JSON
         try:
             fmt = wire.content_format(content_type)
-            decoder = _DECODERS[fmt]
+            decoder = (_PROFILE_DECODERS if signal_name == "profiles" else _DECODERS)[fmt]
             data = wire.inflate(body, content_encoding, self.config.max_body_bytes)
             try:
                 batch = decoder.decode(signal_name, data)
@@ -94,7 +96,7 @@ class Collector:
         except StoreError as exc:  # unreachable, locked or full: the sender should retry later
             logger.warning("store unavailable: %s", exc)
             return self.refuse(503, f"store unavailable: {exc}", fmt, {"Retry-After": "5"})
-        return Reply(200, _DECODERS[fmt].success(signal_name, batch), fmt)
+        return Reply(200, decoder.success(signal_name, batch), fmt)
 
     @staticmethod
     def refuse(status, reason, fmt=wire.JSON, headers=None):
@@ -140,7 +142,8 @@ class Handler(BaseHTTPRequestHandler):
         if signal_name is None:
             self._discard_body()
             return self._send(Collector.refuse(404, f"no OTLP endpoint at {path}: use /v1/traces, "
-                                                    f"/v1/metrics or /v1/logs"))
+                                                    f"/v1/metrics, /v1/logs or "
+                                                    f"/v1development/profiles"))
         if not self._authorized():
             self._discard_body()
             return self._send(Collector.refuse(401, "missing or wrong API key"))

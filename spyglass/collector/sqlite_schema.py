@@ -65,4 +65,15 @@ MIGRATIONS = [
     CREATE INDEX metric_points_by_name ON metric_points (name, service, time_ns);
     CREATE INDEX metric_points_by_time ON metric_points (time_ns);
     """,
+    # 2: profiles (otlp_profiles): stacks and their sample counts, per trace and span where
+    # linked, else per service and time bucket
+    """
+    CREATE TABLE profile_samples (
+        time_ns INTEGER NOT NULL, resource_key TEXT NOT NULL, service TEXT NOT NULL,
+        trace_id TEXT, span_id TEXT, stack TEXT NOT NULL, samples INTEGER NOT NULL
+    );
+    CREATE INDEX profile_samples_by_trace ON profile_samples (trace_id) WHERE trace_id IS NOT NULL;
+    CREATE INDEX profile_samples_by_service ON profile_samples (service, time_ns) WHERE trace_id IS NULL;
+    CREATE INDEX profile_samples_by_time ON profile_samples (time_ns);
+    """,
 ]

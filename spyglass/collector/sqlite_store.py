@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from .model import LOG_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS
+from .model import LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
 from .sqlite_schema import MIGRATIONS
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -35,7 +35,7 @@ _BUSY_TIMEOUT_MS = 10_000
 #: A checkpoint that holds writers off waits this long for a reader, then gives up for now.
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
-                 ("error_events", "time_ns"))
+                 ("error_events", "time_ns"), ("profile_samples", "time_ns"))
 #: Size retention starts when the data passes this share of the limit and deletes the
 #: oldest down to the lower share. What is left of the limit is room for the WAL and for
 #: what arrives meanwhile: deleting rewrites pages, so it costs WAL too.
@@ -52,6 +52,7 @@ def _insert(table, columns, verb="INSERT"):
 _INSERT_SPANS = _insert("spans", SPAN_COLUMNS, "INSERT OR REPLACE")
 _INSERT_LOGS = _insert("logs", LOG_COLUMNS)
 _INSERT_METRICS = _insert("metric_points", METRIC_COLUMNS)
+_INSERT_PROFILES = _insert("profile_samples", PROFILE_COLUMNS)
 _UPSERT_RESOURCE = """
     INSERT INTO resources (key, service, instance, attributes, first_seen_ns, last_seen_ns)
     VALUES (?, ?, ?, ?, ?, ?)
@@ -238,6 +239,8 @@ class SQLiteStore(Queries):
                 connection.executemany(_INSERT_LOGS, batch.logs)
             if batch.metrics:
                 connection.executemany(_INSERT_METRICS, batch.metrics)
+            if batch.profiles:
+                connection.executemany(_INSERT_PROFILES, batch.profiles)
             for error in batch.errors:
                 self._write_error(connection, error)
         if self.wal_bytes() > self.wal_limit:  # the maintainer fell behind (or is in another process)

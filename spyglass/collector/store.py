@@ -48,6 +48,9 @@ class Store(Protocol):
     def trace(self, trace_id: str) -> Optional[dict]:
         """One trace: its spans with parent links, attributes and events, its logs and errors."""
 
+    def profile(self, trace_id=None, service=None, route=None, since_ns=0, limit=500) -> dict:
+        """Stacks and their samples: a trace's, a route's requests' or a service's."""
+
     def slow_calls(self, since_ns: int, service=None, sort="total", limit=50) -> list:
         """Calls grouped by normalized statement or operation, ranked by ``sort``."""
 

@@ -67,6 +67,7 @@ class Ui:
             (re.compile(r"/errors"), self.errors),
             (re.compile(r"/errors/(?P<group_id>\d+)"), self.error),
             (re.compile(r"/metrics"), self.metrics),
+            (re.compile(r"/profile"), self.profile),
         ]
 
     @property
@@ -128,7 +129,16 @@ class Ui:
 
     def trace(self, query, trace_id):
         trace = self.api.handle_or_none(f"/api/traces/{trace_id}", query)
-        return "trace.html", trace and {"trace": trace, "rows": waterfall(trace)}
+        if trace is None:
+            return "trace.html", None
+        profile = self.api.get("/api/profile", {"trace_id": trace_id})
+        return "trace.html", {"trace": trace, "rows": waterfall(trace), "flame": flame_graph(profile)}
+
+    def profile(self, query):
+        """A route's requests' profiles over the window (``route``, ``service``), or a
+        service's process-wide ones (``service``)."""
+        profile = self.api.get("/api/profile", query)
+        return "profile.html", {"profile": profile, "flame": flame_graph(profile)}
 
     def slow_calls(self, query):
         return "slow_calls.html", {"data": self.api.get("/api/slow-calls", query)}
@@ -147,6 +157,50 @@ class Ui:
             names = processes.setdefault((metric["service"], metric["instance"]), {})
             names.setdefault(metric["name"], metric)
         return "metrics.html", {"processes": processes, "chart_names": CHART_METRICS}
+
+
+#: Frames narrower than this share of the samples are left out of a flame graph.
+FLAME_MIN_SHARE = 0.002
+FLAME_MAX_DEPTH = 80
+
+
+def flame_graph(profile):
+    """The stacks of an ``/api/profile`` answer merged into a tree and laid out as rows of
+    boxes, outermost on top: ``{"samples", "depth", "boxes": [{label, samples, share,
+    depth, offset, width (percent), hue}]}``. Boxes are in tree order, children left to
+    right by samples, most first."""
+    total = sum(stack["samples"] for stack in profile["stacks"])
+    tree = {}
+    for stack in profile["stacks"]:
+        level = tree
+        for frame in stack["frames"][:FLAME_MAX_DEPTH]:
+            node = level.get(frame)
+            if node is None:
+                node = level[frame] = [0, {}]
+            node[0] += stack["samples"]
+            level = node[1]
+    boxes = []
+
+    def lay_out(level, depth, offset):
+        for label, (samples, children) in sorted(level.items(), key=lambda item: -item[1][0]):
+            if samples < total * FLAME_MIN_SHARE:
+                continue
+            boxes.append({"label": label, "samples": samples, "share": samples / total,
+                          "depth": depth, "offset": 100 * offset / total,
+                          "width": 100 * samples / total, "hue": _hue(label)})
+            lay_out(children, depth + 1, offset)
+            offset += samples
+
+    if total:
+        lay_out(tree, 0, 0)
+    return {"samples": total, "depth": max((box["depth"] for box in boxes), default=-1) + 1,
+            "boxes": boxes}
+
+
+def _hue(label):
+    """A warm colour that stays the same for a function from one graph to the next."""
+    function = label.partition(" (")[0]
+    return 10 + sum(function.encode()) % 45
 
 
 def waterfall(trace):

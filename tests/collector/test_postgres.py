@@ -12,6 +12,7 @@ import psutil
 
 from spyglass.collector.config import load_config
 from spyglass.collector.otlp_json import decode
+from spyglass.collector.postgres_schema import MIGRATIONS
 from spyglass.collector.postgres_store import HOUR_NS, HOURS_AHEAD
 from spyglass.collector.store import open_store
 
@@ -179,7 +180,7 @@ def test_collectors_starting_at_once_migrate_the_schema_once(postgres):
             process.terminate()
         errors = [process.communicate(timeout=30)[1] for process in starting]
     assert all("listening on" in line for line in lines), (lines, errors)
-    assert postgres.execute(url, "SELECT version FROM spyglass_schema") == [(1,)]
+    assert postgres.execute(url, "SELECT version FROM spyglass_schema") == [(len(MIGRATIONS),)]
 
 
 def test_otel_exporter_and_spyglass_sensor_into_two_collectors_one_report(postgres, start_collector, tmp_path):
