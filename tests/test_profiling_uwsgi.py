@@ -1,9 +1,13 @@
 """Profiles linked to traces under real uWSGI: workers forked in C by a master that loaded
-the app, a Flask route busy in pure Python, a real receiver parsing every profile with
-opentelemetry-proto."""
+the app, a Flask route busy in pure Python; a real receiver parsing every profile with
+opentelemetry-proto, then ``spyglass serve`` and its trace page in headless Chromium."""
 import os
+import subprocess
+import sys
 import time
 
+from collector.conftest import RunningCollector
+from collector.test_ui import SCREENSHOTS, browser  # noqa: F401  (a fixture)
 from profile_helpers import hottest_leaf, trace_profiles
 from server_helpers import ROOT, request_spans, uwsgi, uwsgi_worker_pids
 
@@ -48,3 +52,51 @@ def test_a_slow_request_has_a_linked_profile_and_a_fast_dropped_one_none(receive
     # Both workers, forked in C, profile themselves.
     assert {profile["resource"]["process.pid"]["intValue"] for profile in profiles} == \
         {str(span["resource"]["process.pid"]) for span in slow_spans}
+
+
+def test_the_trace_page_draws_the_slow_request_flame_graph(tmp_path, browser):  # noqa: F811
+    collector = RunningCollector(tmp_path / "profiles.db")
+    try:
+        with profiled_uwsgi(collector) as server:
+            server.wait_ready()
+            server.wait_workers_ready(2)
+            time.sleep(1.5)  # each worker's sampler starts a second after its fork
+            assert {status for status, _ in server.drive("/slow", 2, concurrency=2)} == {200}
+            server.quit()
+        traces = wait_for_profiled_traces(collector, 2)
+        page = browser.new_page()
+        try:
+            response = page.goto(f"{collector.url}/traces/{traces[0]}")
+            assert response.status == 200
+            page.locator(".flame .flame-box").first.wait_for()
+            boxes = page.evaluate("""() => [...document.querySelectorAll('.flame-box')].map(box => (
+                {label: box.innerText, width: box.getBoundingClientRect().width,
+                 depth: parseFloat(box.style.top)}))""")
+            flame_width = page.locator(".flame").bounding_box()["width"]
+            SCREENSHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "trace_profile.png"), full_page=True)
+        finally:
+            page.close()
+        deepest = max(box["depth"] for box in boxes)
+        leaf = max((box for box in boxes if box["depth"] == deepest), key=lambda box: box["width"])
+        assert leaf["label"].startswith("render_report (profiled_app.py:"), boxes
+        assert leaf["width"] > 0.8 * flame_width
+        report = subprocess.run([sys.executable, "-m", "spyglass.cli", "report", "--url",
+                                 collector.url, "--profile", "GET /slow", "--width", "120"],
+                                capture_output=True, text=True, timeout=60)
+        hottest = report.stdout.split("HOTTEST FUNCTIONS")[1].splitlines()[2]
+        assert hottest.split()[0] == "render_report", report.stdout
+    finally:
+        collector.stop()
+
+
+def wait_for_profiled_traces(collector, count, timeout=20):
+    """The ids of ``count`` GET /slow traces that have a profile in the collector."""
+    deadline = time.monotonic() + timeout
+    while True:
+        traces = [trace["trace_id"] for trace in collector.api("/traces", route="/slow")["traces"]]
+        profiled = [trace for trace in traces if collector.api("/profile", trace_id=trace)["samples"]]
+        if len(profiled) >= count or time.monotonic() > deadline:
+            assert len(profiled) >= count, (traces, profiled)
+            return profiled
+        time.sleep(0.3)
