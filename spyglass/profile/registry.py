@@ -13,8 +13,10 @@ Threads only: an asyncio loop's thread runs many requests' tasks by turns, and i
 go to the trace begun last on it (see Configuration.md, ``profiling``).
 """
 import collections
+import os
 import threading
 
+from .. import process
 from ..trace.span import RootSpan
 from ..trace.tracer import Tracer
 
@@ -67,8 +69,25 @@ def exporters(submit_trace, submit_root):
     return export, export_lone_root
 
 
+# The process generation (process.generation) the entries above belong to.
+generation = process.generation
+
+
 def forget_all():
-    """In a forked child: the parent's threads and traces are not ours."""
+    """In a forked child: the parent's threads and traces are not ours (a thread of the
+    parent's that was inside a request has the child's main thread's id)."""
+    global generation
     roots.clear()
     buffers.clear()
     exported.clear()
+    generation = process.generation
+
+
+def forget_if_forked():
+    """``forget_all`` in a process forked in C (uWSGI) since the entries were written."""
+    process.check_fork()
+    if generation != process.generation:
+        forget_all()
+
+
+os.register_at_fork(after_in_child=forget_all)

@@ -115,6 +115,7 @@ class Profiler:
         self.interval_ns = int(max(config.profiling_interval, 1.0) * 1e9)
         self._idle = idle_codes()
         self.dropped = 0  # samples refused by a bound
+        registry.forget_if_forked()  # made in a worker whose master wrote there
         self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
 
