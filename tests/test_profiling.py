@@ -3,9 +3,9 @@ parsed with opentelemetry-proto and must serialize back to the same bytes (the r
 checks it), and what a profile says is read from the parsed message."""
 import textwrap
 
-from conftest import run_python
-from profile_helpers import (hottest_leaf, leaf_counts, read_profiles, span_by_name,
-                             trace_profiles)
+from support.processes import run_python
+from support.profiles import (hottest_leaf, leaf_counts, read_profiles, span_by_name,
+                              trace_profiles)
 
 # 100 samples a second (the default is 49): counts large enough to compare.
 PROFILING = dict(AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_PROFILING="true",

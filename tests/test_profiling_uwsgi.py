@@ -1,17 +1,15 @@
 """Profiles linked to traces under real uWSGI: workers forked in C by a master that loaded
 the app, a Flask route busy in pure Python; a real receiver parsing every profile with
 opentelemetry-proto, then ``spyglass serve`` and its trace page in headless Chromium."""
-import os
 import subprocess
 import sys
 import time
 
 from collector.conftest import RunningCollector
-from collector.test_ui import SCREENSHOTS, browser  # noqa: F401  (a fixture)
-from profile_helpers import hottest_leaf, trace_profiles
-from server_helpers import ROOT, request_spans, uwsgi, uwsgi_worker_pids
-
-APPS = os.path.join(ROOT, "tests", "apps")
+from support.browser import SCREENSHOTS
+from support.profiles import hottest_leaf, trace_profiles
+from support.servers import request_spans, uwsgi, uwsgi_worker_pids
+from support.web import APPS
 
 
 def profiled_uwsgi(endpoint_owner, **env):
@@ -54,7 +52,7 @@ def test_a_slow_request_has_a_linked_profile_and_a_fast_dropped_one_none(receive
         {str(span["resource"]["process.pid"]) for span in slow_spans}
 
 
-def test_the_trace_page_draws_the_slow_request_flame_graph(tmp_path, browser):  # noqa: F811
+def test_the_trace_page_draws_the_slow_request_flame_graph(tmp_path, browser):
     collector = RunningCollector(tmp_path / "profiles.db")
     try:
         with profiled_uwsgi(collector) as server:

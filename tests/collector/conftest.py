@@ -174,3 +174,21 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "spyglass.db")
     return request.getfixturevalue("postgres").create()
+
+
+@pytest.fixture
+def make_store(db_url):
+    """Opens stores on this test's database (``make_store(retention_seconds=…)``); closed after."""
+    from spyglass.collector.config import load_config
+    from spyglass.collector.store import open_store
+
+    opened = []
+
+    def make(**settings):
+        store = open_store(load_config({"db": db_url, **settings}, environ={}))
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()

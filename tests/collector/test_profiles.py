@@ -16,7 +16,6 @@ from spyglass.collector.otlp_json import decode
 
 from . import payloads
 from .conftest import REPO
-from .test_store import make_store  # noqa: F401  (a fixture)
 
 NS = 1_000_000_000
 PROFILES = "/v1development/profiles"
@@ -71,7 +70,7 @@ def label(name, line):
     return f"{name} (app.py:{line})"
 
 
-def test_profiles_are_stored_per_trace_route_and_service_and_kept_as_spans(make_store):  # noqa: F811
+def test_profiles_are_stored_per_trace_route_and_service_and_kept_as_spans(make_store):
     store = make_store(retention_seconds=3600)
     now = time.time_ns()
     trace_id, spans = payloads.request_trace("shop", "/cart/{id}", start_ns=now - NS, duration_ms=300)

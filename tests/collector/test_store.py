@@ -22,21 +22,6 @@ def _open(url, **settings):
     return open_store(load_config({"db": url, **settings}, environ={}))
 
 
-@pytest.fixture
-def make_store(db_url):
-    """Opens stores on this test's database (``make_store(retention_seconds=…)``); closed after."""
-    opened = []
-
-    def make(**settings):
-        store = _open(db_url, **settings)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
 def _batch(service, start_ns, traces=1, calls=0, durations_ms=None):
     spans = []
     for duration_ms in durations_ms or [20.0] * traces:

@@ -2,41 +2,12 @@
 
 Every page is screenshotted into tests/screenshots/ for a person to look at.
 """
-import os
-from pathlib import Path
-
 import pytest
 
+from support.browser import SCREENSHOTS
+
 from . import demo_data
-from .conftest import REPO, RunningCollector
-
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = REPO / "tests" / "screenshots"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _unavailable(reason):
-    if os.environ.get("SPYGLASS_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (and SPYGLASS_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install playwright")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 900})
-        yield context
-        context.close()
+from .conftest import RunningCollector
 
 
 @pytest.fixture(scope="module")

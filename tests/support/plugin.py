@@ -2,6 +2,7 @@
 one by name, nothing is imported for it."""
 import pytest
 
+from .browser import chromium
 from .calls import exported_spans
 from .otlp_receiver import OTLPReceiver
 from .services import started_memcached
@@ -41,3 +42,9 @@ def memcached():
     if process is not None:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (playwright's persistent context), one per test module."""
+    yield from chromium(tmp_path_factory.mktemp("chromium-profile"))
