@@ -29,7 +29,7 @@ import threading
 import time
 
 from ..process import suppressed
-from ..report.signals import start_with_async_signals_blocked
+from ..report import threads
 from . import registry
 
 log = logging.getLogger("spyglass")
@@ -155,18 +155,20 @@ class Profiler:
 
     def start(self):
         """Start sampling in a thread of its own (the reporter's tick calls this)."""
-        thread = threading.Thread(target=self._run, name="spyglass-profiler", daemon=True)
-        self._thread = thread
+        # Signals are the app's threads' only: threads.new blocks them in ours.
+        thread = self._thread = threads.new(self._run, "spyglass-profiler")
         try:
-            start_with_async_signals_blocked(thread)  # signals are the app's threads' only
+            thread.start()
         except RuntimeError:  # the interpreter is shutting down
             pass
 
     def stop(self):
         """Stop sampling; the thread ends within a tick."""
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(0.5)
+        if thread is not None and not threads.is_current(thread):
+            deadline = time.monotonic() + 0.5  # (an OS thread under gevent has no join)
+            while thread.is_alive() and time.monotonic() < deadline:
+                threads.sleep(0.005)
 
     def at_exit(self):
         """Stop sampling and hand over what is held (the reporter's final task)."""
@@ -181,9 +183,9 @@ class Profiler:
     def _run(self):
         suppressed.set(True)
         me = threading.get_ident()
-        this = threading.current_thread()
+        this = self._thread  # set before it started; another (or None) once stopped
         period = 1.0 / self.hz
-        sleep, monotonic = time.sleep, time.monotonic
+        sleep, monotonic = threads.sleep, time.monotonic
         due = monotonic()
         while self._thread is this:
             try:
