@@ -38,9 +38,11 @@ def forwarding_records(call_handlers, agent):
     def load():
         from ..trace.context import get_active_scope
 
-        lazy["active"] = get_active_scope
-        lazy["forward"] = _forwarder(agent)
-        return lazy
+        # Filled in one step: a record logged meanwhile (by another thread, or by what
+        # _forwarder imports) must find the cache empty, not half made.
+        loaded = {"active": get_active_scope, "forward": _forwarder(agent)}
+        lazy.update(loaded)
+        return loaded
 
     def callHandlers(self, record):
         loaded = lazy or load()
