@@ -8,6 +8,7 @@ import sys
 import httpx
 import pytest
 
+from support.services import postgres_dsn
 from support.web import drive, echoed_as_plain, serve
 
 pytest.importorskip("tornado")
@@ -198,3 +199,40 @@ def test_a_tornado_service_calling_an_aiohttp_service_is_one_trace(receiver):
     assert echoed["X-App"] == "1"
     assert echoed["traceparent"] == f"00-{call['traceId']}-{client['spanId']}-03"
     assert receiver.schema_errors == []
+
+
+def test_tornado_calling_aiohttp_on_asyncpg_and_pymemcache_is_one_trace(receiver, memcached):
+    """Issue 18's showcase: each service started with only AUTOWRAPT_BOOTSTRAP; one trace
+    across both, with the SQL and the cache calls inside the aiohttp request."""
+    pytest.importorskip("aiohttp")
+    pytest.importorskip("asyncpg")
+    pytest.importorskip("pymemcache")
+    postgres = postgres_dsn()
+    aiohttp_service, aiohttp_base = serve(
+        receiver, [sys.executable, "aiohttp_app.py", "{port}"], SPYGLASS_SERVICE_NAME="inventory",
+        INVENTORY_POSTGRES=f"{postgres['host']}:{postgres['port']}:{postgres['user']}",
+        INVENTORY_MEMCACHED="%s:%d" % tuple(memcached),
+        # every call a span: none is folded or dropped as too short
+        SPYGLASS_SPAN_MIN_DURATION="0", SPYGLASS_COMPRESS_REPEATED_CALLS="false")
+    tornado_service, tornado_base = serve(receiver, [sys.executable, "tornado_app.py", "{port}"],
+                                          SPYGLASS_SERVICE_NAME="shop",
+                                          CALL_URL=aiohttp_base + "/inventory")
+    try:
+        assert httpx.get(tornado_base + "/call").json() == {"count": 1, "stock": "7"}
+        spans = receiver.wait_for(lambda r: {s["name"] for s in r.spans()} >= {
+            "GET /call", "GET /inventory"} and r.spans())
+    finally:
+        for process in (tornado_service, aiohttp_service):
+            process.send_signal(signal.SIGTERM)
+            output = process.communicate(timeout=20)[0]
+            assert process.returncode in (0, -signal.SIGTERM), output
+    call, = [s for s in spans if s["name"] == "GET /call"]
+    inventory, = [s for s in spans if s["name"] == "GET /inventory"]
+    inside = [s for s in spans if s["traceId"] == call["traceId"]
+              and s["resource"]["service.name"] == "inventory" and s is not inventory]
+    systems = {s["attrs"].get("db.system.name") or s["attrs"].get("db.system") for s in inside}
+    assert {"postgresql", "memcached"} <= systems, [(s["name"], s["attrs"]) for s in inside]
+    assert inventory["traceId"] == call["traceId"]
+    assert call["resource"]["service.name"] == "shop"
+    assert receiver.schema_errors == []
+

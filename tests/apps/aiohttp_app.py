@@ -46,6 +46,30 @@ async def call(request):
             return web.json_response(await response.json())
 
 
+@routes.get("/inventory")
+async def inventory(request):
+    """A query on asyncpg and a cache round trip on pymemcache (INVENTORY_POSTGRES:
+    host:port:user, INVENTORY_MEMCACHED: host:port)."""
+    import asyncpg
+    from pymemcache.client.base import Client
+
+    host, port, user = os.environ["INVENTORY_POSTGRES"].split(":")
+    connection = await asyncpg.connect(host=host, port=int(port), user=user, database="test")
+    try:
+        count = await connection.fetchval("SELECT count(*) FROM pg_class WHERE relname = $1",
+                                          "pg_type")
+    finally:
+        await connection.close()
+    host, port = os.environ["INVENTORY_MEMCACHED"].rsplit(":", 1)
+    cache = Client((host, int(port)))
+    try:
+        cache.set("stock", b"7")
+        stock = cache.get("stock")
+    finally:
+        cache.close()
+    return web.json_response({"count": count, "stock": stock.decode()})
+
+
 async def item(request):
     return web.json_response({"item": request.match_info["item"]})
 
