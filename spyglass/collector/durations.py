@@ -32,7 +32,7 @@ def parse_instant(text):
 
 def format_duration_ms(ms):
     """A human duration for a number of milliseconds: ``850µs``, ``12.3ms``, ``4.20s``."""
-    if ms is None:
+    if not isinstance(ms, (int, float)) or ms != ms:  # None, NaN, or not a number at all
         return "-"
     if ms < 1:
         return f"{ms * 1000:.0f}µs"

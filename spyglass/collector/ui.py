@@ -27,13 +27,17 @@ CHART_METRICS = (
 
 
 def _when(ns):
+    """A unix-ns instant as local date and time; what is not one, as it is."""
     if not ns:
         return "-"
-    return datetime.fromtimestamp(ns / NS).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ns / NS).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number, or past year 9999
+        return str(ns)
 
 
 def _ago(ns):
-    if not ns:
+    if not ns or not isinstance(ns, (int, float)) or ns != ns:
         return "-"
     seconds = max(0.0, time.time() - ns / NS)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -65,7 +69,7 @@ class Ui:
             (re.compile(r"/traces/(?P<trace_id>[0-9a-fA-F]{32})"), self.trace),
             (re.compile(r"/slow-calls"), self.slow_calls),
             (re.compile(r"/errors"), self.errors),
-            (re.compile(r"/errors/(?P<group_id>\d+)"), self.error),
+            (re.compile(r"/errors/(?P<group_id>[0-9]+)"), self.error),
             (re.compile(r"/metrics"), self.metrics),
             (re.compile(r"/profile"), self.profile),
         ]
@@ -113,7 +117,8 @@ class Ui:
         html = self.environment.get_template(template).render(
             query=query, since=query.get("since") or "1h", path=path or "/", qs=qs, store=self.api.store.describe(),
             section="/" + (path or "/").strip("/").split("/")[0], **context)
-        return status, "text/html; charset=utf-8", html.encode()
+        # "replace": a lone surrogate stored by an older collector shows as "?", not as a 500.
+        return status, "text/html; charset=utf-8", html.encode("utf-8", "replace")
 
     # -- pages ---------------------------------------------------------------------------
 
