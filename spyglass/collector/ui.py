@@ -209,26 +209,33 @@ def _hue(label):
 
 
 def waterfall(trace):
-    """The trace's spans in tree order, each with its depth and its offset/width in percent."""
+    """The trace's spans in tree order, each with its depth and its offset/width in percent.
+
+    Parent links come from senders: a span whose parent is missing starts a tree of its
+    own, and so does the first span of a cycle (a span its own ancestor), so that every
+    span is shown once. Walked with a stack, not recursion: a trace may nest deeper than
+    Python's recursion limit.
+    """
     spans = trace["spans"]
     ids = {span["span_id"] for span in spans}
     children = {}
     for span in spans:
-        parent = span["parent_span_id"] if span["parent_span_id"] in ids else None
-        children.setdefault(parent, []).append(span)
+        parent = span["parent_span_id"]
+        children.setdefault(parent if parent in ids and parent != span["span_id"] else None, []).append(span)
     start_ns = trace["start_ns"]
     total_ns = max(1, int(trace["duration_ms"] * 1e6))
-    rows = []
-
-    def visit(span, depth):
-        rows.append({
-            "span": span, "depth": depth,
-            "offset": 100 * (span["start_ns"] - start_ns) / total_ns,
-            "width": max(0.2, 100 * span["duration_ns"] / total_ns),
-        })
-        for child in children.get(span["span_id"], ()):
-            visit(child, depth + 1)
-
-    for root in children.get(None, ()):
-        visit(root, 0)
+    rows, shown = [], set()
+    for root in [*children.get(None, ()), *spans]:
+        stack = [(root, 0)]
+        while stack:
+            span, depth = stack.pop()
+            if id(span) in shown:
+                continue
+            shown.add(id(span))
+            rows.append({
+                "span": span, "depth": depth,
+                "offset": 100 * (span["start_ns"] - start_ns) / total_ns,
+                "width": max(0.2, 100 * span["duration_ns"] / total_ns),
+            })
+            stack += [(child, depth + 1) for child in reversed(children.get(span["span_id"], ()))]
     return rows

@@ -17,6 +17,12 @@ from hypothesis import strategies as st
 from . import hostile, payloads
 
 WINDOW = {"since": "30000d"}  # everything since 1970 (times to 2262 included: no end)
+
+
+@pytest.fixture(scope="module")
+def collector(collector_on_each_backend):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return collector_on_each_backend
 CONTENT_TYPES = {"json": "application/json", "protobuf": "application/x-protobuf"}
 
 
@@ -71,7 +77,7 @@ def exports(draw):
     return signal, service, draw(hostile.REQUESTS[signal](service)), draw(st.sampled_from(sorted(CONTENT_TYPES)))
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(export=exports())
 def test_no_export_request_breaks_a_page(collector, export):
     signal, service, request, encoding = export
@@ -199,3 +205,16 @@ def test_huge_but_valid_parameters_are_answered(collector):
         status, _, body = collector.request("GET", f"/api/traces?{urlencode(params)}")
         assert status == 200, (params, body)
     assert collector.request("GET", "/api/errors/12345678")[0] == 404
+
+
+def test_parent_cycles_and_deep_traces_render(collector):
+    trace_id = payloads.new_trace_id()
+    ids = [payloads.new_span_id() for _ in range(1500)]
+    chain = [payloads.span(trace_id, span_id, f"level {n}", parent_id=ids[n - 1] if n else "", kind=2 if not n else 1)
+             for n, span_id in enumerate(ids)]  # deeper than Python's recursion limit
+    a, b = payloads.new_span_id(), payloads.new_span_id()
+    cycle = [payloads.span(trace_id, a, "a", parent_id=b), payloads.span(trace_id, b, "b", parent_id=a)]
+    _stored(collector, "traces", payloads.traces("hostile-shapes", chain + cycle))
+    status, _, html = collector.request("GET", f"/traces/{trace_id}")
+    assert status == 200 and b"level 1499" in html
+    assert f'id="span-{a}"'.encode() in html and f'id="span-{b}"'.encode() in html  # each shown once
