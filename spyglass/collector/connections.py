@@ -76,9 +76,9 @@ class PooledHTTPServer(HTTPServer):
         self._returned = queue.SimpleQueue()  # connections the pool hands back to the selector
         self._open = 0  # connections accepted and not yet closed (changed under _open_lock)
         self._open_lock = threading.Lock()
+        # As in socketserver: a shutdown() asked before serve_forever() runs still stops it.
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._stopped.set()
         self._wakeup_reader, self._wakeup_writer = socket.socketpair()
         self._wakeup_reader.setblocking(False)
         self._wakeup_writer.setblocking(False)
@@ -92,7 +92,6 @@ class PooledHTTPServer(HTTPServer):
     # -- the selector thread -------------------------------------------------------------
 
     def serve_forever(self, poll_interval=0.5):
-        self._stopping.clear()
         self._stopped.clear()
         self.socket.setblocking(False)  # accept() takes what has come, then goes back to the others
         self._start_pool()
@@ -119,6 +118,7 @@ class PooledHTTPServer(HTTPServer):
                     self._close(connection)
         finally:
             self._stop_pool()
+            self._stopping.clear()
             self._stopped.set()
 
     def shutdown(self):
