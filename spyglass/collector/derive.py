@@ -87,14 +87,22 @@ def call_identity(kind, name, attributes):
 
     A call is a CLIENT span or any span the sensor gave a category. Calls group by their
     normalized statement (databases) or by operation (method and host, else span name).
+    Runs for every call span: the usual values (non-empty strings) take the short way.
     """
     if kind != CLIENT and "spyglass.category" not in attributes:
         return None
-    category = _call_category(attributes)
-    statement = _text(attributes, "db.query.text", "db.statement")
+    category = attributes.get("spyglass.category")
+    if type(category) is not str or not category:
+        category = _call_category(attributes)
+    statement = attributes.get("db.query.text") or attributes.get("db.statement")
+    if statement and type(statement) is not str:
+        statement = text(statement)
     if statement:
         label = normalize_statement(statement)
-        key = _text(attributes, "spyglass.statement.hash") or _short_hash(label)
+        key = attributes.get("spyglass.statement.hash") or None
+        if key is not None and type(key) is not str:
+            key = text(key)
+        key = key or _short_hash(label)
     else:
         method = _text(attributes, "http.request.method", "http.method")
         host = _text(attributes, "server.address", "net.peer.name")
@@ -117,7 +125,7 @@ def span_row(resource, scope, trace_id, span_id, parent_id, name, kind, start_ns
     """
     is_root = not parent_id or kind == SERVER or kind == CONSUMER
     http_status = attributes.get("http.response.status_code", attributes.get("http.status_code"))
-    if type(http_status) is not int or not 0 <= http_status <= 999:
+    if http_status is not None and (type(http_status) is not int or not 0 <= http_status <= 999):
         http_status = _http_status(http_status)
     is_error = status_code == STATUS_ERROR or (is_root and http_status is not None and http_status >= 500)
     route = None

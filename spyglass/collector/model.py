@@ -209,18 +209,18 @@ class Batch:
         return values
 
     def read(self, groups, resource_of, read_item):
-        """Read a request: ``groups`` is its tree, ``(resource, [(scope, items)])``;
+        """Read a request: ``groups`` is its tree, ``(resource, [(scope name, items)])``;
         ``resource_of(batch, resource)`` makes a ``Resource``, ``read_item(item, resource,
-        scope)`` adds an item's rows. An item that cannot be kept is rejected."""
+        scope_name)`` adds an item's rows. An item that cannot be kept is rejected."""
         for resource_item, scopes in groups:
             try:
                 resource = resource_of(self, resource_item)
             except OverBudget:
                 resource = None
             for scope, items in scopes:
-                for item in items:
+                for item in items:  # once per span: kept short
                     self.values_left -= ITEM_COST
-                    if item is SKIPPED or resource is None or self.values_left < 0:
+                    if self.values_left < 0 or item is SKIPPED or resource is None:
                         self.reject(OVER_BUDGET_REASON if self.over_budget or resource is None else
                                     f"an item larger than {MAX_ITEM_BYTES} bytes")
                         continue

@@ -58,7 +58,7 @@ def failure(code, message):
 
 
 def _groups(root, signal):
-    """The request as ``(resource, [(scope, items)])``, the shape the readers take."""
+    """The request as ``(resource, [(scope name, items)])``, the shape the readers take."""
     groups_key, scopes_key, items_key = _KEYS[signal]
     for group in _list(root, groups_key):
         group = _object(group, groups_key)
@@ -68,7 +68,15 @@ def _groups(root, signal):
 def _scopes(group, scopes_key, items_key):
     for scope_group in _list(group, scopes_key):
         scope_group = _object(scope_group, scopes_key)
-        yield _object(scope_group.get("scope"), "scope"), _list(scope_group, items_key)
+        yield _scope_name(scope_group.get("scope")), _list(scope_group, items_key)
+
+
+def _resource_object(value):
+    return _object(value, "resource")
+
+
+def _scope_name(scope):
+    return _string(_object(scope, "scope"), "name")
 
 
 _KEYS = {"traces": ("resourceSpans", "scopeSpans", "spans"), "logs": ("resourceLogs", "scopeLogs", "logRecords"),
@@ -85,23 +93,24 @@ def _split(cursor, signal, batch):
     for key in cursor.members("request"):
         if key == groups_key:
             for _ in cursor.elements(groups_key):
-                yield from _split_parts(cursor, groups_key, "resource", scopes_key,
+                yield from _split_parts(cursor, groups_key, "resource", _resource_object, scopes_key,
                                         lambda: _split_scopes(cursor, scopes_key, items_key, batch))
     cursor.end()
 
 
 def _split_scopes(cursor, scopes_key, items_key, batch):
     for _ in cursor.elements(scopes_key):
-        yield from _split_parts(cursor, scopes_key, "scope", items_key, lambda: _split_items(cursor, items_key, batch))
+        yield from _split_parts(cursor, scopes_key, "scope", _scope_name, items_key,
+                                lambda: _split_items(cursor, items_key, batch))
 
 
-def _split_parts(cursor, where, head_key, parts_key, parts):
-    """``(head, parts())`` for an object of a head (a resource, a scope) and its parts (scope
-    groups, items). Parts that come before their head are skipped, then read once it is known."""
+def _split_parts(cursor, where, head_key, head_of, parts_key, parts):
+    """``(head_of(head), parts())`` for an object of a head (a resource, a scope) and its parts
+    (scope groups, items). Parts before their head are skipped, then read once it is known."""
     head, early = None, []
     for key in cursor.members(where):
         if key == head_key:
-            head = _object(cursor.value(), head_key)
+            head = head_of(cursor.value())
         elif key == parts_key:
             if head is None:
                 early.append(cursor.position)
@@ -111,7 +120,7 @@ def _split_parts(cursor, where, head_key, parts_key, parts):
     end = cursor.position
     for position in early:
         cursor.position = position
-        yield head or {}, parts()
+        yield head_of(None) if head is None else head, parts()
     cursor.position = end
 
 
@@ -296,7 +305,7 @@ def _read_traces(groups, batch):
             batch.reject("span with an invalid trace or span id")
             return
         batch.spans.append(span_row(
-            resource, _string(scope, "name"), trace_id, span_id, parent_id, _string(span, "name"),
+            resource, scope, trace_id, span_id, parent_id, _string(span, "name"),
             _int(span, "kind", _SPAN_KINDS), start_ns, end_ns, _int(status, "code", _STATUS_CODES),
             _string(status, "message"), attributes, events, links,
         ))

@@ -71,12 +71,12 @@ def failure(code, message):
 # -- the request's structure -------------------------------------------------------------
 # Every export request is the same tree: resource groups (field 1), each with a resource
 # (1) and scope groups (2), each with a scope (1) and items (2). The readers take it as
-# (resource, [(scope, items)]) whichever way it was parsed.
+# (resource, [(scope name, items)]) whichever way it was parsed.
 
 def _whole(request, signal):
     groups_field, scopes_field, items_field = _FIELD_NAMES[signal]
     for group in getattr(request, groups_field):
-        yield group.resource, ((scope_group.scope, getattr(scope_group, items_field))
+        yield group.resource, ((scope_group.scope.name, getattr(scope_group, items_field))
                                for scope_group in getattr(group, scopes_field))
 
 
@@ -99,7 +99,7 @@ def _split(data, item_type, batch):
 def _split_scopes(data, start, end, item_type, batch):
     for _, scope_start, scope_end in _fields(data, start, end, 2):
         scope = InstrumentationScope.FromString(_joined(data, scope_start, scope_end, 1))
-        yield scope, _split_items(data, scope_start, scope_end, item_type, batch)
+        yield scope.name, _split_items(data, scope_start, scope_end, item_type, batch)
 
 
 def _split_items(data, start, end, item_type, batch):
@@ -176,10 +176,11 @@ def _value(any_value, batch, depth=0):
 
 def _attributes(key_values, batch, depth=0):
     attributes = {}
-    if len(key_values) > MAX_ATTRIBUTES:
+    count = len(key_values)
+    if count > MAX_ATTRIBUTES:
         key_values = batch.keep(key_values)
     else:  # batch.keep, inlined: this runs for every span
-        batch.values_left -= len(key_values)
+        batch.values_left -= count
         if batch.values_left < 0:
             raise OverBudget
     for kv in key_values:  # the hot loop of ingest
@@ -214,7 +215,7 @@ def _read_traces(groups, batch):
                  for link in batch.keep(span.links)] if span.links else None
         trace_hex, span_hex = trace_id.hex(), span_id.hex()
         append(span_row(
-            resource, scope.name, trace_hex, span_hex, parent_id.hex(), span.name, span.kind,
+            resource, scope, trace_hex, span_hex, parent_id.hex(), span.name, span.kind,
             span.start_time_unix_nano, span.end_time_unix_nano, span.status.code,
             span.status.message, attributes, events, links,
         ))
