@@ -79,9 +79,7 @@ class PooledHTTPServer(HTTPServer):
         # As in socketserver: a shutdown() asked before serve_forever() runs still stops it.
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._wakeup_reader, self._wakeup_writer = socket.socketpair()
-        self._wakeup_reader.setblocking(False)
-        self._wakeup_writer.setblocking(False)
+        self._wakeup_reader = self._wakeup_writer = None  # made by serve_forever: one per process
         self._pool = []
         super().__init__(server_address, handler_class)
 
@@ -94,6 +92,11 @@ class PooledHTTPServer(HTTPServer):
     def serve_forever(self, poll_interval=0.5):
         self._stopped.clear()
         self.socket.setblocking(False)  # accept() takes what has come, then goes back to the others
+        # The pool wakes the selector through this pair. Made here, not in __init__: worker
+        # processes fork after __init__, and a pair they shared would wake any of them.
+        self._wakeup_reader, self._wakeup_writer = socket.socketpair()
+        for end in (self._wakeup_reader, self._wakeup_writer):
+            end.setblocking(False)
         self._start_pool()
         parked = {}  # socket -> _Connection: idle, waiting for a request (or draining)
         next_sweep = 0.0
@@ -118,6 +121,8 @@ class PooledHTTPServer(HTTPServer):
                     self._close(connection)
         finally:
             self._stop_pool()
+            self._wakeup_reader.close()
+            self._wakeup_writer.close()
             self._stopping.clear()
             self._stopped.set()
 
@@ -125,11 +130,6 @@ class PooledHTTPServer(HTTPServer):
         self._stopping.set()
         self._wake()
         self._stopped.wait()
-
-    def server_close(self):
-        super().server_close()
-        self._wakeup_reader.close()
-        self._wakeup_writer.close()
 
     def _accept(self, selector, parked):
         for _ in range(64):  # a burst, then back to the others
@@ -222,8 +222,8 @@ class PooledHTTPServer(HTTPServer):
     def _wake(self):
         try:
             self._wakeup_writer.send(b"\0")
-        except OSError:  # its buffer is full: the selector is awake anyway
-            pass
+        except (OSError, AttributeError):  # its buffer is full (the selector is awake anyway), or
+            pass  # serve_forever is not running
 
     def _drain_wakeups(self):
         try:
