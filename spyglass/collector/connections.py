@@ -43,10 +43,10 @@ def default_max_connections():
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, OSError, ValueError):
+        if soft == resource.RLIM_INFINITY:
+            soft = 65536
+    except (ImportError, OSError, ValueError):  # no such limit here (Windows)
         soft = 1024
-    if soft == getattr(resource, "RLIM_INFINITY", -1) or soft <= 0:
-        soft = 65536
     return max(16, min(10_000, soft - 64))  # leave descriptors for the database and logs
 
 
@@ -82,10 +82,6 @@ class PooledHTTPServer(HTTPServer):
         self._wakeup_reader = self._wakeup_writer = None  # made by serve_forever: one per process
         self._pool = []
         super().__init__(server_address, handler_class)
-
-    @property
-    def open_connections(self):
-        return self._open
 
     # -- the selector thread -------------------------------------------------------------
 
