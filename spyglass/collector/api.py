@@ -52,7 +52,7 @@ def _instant(query, name):
     except (ValueError, OverflowError, OSError) as exc:
         raise ApiError(400, f"{name}: {exc}") from None
     if not 0 <= seconds <= LAST_INSTANT:  # NaN fails this too
-        raise ApiError(400, f"{name}: {query[name]!r} is not between 1970 and 2262")
+        raise ApiError(400, f"{name}: {query[name][:40]!r} is not between 1970 and 2262")
     return seconds
 
 
@@ -62,9 +62,9 @@ def _number(query, name, default, kind=float, most=float(INT64_MAX)):
     try:
         value = kind(text)
     except (ValueError, OverflowError):
-        raise ApiError(400, f"{name}: not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        raise ApiError(400, f"{name}: not {'an integer' if kind is int else 'a number'}: {str(text)[:40]!r}") from None
     if not 0 <= value <= most:  # NaN fails this too
-        raise ApiError(400, f"{name}: {text!r} is not a number from 0 to {most:g}")
+        raise ApiError(400, f"{name}: {str(text)[:40]!r} is not a number from 0 to {most:g}")
     return value
 
 
@@ -86,8 +86,8 @@ def _flag(query, name):
 
 def _status(query):
     status = (query.get("status") or "").strip().lower()
-    if status and not re.fullmatch(r"error|[1-5]xx|[1-5]\d\d", status):
-        raise ApiError(400, f"status: use a code (404), a class (5xx) or 'error', not {status!r}")
+    if status and not re.fullmatch(r"error|[1-5]xx|[1-5][0-9][0-9]", status):
+        raise ApiError(400, f"status: use a code (404), a class (5xx) or 'error', not {status[:40]!r}")
     return status or None
 
 
