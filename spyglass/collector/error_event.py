@@ -58,7 +58,7 @@ def _lineno(value):
     """A line number: a non-negative int (``"42"`` and ``42.0`` count), else ``None``."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isdecimal():
+    if isinstance(value, str) and value.strip().isdecimal() and len(value) < 20:
         value = int(value)
     elif isinstance(value, float) and value.is_integer():
         value = int(value)
