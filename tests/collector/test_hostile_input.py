@@ -218,3 +218,12 @@ def test_parent_cycles_and_deep_traces_render(collector):
     status, _, html = collector.request("GET", f"/traces/{trace_id}")
     assert status == 200 and b"level 1499" in html
     assert f'id="span-{a}"'.encode() in html and f'id="span-{b}"'.encode() in html  # each shown once
+
+
+def test_the_report_renders_whatever_is_stored(collector):
+    """After the tests above: ``spyglass report`` over everything they stored."""
+    from spyglass.collector.report import render_report
+
+    for width in (40, 80, 200):
+        text = render_report(collector.url, WINDOW["since"], width=width)
+        assert "hostile" in text
