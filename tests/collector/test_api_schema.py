@@ -14,6 +14,9 @@ from . import payloads
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance", "positive_data_acceptance")
+#: Paths whose valid requests OpenAPI cannot describe exactly: /api/profile wants one of
+#: trace_id, route or service, and a query's "one of these" has no schema (400 without).
+LOOSER = {"/api/profile": {"positive_data_acceptance"}}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def api_schema(collector_on_each_backend):
 @pytest.mark.parametrize("path", sorted(openapi_document()["paths"]))
 def test_api_answers_as_its_openapi_document_says(api_schema, path):
     operation = api_schema[path]["GET"]
-    checks = [getattr(schemathesis.checks, name) for name in CHECKS]
+    checks = [getattr(schemathesis.checks, name) for name in CHECKS if name not in LOOSER.get(path, ())]
 
     @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
     @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -49,7 +49,8 @@ def _pages_showing(collector, service, signal, request):
     for path in ("/", "/traces", "/slow-calls", "/errors", "/metrics"):
         _get(collector, path)
         _get(collector, path, service=service)
-    for path in ("/api/services", "/api/routes", "/api/traces", "/api/errors", "/api/metrics"):
+    for path in ("/api/services", "/api/routes", "/api/traces", "/api/errors", "/api/metrics", "/api/profile",
+                 "/profile"):
         _get(collector, path, service=service)
     for sort in ("total", "count", "p95"):
         _get(collector, "/api/slow-calls", service=service, sort=sort)
