@@ -43,6 +43,7 @@ TEST = [
     "pytest>=7",
     "mock",  # opentracing's compatibility harness imports it
     "hypothesis",
+    "schemathesis",  # the collector's API against its OpenAPI document
     "basictracer",
     "opentelemetry-sdk>=1.20",
     "opentelemetry-exporter-otlp-proto-http>=1.20",

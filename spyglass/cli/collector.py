@@ -22,6 +22,8 @@ def serve_arguments(parser):
                                                                  "SPYGLASS_COLLECTOR_RETENTION_SIZE)")
     parser.add_argument("--workers", type=int, help="processes accepting requests (default: one per core, "
                                                     "up to 4; env SPYGLASS_COLLECTOR_WORKERS)")
+    parser.add_argument("--threads", type=int, help="threads serving requests in each worker (default: four "
+                                                    "per core, 4 to 32; env SPYGLASS_COLLECTOR_THREADS)")
     parser.add_argument("--log-level", default="WARNING", help="collector log level (default WARNING)")
 
 
@@ -35,6 +37,7 @@ def serve_command(args):
     try:
         config = load_config({
             "host": args.host, "port": args.port, "db": args.db, "api_key": args.api_key, "workers": args.workers,
+            "threads": args.threads,
             "max_body_bytes": parse_size(args.max_body) if args.max_body else None,
             "retention_seconds": parse_duration(args.retention) if args.retention else None,
             "retention_bytes": parse_size(args.retention_size) if args.retention_size else None,

@@ -4,14 +4,20 @@ The web UI renders these same payloads and ``spyglass report`` fetches them over
 so the three always agree. ``openapi.py`` describes every endpoint.
 """
 import json
+import math
 import re
 import time
 
 from .durations import parse_duration, parse_instant
+from .error_event import clean_event
+from .model import INT64_MAX
 from .openapi import openapi_document
 
 NS = 1_000_000_000
 DEFAULT_WINDOW = "1h"
+#: The latest instant a store's int64 of nanoseconds holds, in seconds.
+LAST_INSTANT = INT64_MAX // NS
+MAX_LIMIT = 1000
 
 
 class ApiError(Exception):
@@ -21,27 +27,57 @@ class ApiError(Exception):
 
 
 def _window(query):
-    """``(since_ns, until_ns)`` from ``start``/``end`` instants or a ``since`` duration."""
-    now = time.time()
-    try:
-        until = parse_instant(query["end"]) if query.get("end") else None
-        if query.get("start"):
-            since = parse_instant(query["start"])
-        else:
-            since = (until or now) - parse_duration(query.get("since") or DEFAULT_WINDOW)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+    """``(since_ns, until_ns)`` from ``start``/``end`` instants or a ``since`` duration.
+
+    A window reaching back before 1970 starts there; an instant outside 1970 to 2262 (what
+    an int64 of nanoseconds holds) is refused.
+    """
+    until = _instant(query, "end") if query.get("end") else None
+    if query.get("start"):
+        since = _instant(query, "start")
+    else:
+        try:
+            length = parse_duration(query.get("since") or DEFAULT_WINDOW)
+        except ValueError as exc:
+            raise ApiError(400, f"since: {exc}") from None
+        if not math.isfinite(length):
+            raise ApiError(400, f"since: {query['since'][:40]!r} is not a finite duration")
+        since = max(0.0, (until if until is not None else time.time()) - length)
     return int(since * NS), (int(until * NS) if until is not None else None)
 
 
-def _number(query, name, default, kind=float):
+def _instant(query, name):
     try:
-        value = kind(query.get(name) or default)
-    except ValueError:
-        raise ApiError(400, f"{name}: not a number: {query.get(name)!r}") from None
-    if value < 0:
-        raise ApiError(400, f"{name}: must not be negative")
+        seconds = parse_instant(query[name])
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ApiError(400, f"{name}: {exc}") from None
+    if not 0 <= seconds <= LAST_INSTANT:  # NaN fails this too
+        raise ApiError(400, f"{name}: {query[name][:40]!r} is not between 1970 and 2262")
+    return seconds
+
+
+def _number(query, name, default, kind=float, most=float(INT64_MAX)):
+    """A non-negative finite number of ``kind`` at most ``most``, or ``default``."""
+    text = query.get(name) or default
+    try:
+        value = kind(text)
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"{name}: not {'an integer' if kind is int else 'a number'}: {str(text)[:40]!r}") from None
+    if not 0 <= value <= most:  # NaN fails this too
+        raise ApiError(400, f"{name}: {str(text)[:40]!r} is not a number from 0 to {most:g}")
     return value
+
+
+def _limit(query, default, most=MAX_LIMIT):
+    """``limit``: a count of items, at most ``most`` (more is taken as the most)."""
+    return min(_number(query, "limit", default, int, most=math.inf), most)
+
+
+def _no_nul(query):
+    """Refuse NUL characters anywhere: no store takes them in a text parameter."""
+    for name, value in query.items():
+        if "\0" in value or "\0" in name:
+            raise ApiError(400, f"{name[:40]!r}: NUL characters are not accepted")
 
 
 def _flag(query, name):
@@ -50,8 +86,8 @@ def _flag(query, name):
 
 def _status(query):
     status = (query.get("status") or "").strip().lower()
-    if status and not re.fullmatch(r"error|[1-5]xx|[1-5]\d\d", status):
-        raise ApiError(400, f"status: use a code (404), a class (5xx) or 'error', not {status!r}")
+    if status and not re.fullmatch(r"error|[1-5]xx|[1-5][0-9][0-9]", status):
+        raise ApiError(400, f"status: use a code (404), a class (5xx) or 'error', not {status[:40]!r}")
     return status or None
 
 
@@ -71,13 +107,14 @@ class Api:
             (re.compile(r"/api/slow-calls"), self.slow_calls),
             (re.compile(r"/api/profile"), self.profile),
             (re.compile(r"/api/errors"), self.error_groups),
-            (re.compile(r"/api/errors/(?P<group_id>\d+)"), self.error_group),
+            (re.compile(r"/api/errors/(?P<group_id>[0-9]+)"), self.error_group),
             (re.compile(r"/api/metrics"), self.latest_metrics),
             (re.compile(r"/api/metrics/(?P<name>[^/]+)"), self.metric_series),
         ]
 
     def handle(self, path, query):
         """``(status, payload)`` for a GET of ``path`` with ``query`` (a dict of strings)."""
+        _no_nul({**query, "path": path})
         for pattern, endpoint in self._routes:
             match = pattern.fullmatch(path)
             if match:
@@ -102,7 +139,12 @@ class Api:
 
     @staticmethod
     def encode(payload):
-        return json.dumps(payload, separators=(",", ":"), default=str).encode()
+        """``payload`` as JSON: always valid JSON, NaN and the infinities (from data stored
+        before the collector coerced them) as ``null``."""
+        try:
+            return json.dumps(payload, separators=(",", ":"), default=str, allow_nan=False).encode()
+        except ValueError:
+            return json.dumps(_finite(payload), separators=(",", ":"), default=str).encode()
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -126,8 +168,9 @@ class Api:
         since_ns, until_ns = _window(query)
         traces = self.store.traces(
             since_ns, until_ns, service=query.get("service") or None, route=query.get("route") or None,
-            status=_status(query), min_duration_ns=int(_number(query, "min_duration_ms", 0) * 1e6),
-            errors_only=_flag(query, "errors"), limit=min(_number(query, "limit", 100, int), 1000))
+            status=_status(query),
+            min_duration_ns=int(_number(query, "min_duration_ms", 0, most=INT64_MAX // 10**6) * 1e6),
+            errors_only=_flag(query, "errors"), limit=_limit(query, 100))
         return {"since_ns": since_ns, "until_ns": until_ns, "traces": traces}
 
     def trace(self, query, trace_id):
@@ -139,12 +182,12 @@ class Api:
         since_ns, _ = _window(query)
         trace_id = query.get("trace_id") or None
         if trace_id and not re.fullmatch(r"[0-9a-fA-F]{32}", trace_id):
-            raise ApiError(400, f"trace_id: 32 hex digits, not {trace_id!r}")
+            raise ApiError(400, f"trace_id: 32 hex digits, not {trace_id[:40]!r}")
         if not (trace_id or query.get("route") or query.get("service")):
             raise ApiError(400, "profile: give trace_id, route or service")
         profile = self.store.profile(trace_id=trace_id, service=query.get("service") or None,
                                      route=query.get("route") or None, since_ns=since_ns,
-                                     limit=min(_number(query, "limit", 500, int), 5000))
+                                     limit=_limit(query, 500, most=5000))
         return {"since_ns": since_ns, **profile}
 
     def slow_calls(self, query):
@@ -153,17 +196,23 @@ class Api:
         if sort not in ("total", "count", "p95"):
             raise ApiError(400, f"sort: use total, count or p95, not {sort!r}")
         calls = self.store.slow_calls(since_ns, service=query.get("service") or None, sort=sort,
-                                      limit=min(_number(query, "limit", 50, int), 1000))
+                                      limit=_limit(query, 50))
         return {"since_ns": since_ns, "sort": sort, "calls": calls}
 
     def error_groups(self, query):
         since_ns, _ = _window(query)
         groups = self.store.error_groups(since_ns, service=query.get("service") or None,
-                                         limit=min(_number(query, "limit", 100, int), 1000))
+                                         limit=_limit(query, 100))
         return {"since_ns": since_ns, "groups": groups}
 
     def error_group(self, query, group_id):
-        return self.store.error_group(int(group_id))
+        if len(group_id) > 19 or int(group_id) > INT64_MAX:
+            raise ApiError(400, f"group_id: {group_id} is larger than any id")
+        group = self.store.error_group(int(group_id))
+        latest = group and group.get("latest_event")
+        if latest:  # cleaned on the way in; again for events stored before that
+            latest["event"] = clean_event(latest.get("event"))
+        return group
 
     def latest_metrics(self, query):
         since_ns, _ = _window(query)
@@ -174,3 +223,14 @@ class Api:
         series = self.store.metric_series(name, since_ns, service=query.get("service") or None,
                                           instance=query.get("instance") or None)
         return {"since_ns": since_ns, "name": name, "series": series}
+
+
+def _finite(value):
+    """``value`` with every NaN and infinity replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -34,6 +34,7 @@ class CollectorConfig:
     retention_bytes: int = 1 << 30
     retention_interval: float = 60.0
     workers: int = 0  # 0: one per core, up to 4
+    threads: int = 0  # per worker; 0: four per core, 4 to 32
 
     def __post_init__(self):
         from .store import backend_of
@@ -56,6 +57,7 @@ ENV = {
     "retention_bytes": ("SPYGLASS_COLLECTOR_RETENTION_SIZE", parse_size),
     "retention_interval": ("SPYGLASS_COLLECTOR_RETENTION_INTERVAL", parse_duration),
     "workers": ("SPYGLASS_COLLECTOR_WORKERS", int),
+    "threads": ("SPYGLASS_COLLECTOR_THREADS", int),
 }
 
 

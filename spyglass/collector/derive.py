@@ -10,7 +10,8 @@ import json
 import re
 from functools import lru_cache
 
-from .model import ErrorEvent, dumps
+from .error_event import clean_event
+from .model import INT64_MAX, INT64_MIN, ErrorEvent, clamp_time, dumps, text, without_lone_surrogates
 
 SERVER, CLIENT, CONSUMER = 2, 3, 5
 STATUS_ERROR = 2
@@ -26,12 +27,21 @@ def _short_hash(text):
 
 
 def _as_int(value):
-    if value is None or type(value) is int:
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """An attribute value as an int64 column: ints, integral doubles and decimal strings;
+    ``None`` for anything else."""
+    if type(value) is not int:
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        elif type(value) is str and value.strip().lstrip("+-").isdecimal() and len(value) < 32:
+            value = int(value)
+        else:
+            return None
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def _http_status(value):
+    status = _as_int(value)
+    return status if status is not None and 0 <= status <= 999 else None
 
 
 # -- calls -------------------------------------------------------------------------------
@@ -56,11 +66,17 @@ def normalize_statement(statement):
     return _WHITESPACE.sub(" ", text).strip()
 
 
+def _text(attributes, key, fallback=None):
+    """The attribute ``key`` (else ``fallback``) as text, the usual non-empty string in short."""
+    value = attributes.get(key) or (attributes.get(fallback) if fallback else None)
+    return value if type(value) is str else text(value)
+
+
 def _call_category(attributes):
-    category = attributes.get("spyglass.category")
+    category = _text(attributes, "spyglass.category")
     if category:
-        return str(category)
-    system = attributes.get("db.system.name") or attributes.get("db.system")
+        return category
+    system = _text(attributes, "db.system.name", "db.system")
     if system:
         return "sql" if system in SQL_SYSTEMS else "nosql"
     return "remote"
@@ -71,49 +87,71 @@ def call_identity(kind, name, attributes):
 
     A call is a CLIENT span or any span the sensor gave a category. Calls group by their
     normalized statement (databases) or by operation (method and host, else span name).
+    Runs for every call span: the usual values (non-empty strings) take the short way.
     """
     if kind != CLIENT and "spyglass.category" not in attributes:
         return None
-    category = _call_category(attributes)
+    category = attributes.get("spyglass.category")
+    if type(category) is not str or not category:
+        category = _call_category(attributes)
     statement = attributes.get("db.query.text") or attributes.get("db.statement")
+    if statement and type(statement) is not str:
+        statement = text(statement)
     if statement:
-        label = normalize_statement(str(statement))
-        key = attributes.get("spyglass.statement.hash") or _short_hash(label)
+        label = normalize_statement(statement)
+        key = attributes.get("spyglass.statement.hash") or None
+        if key is not None and type(key) is not str:
+            key = text(key)
+        key = key or _short_hash(label)
     else:
-        method = attributes.get("http.request.method") or attributes.get("http.method")
-        host = attributes.get("server.address") or attributes.get("net.peer.name")
+        method = _text(attributes, "http.request.method", "http.method")
+        host = _text(attributes, "server.address", "net.peer.name")
         label = f"{method} {host}" if method and host else name
         key = _short_hash(f"{category}\0{label}")
-    count = _as_int(attributes.get("spyglass.count")) or 1
-    return str(key), label, category, count
+    count = attributes.get("spyglass.count")
+    if count is not None:
+        count = _as_int(count)
+    return key, label, category, count if count and count > 0 else 1
 
 
 # -- spans -------------------------------------------------------------------------------
 
 def span_row(resource, scope, trace_id, span_id, parent_id, name, kind, start_ns, end_ns,
              status_code, status_message, attributes, events, links):
-    """One row of ``model.SPAN_COLUMNS``."""
+    """One row of ``model.SPAN_COLUMNS``; times are uint64 as OTLP sends them.
+
+    Runs once per span: each derived column takes the short way for the usual value (a
+    non-empty string, a status code) and ``text`` or ``_http_status`` for any other.
+    """
     is_root = not parent_id or kind == SERVER or kind == CONSUMER
-    http_status = _as_int(attributes.get("http.response.status_code", attributes.get("http.status_code")))
+    http_status = attributes.get("http.response.status_code", attributes.get("http.status_code"))
+    if http_status is not None and (type(http_status) is not int or not 0 <= http_status <= 999):
+        http_status = _http_status(http_status)
     is_error = status_code == STATUS_ERROR or (is_root and http_status is not None and http_status >= 500)
-    route = (attributes.get("http.route") or name) if is_root else None
+    route = None
+    if is_root:
+        route = attributes.get("http.route")
+        route = (route if type(route) is str else text(route)) or name
+    method = attributes.get("http.request.method") or attributes.get("http.method") or None
+    if method is not None and type(method) is not str:
+        method = text(method)
+    user = attributes.get("enduser.id")
+    if user is not None and type(user) is not str or user == "":
+        user = text(user)
     call = call_identity(kind, name, attributes) or (None, None, None, None)
+    if start_ns > INT64_MAX or end_ns > INT64_MAX:
+        start_ns, end_ns = clamp_time(start_ns), clamp_time(end_ns)
     return (
         trace_id, span_id, parent_id or None, resource.key, resource.service, scope, name, kind,
         start_ns, end_ns, max(0, end_ns - start_ns), status_code, status_message or None,
-        int(is_root), route, attributes.get("http.request.method") or attributes.get("http.method"),
-        http_status, int(is_error), _str_or_none(attributes.get("enduser.id")), *call,
+        int(is_root), route, method, http_status, int(is_error), user, *call,
         dumps(attributes), dumps(events) if events else None, dumps(links) if links else None,
     )
 
 
-def _str_or_none(value):
-    return None if value is None or value == "" else str(value)
-
-
 # -- errors ------------------------------------------------------------------------------
 
-_PY_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<lineno>\d+), in (?P<function>.+?)\s*$')
+_PY_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<lineno>\d{1,18}), in (?P<function>.+?)\s*$')
 _NOT_APP = ("site-packages", "dist-packages", "/lib/python", "\\lib\\", "<frozen", "<string>")
 
 
@@ -157,23 +195,24 @@ def culprit(frames):
 
 def error_from_span_event(resource, trace_id, span_id, span_attributes, event_time_ns, event_attributes):
     """An ``exception`` span event from a sender that reports no error events of its own."""
-    error_type = str(event_attributes.get("exception.type") or "Error")
-    message = str(event_attributes.get("exception.message") or "")
-    stacktrace = str(event_attributes.get("exception.stacktrace") or "")
-    frames = frames_from_stacktrace(stacktrace)
-    user_id = _str_or_none(span_attributes.get("enduser.id"))
-    event = {"type": error_type, "message": message, "frames": frames, "stacktrace": stacktrace}
+    event = {"type": text(event_attributes.get("exception.type")) or "Error",
+             "message": text(event_attributes.get("exception.message")) or "",
+             "stacktrace": text(event_attributes.get("exception.stacktrace")) or ""}
+    event["frames"] = frames_from_stacktrace(event["stacktrace"])
     request = {k: span_attributes[k] for k in ("http.request.method", "http.route", "url.path", "url.full")
                if k in span_attributes}
     if request:
         event["request"] = request
+    user_id = text(span_attributes.get("enduser.id"))
     if user_id:
         event["user"] = {"id": user_id}
+    event = clean_event(event)
+    frames = event.get("frames", [])
     return ErrorEvent(
-        time_ns=event_time_ns, resource_key=resource.key, service=resource.service,
-        fingerprint=fallback_fingerprint(error_type, frames, stacktrace), type=error_type,
-        message=message, culprit=culprit(frames), trace_id=trace_id, span_id=span_id,
-        route=_str_or_none(span_attributes.get("http.route")), user_id=user_id,
+        time_ns=clamp_time(event_time_ns), resource_key=resource.key, service=resource.service,
+        fingerprint=fallback_fingerprint(event["type"], frames, event["stacktrace"]), type=event["type"],
+        message=event["message"], culprit=culprit(frames), trace_id=trace_id, span_id=span_id,
+        route=text(span_attributes.get("http.route")), user_id=user_id,
         handled=False, source="span", event=event,
     )
 
@@ -187,34 +226,30 @@ def error_from_log(resource, time_ns, severity_number, body, trace_id, span_id, 
     is_spyglass_event = attributes.get("event.name") == "spyglass.error"
     if not is_spyglass_event and not (severity_number >= SEVERITY_ERROR and "exception.type" in attributes):
         return None
-    event = _json_object(body) if is_spyglass_event else {}
-    error_type = str(event.get("type") or attributes.get("exception.type") or "Error")
-    message = str(event.get("message") or attributes.get("exception.message") or "")
-    stacktrace = str(attributes.get("exception.stacktrace") or "")
-    frames = event.get("frames") if isinstance(event.get("frames"), list) else frames_from_stacktrace(stacktrace)
-    frames = [f for f in frames if isinstance(f, dict)]
-    event.setdefault("type", error_type)
-    event.setdefault("message", message)
-    event.setdefault("frames", frames)
+    event = clean_event(_json_object(body) if is_spyglass_event else {})
+    stacktrace = text(attributes.get("exception.stacktrace")) or ""
+    if "frames" not in event:
+        event["frames"] = frames_from_stacktrace(stacktrace)
+    event["type"] = event.get("type") or text(attributes.get("exception.type")) or "Error"
+    event["message"] = event.get("message") or text(attributes.get("exception.message")) or ""
     if stacktrace:
         event.setdefault("stacktrace", stacktrace)
-    user = event.get("user") if isinstance(event.get("user"), dict) else {}
-    user_id = _str_or_none(attributes.get("enduser.id") or user.get("id"))
-    fingerprint = (attributes.get("spyglass.error.fingerprint") or event.get("fingerprint")
-                   or fallback_fingerprint(error_type, frames, stacktrace))
-    handled = event.get("handled")
+    event = clean_event(event)  # again: what came from the attributes is cut to size too
+    frames = event["frames"]
+    user_id = text(attributes.get("enduser.id")) or text(event.get("user", {}).get("id"))
+    fingerprint = (text(attributes.get("spyglass.error.fingerprint")) or event.get("fingerprint")
+                   or fallback_fingerprint(event["type"], frames, stacktrace))
     return ErrorEvent(
         time_ns=time_ns, resource_key=resource.key, service=resource.service,
-        fingerprint=str(fingerprint), type=error_type, message=message, culprit=culprit(frames),
-        trace_id=trace_id, span_id=span_id, route=_str_or_none(attributes.get("http.route")),
-        user_id=user_id, handled=handled if isinstance(handled, bool) else None,
-        source="log", event=event,
+        fingerprint=fingerprint, type=event["type"], message=event["message"], culprit=culprit(frames),
+        trace_id=trace_id, span_id=span_id, route=text(attributes.get("http.route")),
+        user_id=user_id, handled=event.get("handled"), source="log", event=event,
     )
 
 
 def _json_object(text):
     try:
-        value = json.loads(text) if isinstance(text, str) else text
-    except ValueError:
+        value = json.loads(without_lone_surrogates(text)) if isinstance(text, str) else text
+    except (ValueError, RecursionError):
         return {"message": str(text)}
     return value if isinstance(value, dict) else {"message": str(value)}

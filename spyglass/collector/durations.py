@@ -10,7 +10,7 @@ def parse_duration(text):
     """Seconds in ``text``: ``90`` (seconds), ``500ms``, ``15m``, ``1.5h``, ``7d``, ``2w``."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 2h, 7d)")
+        raise ValueError(f"not a duration: {str(text)[:40]!r} (use e.g. 30s, 15m, 2h, 7d)")
     number, unit = match.groups()
     return float(number) * _UNITS[unit or "s"]
 
@@ -27,12 +27,12 @@ def parse_instant(text):
     try:
         return datetime.fromisoformat(str(text).strip()).timestamp()
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (use unix seconds or ISO 8601)") from None
+        raise ValueError(f"not a time: {str(text)[:40]!r} (use unix seconds or ISO 8601)") from None
 
 
 def format_duration_ms(ms):
     """A human duration for a number of milliseconds: ``850µs``, ``12.3ms``, ``4.20s``."""
-    if ms is None:
+    if not isinstance(ms, (int, float)) or ms != ms:  # None, NaN, or not a number at all
         return "-"
     if ms < 1:
         return f"{ms * 1000:.0f}µs"

@@ -1,39 +1,119 @@
-"""The OpenAPI 3.1 description of the collector's JSON API, served at ``/api/openapi.json``."""
+"""The OpenAPI 3.1 description of the collector's JSON API, served at ``/api/openapi.json``.
+
+It says what the API takes and what it answers closely enough for a tool to generate
+requests from it (the tests run schemathesis on it): every parameter's form, every status.
+"""
 from functools import lru_cache
+
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+NULLABLE_INTEGER = {"type": ["integer", "null"]}
+NULLABLE_STRING = {"type": ["string", "null"]}
+#: Text without NUL characters (no store takes them).
+TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 
 
 def _param(name, description, schema=None, where="query", required=False):
     return {"name": name, "in": where, "required": required, "description": description,
-            "schema": schema or {"type": "string"}}
+            "schema": schema or TEXT}
 
 
+_INSTANT = {"type": "string", "pattern": (
+    "^([0-9]{1,9}(\\.[0-9]{1,6})?"  # unix seconds, up to 2262
+    "|(19[7-9][0-9]|2[01][0-9][0-9]|22[0-5][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    "(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?)?)$")}
 _WINDOW = [
-    _param("since", "Window length back from now (or from `end`): 30s, 15m, 2h, 7d. Default 1h."),
-    _param("start", "Window start: unix seconds or ISO 8601 (local time without a zone)."),
-    _param("end", "Window end: unix seconds or ISO 8601."),
+    _param("since", "Window length back from now (or from `end`): 90 (seconds), 500ms, 30s, 15m, 2h, 7d, 2w. "
+                    "Default 1h; longer than since 1970 means since 1970.",
+           {"type": "string", "pattern": "^[0-9]{1,15}(\\.[0-9]{1,9})?(ms|s|m|h|d|w)?$"}),
+    _param("start", "Window start: unix seconds or ISO 8601 (local time without a zone), 1970 to 2262.", _INSTANT),
+    _param("end", "Window end: unix seconds or ISO 8601, 1970 to 2262.", _INSTANT),
 ]
 _SERVICE = _param("service", "Only this service (`service.name`).")
-_LIMIT = _param("limit", "At most this many items.", {"type": "integer", "minimum": 0})
-
-
-def _get(summary, parameters, item_key, item_schema=None, description=""):
-    properties = {"since_ns": {"type": "integer", "description": "Window start, unix ns."}}
-    if item_key:
-        properties[item_key] = {"type": "array", "items": item_schema or {"type": "object"}}
-    return {"get": {
-        "summary": summary, "description": description, "parameters": parameters,
-        "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {
-                "type": "object", "properties": properties}}}},
-            "400": {"$ref": "#/components/responses/BadRequest"},
-            "401": {"$ref": "#/components/responses/Unauthorized"},
-        },
-    }}
-
-
+_LIMIT = _param("limit", "At most this many items (at most 1000 are returned).", {"type": "integer", "minimum": 0})
 _LATENCY = {"requests": {"type": "integer"}, "errors": {"type": "integer"}, "error_rate": {"type": "number"},
-            "p50_ms": {"type": ["number", "null"]}, "p95_ms": {"type": ["number", "null"]},
-            "p99_ms": {"type": ["number", "null"]}, "max_ms": {"type": ["number", "null"]}}
+            "p50_ms": NULLABLE_NUMBER, "p95_ms": NULLABLE_NUMBER, "p99_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER}
+_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+}
+
+
+def _object(properties, required=()):
+    return {"type": "object", "properties": properties, "required": list(required or properties)}
+
+
+def _list_of(item_key, item_schema, **more):
+    return _object({"since_ns": {"type": "integer", "description": "Window start, unix ns."},
+                    item_key: {"type": "array", "items": item_schema}, **more})
+
+
+def _get(summary, parameters, schema, description="", not_found=None):
+    responses = {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}, **_ERRORS}
+    if not_found:
+        responses["404"] = {"$ref": "#/components/responses/NotFound", "description": not_found}
+    return {"get": {"summary": summary, "description": description, "parameters": parameters,
+                    "responses": responses}}
+
+
+_SERVICE_ROW = _object({"service": {"type": "string"}, "instances": {"type": "integer"},
+                        "last_seen_ns": NULLABLE_INTEGER, **_LATENCY})
+_ROUTE_ROW = _object({"service": {"type": "string"}, "method": NULLABLE_STRING, "route": NULLABLE_STRING,
+                      "name": NULLABLE_STRING, "total_ms": {"type": "number"}, **_LATENCY})
+_TRACE_ROW = _object({
+    "trace_id": {"type": "string"}, "span_id": {"type": "string"}, "service": {"type": "string"},
+    "name": {"type": "string"}, "route": NULLABLE_STRING, "http_method": NULLABLE_STRING,
+    "http_status": NULLABLE_INTEGER, "start_ns": {"type": "integer"}, "duration_ms": {"type": "number"},
+    "is_error": {"type": "boolean"}, "user_id": NULLABLE_STRING, "span_count": {"type": "integer"},
+}, required=("trace_id", "span_id", "service", "name", "start_ns", "duration_ms", "is_error"))
+_SPAN = _object({
+    "trace_id": {"type": "string"}, "span_id": {"type": "string"}, "parent_span_id": NULLABLE_STRING,
+    "service": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "integer"},
+    "start_ns": {"type": "integer"}, "end_ns": {"type": "integer"}, "duration_ms": {"type": "number"},
+    "status_code": {"type": "integer"}, "is_root": {"type": "boolean"}, "is_error": {"type": "boolean"},
+    "attributes": {"type": "object"}, "events": {"type": "array"}, "links": {"type": "array"},
+}, required=("trace_id", "span_id", "name", "start_ns", "end_ns", "duration_ms", "attributes"))
+_LOG = _object({"time_ns": {"type": "integer"}, "severity_number": NULLABLE_INTEGER,
+                "severity_text": NULLABLE_STRING, "body": NULLABLE_STRING, "event_name": NULLABLE_STRING,
+                "attributes": {"type": ["object", "null"]}}, required=("time_ns",))
+_TRACE = _object({
+    "trace_id": {"type": "string"}, "start_ns": {"type": "integer"}, "duration_ms": {"type": "number"},
+    "services": {"type": "array", "items": {"type": "string"}}, "spans": {"type": "array", "items": _SPAN},
+    "resources": {"type": "object"}, "logs": {"type": "array", "items": _LOG}, "errors": {"type": "array"},
+})
+_CALL_ROW = _object({
+    "service": {"type": "string"}, "key": {"type": "string"}, "label": NULLABLE_STRING,
+    "category": NULLABLE_STRING, "count": {"type": "integer"}, "total_ms": {"type": "number"},
+    "avg_ms": {"type": "number"}, "p95_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER,
+    "slowest_trace_id": {"type": "string"}, "slowest_span_id": {"type": "string"},
+}, required=("service", "key", "count", "total_ms"))
+_GROUP_ROW = _object({
+    "id": {"type": "integer"}, "service": {"type": "string"}, "fingerprint": {"type": "string"},
+    "type": {"type": "string"}, "message": {"type": "string"}, "culprit": {"type": "string"},
+    "first_seen_ns": {"type": "integer"}, "last_seen_ns": {"type": "integer"}, "count": {"type": "integer"},
+    "users": {"type": "integer"},
+}, required=("id", "service", "type", "message", "count", "last_seen_ns"))
+_GROUP = {**_GROUP_ROW, "properties": {
+    **_GROUP_ROW["properties"],
+    "latest_event": {"type": ["object", "null"], "properties": {"event": {"type": "object", "properties": {
+        "type": {"type": "string"}, "message": {"type": "string"}, "frames": {"type": "array", "items": {
+            "type": "object", "properties": {"lineno": {"type": "integer"}, "in_app": {"type": "boolean"}}}},
+        "handled": {"type": "boolean"}, "request": {"type": "object"}, "user": {"type": "object"},
+        "breadcrumbs": {"type": "array", "items": {"type": "object"}}}}}},
+    "events": {"type": "array", "items": {"type": "object"}},
+    "logs": {"type": "array", "items": _LOG},
+}}
+_METRIC_ROW = _object({
+    "service": {"type": "string"}, "instance": {"type": "string"}, "name": {"type": "string"},
+    "unit": NULLABLE_STRING, "kind": {"type": "string"}, "attributes": {"type": ["object", "null"]},
+    "value": NULLABLE_NUMBER, "count": NULLABLE_INTEGER, "sum": NULLABLE_NUMBER, "time_ns": {"type": "integer"},
+}, required=("service", "instance", "name", "kind", "time_ns"))
+#: [unix seconds, value]
+_POINTS = {"type": "array", "items": {"type": "array", "items": NULLABLE_NUMBER, "minItems": 2, "maxItems": 2}}
+_SERIES = _object({
+    "service": {"type": "string"}, "instance": {"type": "string"}, "attributes": {"type": ["object", "null"]},
+    "unit": NULLABLE_STRING, "kind": {"type": "string"}, "as_rate": {"type": "boolean"}, "points": _POINTS,
+    "rate": _POINTS,
+}, required=("service", "instance", "kind", "points"))
 
 
 @lru_cache(maxsize=1)
@@ -42,70 +122,79 @@ def openapi_document():
         "openapi": "3.1.0",
         "info": {"title": "spyglass collector API", "version": "1",
                  "description": "What `spyglass serve` derived from the OTLP it received. Times are unix "
-                                "nanoseconds (`*_ns`), durations milliseconds (`*_ms`). When the collector "
+                                "nanoseconds (`*_ns`), durations milliseconds (`*_ms`). Numbers are finite: "
+                                "NaN and the infinities a sender measured are `null`. When the collector "
                                 "has an API key, send it as `Authorization: Bearer KEY`, `X-API-Key: KEY` "
                                 "or as the password of Basic auth."},
         "paths": {
-            "/api/health": {"get": {"summary": "Liveness, schema version, and the store: backend, location, limits",
-                                    "responses": {"200": {"description": "OK"}}}},
+            "/api": _get("This index: the endpoints and where this document is", [], _object({
+                "openapi": {"type": "string"}, "endpoints": {"type": "array", "items": {"type": "string"}}})),
+            "/api/health": _get("Liveness, schema version, and the store: backend, location, limits", [], _object({
+                "status": {"type": "string"}, "schema_version": NULLABLE_INTEGER,
+                "store": {"type": "object", "properties": {
+                    "backend": {"type": "string"}, "location": {"type": "string"},
+                    "schema_version": NULLABLE_INTEGER}}}, required=("status",))),
             "/api/services": _get("Services: requests, error rate, latency percentiles, instances",
-                                  _WINDOW, "services", {"type": "object", "properties": {
-                                      "service": {"type": "string"}, "instances": {"type": "integer"},
-                                      "last_seen_ns": {"type": ["integer", "null"]}, **_LATENCY}}),
+                                  _WINDOW, _list_of("services", _SERVICE_ROW)),
             "/api/routes": _get("Per service and route: requests, error rate, p50/p95/p99; slowest p95 first",
-                                [*_WINDOW, _SERVICE], "routes", {"type": "object", "properties": {
-                                    "service": {"type": "string"}, "method": {"type": ["string", "null"]},
-                                    "route": {"type": "string"}, "name": {"type": "string"},
-                                    "total_ms": {"type": "number"}, **_LATENCY}}),
+                                [*_WINDOW, _SERVICE], _list_of("routes", _ROUTE_ROW)),
             "/api/traces": _get("Requests (local root spans), newest first", [
                 *_WINDOW, _SERVICE, _LIMIT,
                 _param("route", "Only this route (`http.route`) or root span name."),
-                _param("status", "HTTP status: a code (404), a class (5xx) or `error`."),
-                _param("min_duration_ms", "Only requests at least this long.", {"type": "number"}),
-                _param("errors", "`1` for failed requests only.", {"type": "boolean"}),
-            ], "traces"),
-            "/api/traces/{trace_id}": {"get": {
-                "summary": "One trace: spans with parent links, attributes, events; its logs and errors",
-                "parameters": [_param("trace_id", "32 hex digits.", where="path", required=True)],
-                "responses": {"200": {"description": "OK"}, "404": {"description": "No such trace"}}}},
+                _param("status", "HTTP status: a code (404), a class (5xx) or `error`.",
+                       {"type": "string", "pattern": "^(error|[1-5]xx|[1-5][0-9][0-9])$"}),
+                _param("min_duration_ms", "Only requests at least this long.",
+                       {"type": "number", "minimum": 0, "maximum": 9_223_372_036_854}),
+                _param("errors", "`1` or `true` for failed requests only.", {"type": "boolean"}),
+            ], _list_of("traces", _TRACE_ROW, until_ns=NULLABLE_INTEGER)),
+            "/api/traces/{trace_id}": _get(
+                "One trace: spans with parent links, attributes, events; its logs and errors",
+                [_param("trace_id", "32 hex digits.", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+                        "path", True)], _TRACE, not_found="No such trace"),
             "/api/slow-calls": _get("Calls grouped by normalized statement or operation", [
                 *_WINDOW, _SERVICE, _LIMIT,
                 _param("sort", "Rank by `total` time (default), `count` or `p95`.",
                        {"type": "string", "enum": ["total", "count", "p95"]}),
-            ], "calls"),
+            ], _list_of("calls", _CALL_ROW, sort={"type": "string"})),
             "/api/profile": _get(
                 "Stacks by samples (a flame graph's data): a trace's, a route's requests' "
                 "or a service's process-wide profiles", [
-                    *_WINDOW, _SERVICE, _LIMIT,
-                    _param("trace_id", "The trace's profile (32 hex digits); the window does "
-                                       "not apply."),
-                    _param("route", "The profiles of this route's (or root span name's) "
-                                    "requests in the window."),
-                ], "stacks", {"type": "object", "properties": {
-                    "frames": {"type": "array", "items": {"type": "string"},
-                               "description": "Outermost first."},
-                    "samples": {"type": "integer"}}},
-                "Give trace_id, route or service. `samples` in the answer counts all the "
+                    *_WINDOW, _SERVICE,
+                    _param("limit", "At most this many stacks (at most 5000 are returned).",
+                           {"type": "integer", "minimum": 0}),
+                    _param("trace_id", "The trace's profile (32 hex digits); the window does not apply.",
+                           {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
+                    _param("route", "The profiles of this route's (or root span name's) requests in the window."),
+                ], _object({"since_ns": {"type": "integer"}, "samples": {"type": "integer"},
+                            "stacks": {"type": "array", "items": _object({
+                                "frames": {"type": "array", "items": {"type": "string"},
+                                           "description": "Outermost first."},
+                                "samples": {"type": "integer"}})}}),
+                "Give trace_id, route or service (else 400). `samples` in the answer counts all the "
                 "matching samples, also those of stacks beyond `limit`."),
             "/api/errors": _get("Error groups by fingerprint, most recently seen first",
-                                [*_WINDOW, _SERVICE, _LIMIT], "groups"),
-            "/api/errors/{group_id}": {"get": {
-                "summary": "One error group with its latest event in full, recent events and logs",
-                "parameters": [_param("group_id", "The group's id.", {"type": "integer"}, "path", True)],
-                "responses": {"200": {"description": "OK"}, "404": {"description": "No such group"}}}},
+                                [*_WINDOW, _SERVICE, _LIMIT], _list_of("groups", _GROUP_ROW)),
+            "/api/errors/{group_id}": _get(
+                "One error group with its latest event in full, recent events and logs",
+                [_param("group_id", "The group's id.", {"type": "integer", "minimum": 0,
+                                                        "maximum": 9_223_372_036_854_775_807}, "path", True)],
+                _GROUP, not_found="No such group"),
             "/api/metrics": _get("The latest point of every metric series per service and process",
-                                 [*_WINDOW, _SERVICE], "metrics"),
-            "/api/metrics/{name}": {"get": {
-                "summary": "One metric over time, a series per process and attribute set; cumulative "
-                           "counters also as a per-second `rate`",
-                "parameters": [_param("name", "Metric name, e.g. process.memory.usage.", where="path",
-                                      required=True), *_WINDOW, _SERVICE,
-                               _param("instance", "Only this process (`host:pid` or service.instance.id).")],
-                "responses": {"200": {"description": "OK"}}}},
+                                 [*_WINDOW, _SERVICE], _list_of("metrics", _METRIC_ROW)),
+            "/api/metrics/{name}": _get(
+                "One metric over time, a series per process and attribute set; cumulative counters also as "
+                "a per-second `rate`",
+                [_param("name", "Metric name, e.g. process.memory.usage.",
+                        {"type": "string", "pattern": "^[^/\\u0000]+$"}, "path", True),
+                 *_WINDOW, _SERVICE, _param("instance", "Only this process (`host:pid` or service.instance.id).")],
+                _list_of("series", _SERIES, name={"type": "string"}), not_found="No metric by that name"),
         },
         "components": {"responses": {
-            "BadRequest": {"description": "A parameter is invalid", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}},
-            "Unauthorized": {"description": "Missing or wrong API key"},
+            "BadRequest": {"description": "A parameter is invalid: `error` says which and why",
+                           "content": {"application/json": {"schema": _object({"error": {"type": "string"}})}}},
+            "Unauthorized": {"description": "Missing or wrong API key",
+                             "content": {"application/json": {"schema": _object({"error": {"type": "string"}})}}},
+            "NotFound": {"description": "Nothing there",
+                         "content": {"application/json": {"schema": _object({"error": {"type": "string"}})}}},
         }},
     }

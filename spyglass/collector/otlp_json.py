@@ -4,14 +4,22 @@ OTLP's JSON mapping is proto3's with two differences (hex trace and span ids, in
 enums), and protobuf's own JSON parser is ~100x slower than reading the dicts directly,
 so we read them directly. A field of the wrong type refuses the whole request (400);
 unknown fields are ignored, as the OTLP specification requires of receivers.
+
+A body up to ``model.WHOLE_BODY_BYTES`` is parsed in one call; a larger one is walked
+(``json_walk``) and its items parsed one by one.
 """
 import json
 
 from .derive import error_from_log, error_from_span_event, span_row
-from .model import MAX_VALUE_DEPTH, Batch, Resource, dumps
+from .json_walk import Cursor
+from . import model
+from .model import (
+    INT64_MAX, INT64_MIN, ITEM_COST, MAX_ITEM_BYTES, MAX_VALUE_DEPTH, OVER_BUDGET_REASON, SKIPPED,
+    UINT64_MAX, Batch, OverBudget, Resource, attribute_double, clamp_time, dumps, finite_or_none, text,
+    without_lone_surrogates,
+)
 from .wire import BadRequest
 
-_ROOT_KEYS = {"traces": "resourceSpans", "metrics": "resourceMetrics", "logs": "resourceLogs"}
 _REJECTED_KEYS = {"traces": "rejectedSpans", "metrics": "rejectedDataPoints", "logs": "rejectedLogRecords"}
 _SPAN_KINDS = {f"SPAN_KIND_{name}": number for number, name in enumerate(
     ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"))}
@@ -23,27 +31,107 @@ _METRIC_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
 
 def decode(signal, data):
     """A ``Batch`` from the JSON export request of ``signal``."""
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadRequest(400, f"body is not valid JSON: {exc}") from None
-    root = _object(document, "request")
     batch = Batch()
-    _READERS[signal](_list(root, _ROOT_KEYS[signal]), batch)
+    try:
+        data = without_lone_surrogates(data)
+        if len(data) <= model.WHOLE_BODY_BYTES:
+            groups = _groups(_object(json.loads(data), "request"), signal)
+        else:
+            groups = _split(Cursor(data.decode() if isinstance(data, bytes) else data), signal, batch)
+        _READERS[signal](groups, batch)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(400, f"body is not valid JSON: {exc}") from None
     return batch
 
 
 def success(signal, batch):
     """The export response as JSON, with a partial success when something was rejected."""
-    if not batch.rejected:
+    if not batch.rejected and not batch.dropped_values:
         return b"{}"
-    partial = {_REJECTED_KEYS[signal]: batch.rejected, "errorMessage": batch.rejected_reason}
+    partial = {_REJECTED_KEYS[signal]: batch.rejected, "errorMessage": batch.message}
     return json.dumps({"partialSuccess": partial}).encode()
 
 
 def failure(code, message):
     """A ``google.rpc.Status`` as JSON."""
     return json.dumps({"code": code, "message": message}).encode()
+
+
+def _groups(root, signal):
+    """The request as ``(resource, [(scope name, items)])``, the shape the readers take."""
+    groups_key, scopes_key, items_key = _KEYS[signal]
+    for group in _list(root, groups_key):
+        group = _object(group, groups_key)
+        yield _object(group.get("resource"), "resource"), _scopes(group, scopes_key, items_key)
+
+
+def _scopes(group, scopes_key, items_key):
+    for scope_group in _list(group, scopes_key):
+        scope_group = _object(scope_group, scopes_key)
+        yield _scope_name(scope_group.get("scope")), _list(scope_group, items_key)
+
+
+def _resource_object(value):
+    return _object(value, "resource")
+
+
+def _scope_name(scope):
+    return _string(_object(scope, "scope"), "name")
+
+
+_KEYS = {"traces": ("resourceSpans", "scopeSpans", "spans"), "logs": ("resourceLogs", "scopeLogs", "logRecords"),
+         "metrics": ("resourceMetrics", "scopeMetrics", "metrics")}
+
+
+def _split(cursor, signal, batch):
+    """The same shape, read from a large body as the readers get to each part.
+
+    An item larger than ``MAX_ITEM_BYTES`` comes as ``SKIPPED``, as does every item once the
+    request is over its budget of values (those are not even built).
+    """
+    groups_key, scopes_key, items_key = _KEYS[signal]
+    for key in cursor.members("request"):
+        if key == groups_key:
+            for _ in cursor.elements(groups_key):
+                yield from _split_parts(cursor, groups_key, "resource", _resource_object, scopes_key,
+                                        lambda: _split_scopes(cursor, scopes_key, items_key, batch))
+    cursor.end()
+
+
+def _split_scopes(cursor, scopes_key, items_key, batch):
+    for _ in cursor.elements(scopes_key):
+        yield from _split_parts(cursor, scopes_key, "scope", _scope_name, items_key,
+                                lambda: _split_items(cursor, items_key, batch))
+
+
+def _split_parts(cursor, where, head_key, head_of, parts_key, parts):
+    """``(head_of(head), parts())`` for an object of a head (a resource, a scope) and its parts
+    (scope groups, items). Parts before their head are skipped, then read once it is known."""
+    head, early = None, []
+    for key in cursor.members(where):
+        if key == head_key:
+            head = head_of(cursor.value())
+        elif key == parts_key:
+            if head is None:
+                early.append(cursor.position)
+                cursor.skip()
+            else:
+                yield head, parts()
+    end = cursor.position
+    for position in early:
+        cursor.position = position
+        yield head_of(None) if head is None else head, parts()
+    cursor.position = end
+
+
+def _split_items(cursor, items_key, batch):
+    for _ in cursor.elements(items_key):
+        if batch.over_budget:
+            cursor.skip()
+            yield SKIPPED
+            continue
+        item = cursor.value_within(MAX_ITEM_BYTES)
+        yield SKIPPED if item is cursor.TOO_LONG else item
 
 
 # -- typed access ------------------------------------------------------------------------
@@ -77,35 +165,59 @@ def _string(parent, key):
     return value
 
 
-def _int(parent, key, names=None):
-    """An int64 field: JSON number or decimal string (OTLP allows both); enums also by name."""
+def _integer(parent, key, low, high, names=None):
+    """An integer field within ``[low, high]``: a JSON number or a decimal string (OTLP allows
+    both); enums also by name."""
     value = parent.get(key, 0)
-    if type(value) is int:
+    if type(value) is not int:
+        if type(value) is str:
+            if names and value in names:
+                return names[value]
+            try:
+                value = int(value)
+            except ValueError:
+                raise _wrong(key, "an integer", value) from None
+        elif type(value) is float and value.is_integer():
+            value = int(value)
+        else:
+            raise _wrong(key, "an integer", value)
+    if not low <= value <= high:
+        raise BadRequest(400, f"{key}: {value} is outside the {'uint64' if low == 0 else 'int64'} range")
+    return value
+
+
+def _int(parent, key, names=None):
+    """An int64 field."""
+    value = parent.get(key, 0)
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the common case, in short
         return value
-    if type(value) is str:
-        if names and value in names:
-            return names[value]
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    elif type(value) is float and value.is_integer():
-        return int(value)
-    raise _wrong(key, "an integer", value)
+    return _integer(parent, key, INT64_MIN, INT64_MAX, names)
+
+
+def _uint64(parent, key):
+    """A fixed64 field (times, counts): all of uint64 is valid."""
+    value = parent.get(key, 0)
+    if type(value) is int and 0 <= value <= UINT64_MAX:
+        return value
+    return _integer(parent, key, 0, UINT64_MAX)
+
+
+def _time(parent, key):
+    return clamp_time(_uint64(parent, key))
 
 
 def _number(parent, key):
+    """A double field, as a float: a JSON number, or a string (OTLP/JSON writes NaN and the
+    infinities as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``)."""
     value = parent.get(key, 0)
-    if type(value) in (int, float):
+    if type(value) is float:
         return value
-    if value in ("NaN", "Infinity", "-Infinity"):
-        return float(value)
-    if type(value) is str:
+    if type(value) in (int, str):
         try:
             return float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
-    raise _wrong(key, "a number", value)
+    raise _wrong(key, "a double", value)
 
 
 def _hex_id(parent, key, size):
@@ -124,8 +236,10 @@ def _hex_id(parent, key, size):
     return value.lower()
 
 
-def _value(any_value, depth=0):
-    """A Python value from an OTLP ``AnyValue`` object."""
+# -- values ------------------------------------------------------------------------------
+
+def _value(any_value, batch, depth=0):
+    """A Python value from an OTLP ``AnyValue`` object, in the form it is stored."""
     if depth > MAX_VALUE_DEPTH:
         raise BadRequest(400, f"values nested deeper than {MAX_VALUE_DEPTH} levels")
     if type(any_value) is not dict:
@@ -138,15 +252,16 @@ def _value(any_value, depth=0):
         if key == "intValue":
             return _int(any_value, key)
         if key == "doubleValue":
-            return _number(any_value, key)
+            return attribute_double(_number(any_value, key))
         if key == "boolValue":
             if type(value) is not bool:
                 raise _wrong(key, "a boolean", value)
             return value
         if key == "arrayValue":
-            return [_value(item, depth + 1) for item in _list(_object(value, key), "values")]
+            values = batch.keep(_list(_object(value, key), "values"))
+            return [_value(item, batch, depth + 1) for item in values]
         if key == "kvlistValue":
-            return _attributes(_list(_object(value, key), "values"), depth + 1)
+            return _attributes(_list(_object(value, key), "values"), batch, depth + 1)
         if key == "bytesValue":
             if type(value) is not str:
                 raise _wrong(key, "a base64 string", value)
@@ -154,150 +269,147 @@ def _value(any_value, depth=0):
     return None
 
 
-def _attributes(key_values, depth=0):
+def _attributes(key_values, batch, depth=0):
     attributes = {}
-    for kv in key_values:  # the hot loop of ingest: non-empty strings take the short way
+    for kv in batch.keep(key_values) if key_values else ():  # the hot loop of ingest
         key = kv.get("key") if type(kv) is dict else None
         if type(key) is not str:
             raise _wrong("attributes", "objects with a string key", kv)
         value = kv.get("value") or {}
         text = value.get("stringValue") if type(value) is dict else None
-        attributes[key] = text if type(text) is str and text else _value(value, depth)
+        attributes[key] = text if type(text) is str and text else _value(value, batch, depth)
     return attributes
 
 
-def _resource(batch, parent):
-    attributes = _attributes(_list(_object(parent.get("resource"), "resource"), "attributes"))
-    found = Resource.from_attributes(attributes)
+def _resource(batch, resource):
+    found = Resource.from_attributes(_attributes(_list(resource, "attributes"), batch))
     return batch.resources.setdefault(found.key, found)
-
-
-def _scopes(resource_item, key):
-    for scope_item in _list(_object(resource_item, "resource item"), key):
-        yield _object(scope_item, key)
 
 
 # -- traces ------------------------------------------------------------------------------
 
-def _read_traces(resource_spans, batch):
-    for resource_item in resource_spans:
-        resource = _resource(batch, _object(resource_item, "resourceSpans"))
-        errors_from_spans = resource.sdk != "spyglass"  # spyglass sends full error events as logs
-        for scope_item in _scopes(resource_item, "scopeSpans"):
-            scope = _string(_object(scope_item.get("scope"), "scope"), "name")
-            for span in _list(scope_item, "spans"):
-                _read_span(_object(span, "span"), resource, scope, errors_from_spans, batch)
+def _read_traces(groups, batch):
+    def read(span, resource, scope):
+        span = _object(span, "span")
+        trace_id, span_id = _hex_id(span, "traceId", 16), _hex_id(span, "spanId", 8)
+        parent_id = _hex_id(span, "parentSpanId", 8)
+        attributes = _attributes(_list(span, "attributes"), batch)
+        events = [_event(_object(event, "event"), batch) for event in batch.keep(_list(span, "events"))] \
+            if "events" in span else ()
+        links = [_link(_object(link, "link"), batch) for link in batch.keep(_list(span, "links"))] \
+            if "links" in span else ()
+        status = _object(span.get("status"), "status")
+        start_ns, end_ns = _uint64(span, "startTimeUnixNano"), _uint64(span, "endTimeUnixNano")
+        if not trace_id or not span_id or parent_id is None \
+                or trace_id == "0" * 32 or span_id == "0" * 16:
+            batch.reject("span with an invalid trace or span id")
+            return
+        batch.spans.append(span_row(
+            resource, scope, trace_id, span_id, parent_id, _string(span, "name"),
+            _int(span, "kind", _SPAN_KINDS), start_ns, end_ns, _int(status, "code", _STATUS_CODES),
+            _string(status, "message"), attributes, events, links,
+        ))
+        if resource.sdk != "spyglass":  # spyglass sends full error events as logs
+            for event in events:
+                if event["name"] == "exception":
+                    batch.errors.append(error_from_span_event(
+                        resource, trace_id, span_id, attributes, event["time_ns"] or end_ns, event["attributes"]))
+
+    batch.read(groups, _resource, read)
 
 
-def _read_span(span, resource, scope, errors_from_spans, batch):
-    trace_id, span_id = _hex_id(span, "traceId", 16), _hex_id(span, "spanId", 8)
-    parent_id = _hex_id(span, "parentSpanId", 8)
-    attributes = _attributes(_list(span, "attributes"))
-    events = [_event(_object(event, "event")) for event in _list(span, "events")]
-    links = [_link(_object(link, "link")) for link in _list(span, "links")]
-    status = _object(span.get("status"), "status")
-    start_ns, end_ns = _int(span, "startTimeUnixNano"), _int(span, "endTimeUnixNano")
-    if not trace_id or not span_id or parent_id is None \
-            or trace_id == "0" * 32 or span_id == "0" * 16:
-        batch.reject("span with an invalid trace or span id")
-        return
-    batch.spans.append(span_row(
-        resource, scope, trace_id, span_id, parent_id, _string(span, "name"),
-        _int(span, "kind", _SPAN_KINDS), start_ns, end_ns, _int(status, "code", _STATUS_CODES),
-        _string(status, "message"), attributes, events, links,
-    ))
-    if errors_from_spans:
-        for event in events:
-            if event["name"] == "exception":
-                batch.errors.append(error_from_span_event(
-                    resource, trace_id, span_id, attributes, event["time_ns"] or end_ns, event["attributes"]))
+def _event(event, batch):
+    return {"name": _string(event, "name"), "time_ns": _time(event, "timeUnixNano"),
+            "attributes": _attributes(_list(event, "attributes"), batch)}
 
 
-def _event(event):
-    return {"name": _string(event, "name"), "time_ns": _int(event, "timeUnixNano"),
-            "attributes": _attributes(_list(event, "attributes"))}
-
-
-def _link(link):
+def _link(link, batch):
     return {"trace_id": _hex_id(link, "traceId", 16) or "", "span_id": _hex_id(link, "spanId", 8) or "",
-            "attributes": _attributes(_list(link, "attributes"))}
+            "attributes": _attributes(_list(link, "attributes"), batch)}
 
 
 # -- logs --------------------------------------------------------------------------------
 
-def _read_logs(resource_logs, batch):
-    for resource_item in resource_logs:
-        resource = _resource(batch, _object(resource_item, "resourceLogs"))
-        for scope_item in _scopes(resource_item, "scopeLogs"):
-            for record in _list(scope_item, "logRecords"):
-                _read_log(_object(record, "logRecord"), resource, batch)
+def _read_logs(groups, batch):
+    def read(record, resource, scope):
+        record = _object(record, "logRecord")
+        attributes = _attributes(_list(record, "attributes"), batch)
+        event_name = _string(record, "eventName") or attributes.get("event.name")
+        if event_name and "event.name" not in attributes:
+            attributes["event.name"] = event_name
+        body = _value(record["body"], batch) if record.get("body") is not None else None
+        body = body if isinstance(body, str) or body is None else dumps(body)
+        time_ns = _time(record, "timeUnixNano") or _time(record, "observedTimeUnixNano")
+        severity = _int(record, "severityNumber", _SEVERITIES)
+        trace_id, span_id = _hex_id(record, "traceId", 16), _hex_id(record, "spanId", 8)
+        if trace_id is None or span_id is None:
+            batch.reject("log record with an invalid trace or span id")
+            return
+        trace_id, span_id = trace_id or None, span_id or None
+        batch.logs.append((
+            time_ns, resource.key, resource.service, severity, _string(record, "severityText") or None,
+            body, trace_id, span_id, text(event_name), dumps(attributes),
+        ))
+        error = error_from_log(resource, time_ns, severity, body, trace_id, span_id, attributes)
+        if error:
+            batch.errors.append(error)
+
+    batch.read(groups, _resource, read)
 
 
-def _read_log(record, resource, batch):
-    attributes = _attributes(_list(record, "attributes"))
-    event_name = _string(record, "eventName") or attributes.get("event.name")
-    if event_name and "event.name" not in attributes:
-        attributes["event.name"] = event_name
-    body = _value(record["body"]) if record.get("body") is not None else None
-    body = body if isinstance(body, str) or body is None else dumps(body)
-    time_ns = _int(record, "timeUnixNano") or _int(record, "observedTimeUnixNano")
-    severity = _int(record, "severityNumber", None)
-    trace_id, span_id = _hex_id(record, "traceId", 16), _hex_id(record, "spanId", 8)
-    if trace_id is None or span_id is None:
-        batch.reject("log record with an invalid trace or span id")
-        return
-    trace_id, span_id = trace_id or None, span_id or None
-    batch.logs.append((
-        time_ns, resource.key, resource.service, severity, _string(record, "severityText") or None,
-        body, trace_id, span_id, event_name or None, dumps(attributes),
-    ))
-    error = error_from_log(resource, time_ns, severity, body, trace_id, span_id, attributes)
-    if error:
-        batch.errors.append(error)
+_SEVERITIES = {f"SEVERITY_NUMBER_{name}{n if n > 1 else ''}": 4 * level + n
+               for level, name in enumerate(("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"))
+               for n in (1, 2, 3, 4)}
+_SEVERITIES["SEVERITY_NUMBER_UNSPECIFIED"] = 0
 
 
 # -- metrics -----------------------------------------------------------------------------
 
-def _read_metrics(resource_metrics, batch):
-    for resource_item in resource_metrics:
-        resource = _resource(batch, _object(resource_item, "resourceMetrics"))
-        for scope_item in _scopes(resource_item, "scopeMetrics"):
-            for metric in _list(scope_item, "metrics"):
-                _read_metric(_object(metric, "metric"), resource, batch)
+def _read_metrics(groups, batch):
+    def read(metric, resource, scope):
+        metric = _object(metric, "metric")
+        name, unit = _string(metric, "name"), _string(metric, "unit")
+        kind = next((k for k in _METRIC_KINDS if k in metric), None)
+        if kind is None:
+            batch.reject(f"metric {name!r} has no data")
+            return
+        data = _object(metric[kind], kind)
+        stored_kind = "exponential_histogram" if kind == "exponentialHistogram" else kind
+        monotonic = data.get("isMonotonic", False)
+        if type(monotonic) is not bool:
+            raise _wrong("isMonotonic", "a boolean", monotonic)
+        temporality = _int(data, "aggregationTemporality", _TEMPORALITIES)
+        points = _list(data, "dataPoints")
+        for index, point in enumerate(points):
+            point = _object(point, "dataPoint")
+            try:
+                batch.spend(ITEM_COST if index else 0)  # the metric paid for its first point
+                attributes = dumps(_attributes(_list(point, "attributes"), batch))
+            except OverBudget:
+                batch.reject(OVER_BUDGET_REASON, len(points) - index)
+                return
+            batch.metrics.append((
+                _time(point, "timeUnixNano"), resource.key, resource.service, resource.instance, name, unit,
+                stored_kind, int(monotonic), temporality, attributes, *_point_values(stored_kind, point),
+            ))
 
-
-def _read_metric(metric, resource, batch):
-    name, unit = _string(metric, "name"), _string(metric, "unit")
-    kind = next((k for k in _METRIC_KINDS if k in metric), None)
-    if kind is None:
-        batch.reject(f"metric {name!r} has no data")
-        return
-    data = _object(metric[kind], kind)
-    stored_kind = "exponential_histogram" if kind == "exponentialHistogram" else kind
-    monotonic = data.get("isMonotonic", False)
-    if type(monotonic) is not bool:
-        raise _wrong("isMonotonic", "a boolean", monotonic)
-    temporality = _int(data, "aggregationTemporality", _TEMPORALITIES)
-    for point in _list(data, "dataPoints"):
-        point = _object(point, "dataPoint")
-        batch.metrics.append((
-            _int(point, "timeUnixNano"), resource.key, resource.service, resource.instance, name, unit,
-            stored_kind, int(monotonic), temporality, dumps(_attributes(_list(point, "attributes"))),
-            *_point_values(stored_kind, point),
-        ))
+    batch.read(groups, _resource, read)
 
 
 def _point_values(kind, point):
     """``(value, count, sum, buckets)`` of a data point; a distribution's value is its mean."""
     if kind in ("gauge", "sum"):
-        return (_int(point, "asInt") if "asInt" in point else _number(point, "asDouble")), None, None, None
-    count, total = _int(point, "count"), _number(point, "sum")
+        return (_int(point, "asInt") if "asInt" in point else finite_or_none(_number(point, "asDouble"))), \
+            None, None, None
+    count, total = min(_uint64(point, "count"), INT64_MAX), finite_or_none(_number(point, "sum"))
     buckets = None
     if kind == "histogram":
-        counts = [_int({"c": c}, "c") for c in _list(point, "bucketCounts")]
-        bounds = [_number({"b": b}, "b") for b in _list(point, "explicitBounds")]
+        counts = [_uint64({"bucketCounts": c}, "bucketCounts") for c in _list(point, "bucketCounts")]
+        bounds = [finite_or_none(_number({"explicitBounds": b}, "explicitBounds"))
+                  for b in _list(point, "explicitBounds")]
         buckets = dumps({"bounds": bounds, "counts": counts})
-    return (total / count if count else None), count, total, buckets
+    mean = total / count if count and total is not None else None
+    return finite_or_none(mean), count, total, buckets
 
 
 _READERS = {"traces": _read_traces, "logs": _read_logs, "metrics": _read_metrics}

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2
 
 from . import otlp_json, otlp_proto
-from .model import Batch, Resource
+from .model import INT64_MAX, OVER_BUDGET_REASON, Batch, OverBudget, clamp_time
 from .wire import BadRequest
 
 MAX_FRAMES = 256          # the innermost frames of a stack that are kept
@@ -43,9 +43,9 @@ class _Codec:
 
     def success(self, signal, batch):
         response = profiles_service_pb2.ExportProfilesServiceResponse()
-        if batch.rejected:
+        if batch.rejected or batch.dropped_values:
             response.partial_success.rejected_profiles = batch.rejected
-            response.partial_success.error_message = batch.rejected_reason
+            response.partial_success.error_message = batch.message
         if self._json:
             return json.dumps(json_format.MessageToDict(response)).encode()
         return response.SerializeToString()
@@ -74,13 +74,17 @@ def _read(request, batch):
     labels = _Labels(request.dictionary)
     rows = {}
     for resource_profiles in request.resource_profiles:
-        resource = Resource.from_attributes(otlp_proto._attributes(resource_profiles.resource.attributes))
-        resource = batch.resources.setdefault(resource.key, resource)
+        try:  # its attributes, as the other signals' resources: cut to size, within the budget
+            resource = otlp_proto._resource(batch, resource_profiles.resource)
+        except OverBudget:
+            batch.reject(OVER_BUDGET_REASON, sum(len(profile.samples) for scope in resource_profiles.scope_profiles
+                                                 for profile in scope.profiles))
+            continue
         for scope_profiles in resource_profiles.scope_profiles:
             for profile in scope_profiles.profiles:
                 for sample in profile.samples:
                     try:
-                        key = (profile.time_unix_nano, resource.key, resource.service,
+                        key = (clamp_time(profile.time_unix_nano), resource.key, resource.service,
                                *labels.link(sample.link_index), labels.stack(sample.stack_index))
                     except IndexError as exc:
                         batch.reject(f"a sample refers to no entry: {exc}")
@@ -88,7 +92,7 @@ def _read(request, batch):
                     count = sum(sample.values) if sample.values else len(sample.timestamps_unix_nano)
                     if count > 0:
                         rows[key] = rows.get(key, 0) + count
-    batch.profiles = [(*key, count) for key, count in rows.items()]
+    batch.profiles = [(*key, min(count, INT64_MAX)) for key, count in rows.items()]
 
 
 class _Labels:

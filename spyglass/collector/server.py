@@ -1,26 +1,28 @@
 """The HTTP side of ``spyglass serve``: OTLP receiver, JSON API, web UI, static files.
 
-The standard library's ``ThreadingHTTPServer`` serves it all: ingest time goes to decoding
-and SQLite, not to HTTP (a request of 512 spans spends well under 1% of its time in the
-server), so a framework would add a dependency and buy nothing. HTTP/1.1 keep-alive is
-on, which is what OTLP exporters use.
+The standard library's HTTP server, on a bounded pool of threads (``connections``), serves
+it all: ingest time goes to decoding and the store, not to HTTP (a request of 512 spans
+spends well under 1% of its time in the server), so a framework would add a dependency and
+buy nothing. HTTP/1.1 keep-alive is on, which is what OTLP exporters use.
 """
 import base64
 import hmac
 import logging
 import mimetypes
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import otlp_json, otlp_profiles, otlp_proto, wire
 from .api import Api, ApiError
+from .connections import Busy, ByteBudget, PooledHTTPServer
 from .store import StoreError, StoreRejected, open_store
 from .ui import Ui
 
@@ -34,6 +36,9 @@ _PROFILE_DECODERS = {wire.JSON: otlp_profiles.JSON, wire.PROTOBUF: otlp_profiles
 # A refused body is drained for at most this long, and this much, before the connection closes.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
+#: How long a request may wait for room in the decoding budget before it gets a 503.
+DECODE_WAIT_SECONDS = 10.0
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 _GRPC_CODES = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}  # google.rpc.Code
 
@@ -54,6 +59,9 @@ class Collector:
         self.store = store
         self.api = Api(store)
         self.ui = Ui(self.api)
+        # Decoding takes memory in proportion to the body: bodies being decoded at once may
+        # add up to two of the largest a sender may send.
+        self.decoding = ByteBudget(2 * config.max_body_bytes)
 
     def authorized(self, authorization, api_key_header):
         """Whether a request carries the configured API key (always, when none is set).
@@ -83,16 +91,22 @@ class Collector:
             fmt = wire.content_format(content_type)
             decoder = (_PROFILE_DECODERS if signal_name == "profiles" else _DECODERS)[fmt]
             data = wire.inflate(body, content_encoding, self.config.max_body_bytes)
-            try:
-                batch = decoder.decode(signal_name, data)
-            except (RecursionError, ValueError, TypeError, OverflowError) as exc:
-                raise wire.BadRequest(400, f"could not decode the {signal_name} request: {exc}") from None
-            try:
-                self.store.write(batch)
-            except StoreRejected as exc:  # the transaction rolled back: nothing of it is kept
-                raise wire.BadRequest(400, str(exc)) from None
+            del body
+            with self.decoding.hold(len(data), DECODE_WAIT_SECONDS):
+                try:
+                    batch = decoder.decode(signal_name, data)
+                except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+                    raise wire.BadRequest(400, f"could not decode the {signal_name} request: {exc}") from None
+                del data
+                try:
+                    self.store.write(batch)
+                except StoreRejected as exc:  # the transaction rolled back: nothing of it is kept
+                    raise wire.BadRequest(400, str(exc)) from None
         except wire.BadRequest as exc:
             return self.refuse(exc.status, exc.reason, fmt)
+        except Busy:
+            return self.refuse(503, "the collector is busy decoding other requests: retry later", fmt,
+                               {"Retry-After": "1"})
         except StoreError as exc:  # unreachable, locked or full: the sender should retry later
             logger.warning("store unavailable: %s", exc)
             return self.refuse(503, f"store unavailable: {exc}", fmt, {"Retry-After": "5"})
@@ -107,7 +121,7 @@ class Collector:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "spyglass-collector"
-    timeout = 60  # a stalled client frees its thread
+    timeout = 15  # a client stalled this long mid-request frees its thread
     # Headers and body go out in two writes; with Nagle on, the second waits for the
     # client's delayed ACK (40 ms) and a keep-alive sender idles on every request.
     disable_nagle_algorithm = True
@@ -120,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
         self._guarded(self._post)
 
     def do_GET(self):
+        self._guarded(self._get)
+
+    def do_HEAD(self):  # a GET without the body: _send leaves it out
         self._guarded(self._get)
 
     def _guarded(self, method):
@@ -154,6 +171,11 @@ class Handler(BaseHTTPRequestHandler):
                                          self.headers.get("Content-Encoding"), body))
 
     def _get(self):
+        length = self._content_length()
+        if isinstance(length, Reply):
+            return self._send(length)
+        if length:
+            self._discard_body(length)
         url = urlsplit(self.path)
         path, query = unquote(url.path), dict(parse_qsl(url.query))
         if path.startswith("/static/"):
@@ -176,18 +198,36 @@ class Handler(BaseHTTPRequestHandler):
     def _authorized(self):
         return self.collector.authorized(self.headers.get("Authorization"), self.headers.get("X-API-Key"))
 
-    def _read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+    def _content_length(self):
+        """The body's length: ``None`` when there is none, a ``Reply`` refusing a request whose
+        framing is ambiguous (the connection then closes: where its next request starts is unknown)."""
+        if self.headers.get("Transfer-Encoding") is not None:
             self.close_connection = True
             self._body_unread = True
-            return Collector.refuse(411, "chunked bodies are not accepted: send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
+            return Collector.refuse(411, "chunked bodies (any Transfer-Encoding) are not accepted: "
+                                         "send Content-Length")
+        values = self.headers.get_all("Content-Length") or []
+        if len(values) > 1:
+            self.close_connection = True
+            self._body_unread = True
+            return Collector.refuse(400, f"{len(values)} Content-Length headers: send one")
+        if not values:
+            return None
+        if not _DIGITS.fullmatch(values[0].strip()):
+            self.close_connection = True
+            self._body_unread = True
+            return Collector.refuse(400, f"Content-Length is not a number of bytes: {values[0][:40]!r}")
+        return int(values[0])
+
+    def _read_body(self):
+        length = self._content_length()
+        if length is None:
             self.close_connection = True
             return Collector.refuse(411, "a Content-Length header is required")
+        if isinstance(length, Reply):
+            return length
         limit = self.collector.config.max_body_bytes
-        if length < 0 or length > limit:
+        if length > limit:
             self.close_connection = True  # the unread body would poison the next request
             self._body_unread = True
             return Collector.refuse(413, f"body of {length} bytes exceeds the limit of {limit}")
@@ -197,14 +237,15 @@ class Handler(BaseHTTPRequestHandler):
             return Collector.refuse(400, "body shorter than its Content-Length")
         return body
 
-    def _discard_body(self):
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if 0 <= length <= self.collector.config.max_body_bytes:
+    def _discard_body(self, length=None):
+        """Read and drop the body of a request refused without it (or of a GET)."""
+        if length is None:
+            length = self._content_length()
+        if isinstance(length, Reply):
+            return  # refused for its framing: the connection closes
+        if length is not None and length <= self.collector.config.max_body_bytes:
             self.rfile.read(length)
-        else:
+        elif length is not None:
             self.close_connection = True
             self._body_unread = True
 
@@ -256,8 +297,12 @@ class Handler(BaseHTTPRequestHandler):
 def _static(relative):
     """A file under ``static/``; nothing outside it, whatever the path says."""
     root = STATIC_DIR.resolve()
-    target = (root / relative).resolve()
-    if root not in target.parents or not target.is_file():
+    try:
+        target = (root / relative).resolve()
+        found = root in target.parents and target.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long, ...
+        found = False
+    if not found:
         return Reply(404, b"not found", "text/plain")
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type.endswith("javascript"):
@@ -265,18 +310,16 @@ def _static(relative):
     return Reply(200, target.read_bytes(), content_type, {"Cache-Control": "max-age=3600"})
 
 
-class CollectorServer(ThreadingHTTPServer):
+class CollectorServer(PooledHTTPServer):
     """The listening socket; ``collector`` is attached once the process has its store."""
 
-    daemon_threads = True
-    request_queue_size = 128
     parent_pid = None  # set in worker processes: they stop when the parent is gone
 
     def __init__(self, config, collector=None):
         if ":" in config.host:
             self.address_family = socket.AF_INET6
         self.collector = collector
-        super().__init__((config.host, config.port), Handler)
+        super().__init__((config.host, config.port), Handler, threads=config.threads)
 
     @property
     def url(self):

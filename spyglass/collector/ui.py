@@ -27,13 +27,17 @@ CHART_METRICS = (
 
 
 def _when(ns):
+    """A unix-ns instant as local date and time; what is not one, as it is."""
     if not ns:
         return "-"
-    return datetime.fromtimestamp(ns / NS).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ns / NS).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number, or past year 9999
+        return str(ns)
 
 
 def _ago(ns):
-    if not ns:
+    if not ns or not isinstance(ns, (int, float)) or ns != ns:
         return "-"
     seconds = max(0.0, time.time() - ns / NS)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
@@ -65,7 +69,7 @@ class Ui:
             (re.compile(r"/traces/(?P<trace_id>[0-9a-fA-F]{32})"), self.trace),
             (re.compile(r"/slow-calls"), self.slow_calls),
             (re.compile(r"/errors"), self.errors),
-            (re.compile(r"/errors/(?P<group_id>\d+)"), self.error),
+            (re.compile(r"/errors/(?P<group_id>[0-9]+)"), self.error),
             (re.compile(r"/metrics"), self.metrics),
             (re.compile(r"/profile"), self.profile),
         ]
@@ -113,7 +117,8 @@ class Ui:
         html = self.environment.get_template(template).render(
             query=query, since=query.get("since") or "1h", path=path or "/", qs=qs, store=self.api.store.describe(),
             section="/" + (path or "/").strip("/").split("/")[0], **context)
-        return status, "text/html; charset=utf-8", html.encode()
+        # "replace": a lone surrogate stored by an older collector shows as "?", not as a 500.
+        return status, "text/html; charset=utf-8", html.encode("utf-8", "replace")
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -204,26 +209,33 @@ def _hue(label):
 
 
 def waterfall(trace):
-    """The trace's spans in tree order, each with its depth and its offset/width in percent."""
+    """The trace's spans in tree order, each with its depth and its offset/width in percent.
+
+    Parent links come from senders: a span whose parent is missing starts a tree of its
+    own, and so does the first span of a cycle (a span its own ancestor), so that every
+    span is shown once. Walked with a stack, not recursion: a trace may nest deeper than
+    Python's recursion limit.
+    """
     spans = trace["spans"]
     ids = {span["span_id"] for span in spans}
     children = {}
     for span in spans:
-        parent = span["parent_span_id"] if span["parent_span_id"] in ids else None
-        children.setdefault(parent, []).append(span)
+        parent = span["parent_span_id"]
+        children.setdefault(parent if parent in ids and parent != span["span_id"] else None, []).append(span)
     start_ns = trace["start_ns"]
     total_ns = max(1, int(trace["duration_ms"] * 1e6))
-    rows = []
-
-    def visit(span, depth):
-        rows.append({
-            "span": span, "depth": depth,
-            "offset": 100 * (span["start_ns"] - start_ns) / total_ns,
-            "width": max(0.2, 100 * span["duration_ns"] / total_ns),
-        })
-        for child in children.get(span["span_id"], ()):
-            visit(child, depth + 1)
-
-    for root in children.get(None, ()):
-        visit(root, 0)
+    rows, shown = [], set()
+    for root in [*children.get(None, ()), *spans]:
+        stack = [(root, 0)]
+        while stack:
+            span, depth = stack.pop()
+            if id(span) in shown:
+                continue
+            shown.add(id(span))
+            rows.append({
+                "span": span, "depth": depth,
+                "offset": 100 * (span["start_ns"] - start_ns) / total_ns,
+                "width": max(0.2, 100 * span["duration_ns"] / total_ns),
+            })
+            stack += [(child, depth + 1) for child in reversed(children.get(span["span_id"], ()))]
     return rows

@@ -192,3 +192,23 @@ def make_store(db_url):
     yield make
     for store in opened:
         store.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def collector_on_each_backend(request, tmp_path_factory):
+    """One collector shared by a test module, once per backend: a SQLite file, then a fresh
+    PostgreSQL database (dropped after)."""
+    server = None
+    if request.param == "sqlite":
+        db = tmp_path_factory.mktemp("collector") / "spyglass.db"
+    else:
+        try:
+            server = PostgresServer(POSTGRES_URL)
+        except Exception as exc:  # noqa: BLE001 - whatever the reason, the server is not usable
+            require(False, f"PostgreSQL not reachable at {POSTGRES_URL} (set SPYGLASS_TEST_POSTGRES_URL): {exc}")
+        db = server.create("spyglass_module")
+    running = RunningCollector(db)
+    yield running
+    running.stop()
+    if server:
+        server.drop_all()

@@ -152,3 +152,10 @@ def json_bytes(document):
     import json
 
     return json.dumps(document).encode()
+
+
+def base64_id(hex_id):
+    """A hex trace or span id as proto3's JSON mapping writes bytes: base64."""
+    import base64
+
+    return base64.b64encode(bytes.fromhex(hex_id)).decode()

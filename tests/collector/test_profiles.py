@@ -149,3 +149,13 @@ def test_samples_that_refer_to_no_entry_are_refused_alone():
     request.dictionary.ClearField("function_table")
     batch = otlp_profiles.PROTOBUF.decode("profiles", request.SerializeToString())
     assert batch.profiles == [] and batch.rejected == 2 and "function" in batch.rejected_reason
+
+
+def test_uint64_times_and_counts_past_int64_are_kept_within_it():
+    request = profiles_request("x", [(["a"], (1 << 62), None, None), (["a"], (1 << 62) + 5, None, None)],
+                               time_ns=(1 << 64) - 1)
+    request.resource_profiles[0].resource.attributes.add(key="ratio").value.double_value = float("nan")
+    batch = otlp_profiles.PROTOBUF.decode("profiles", request.SerializeToString())
+    [(time_ns, *_, count)] = batch.profiles
+    assert time_ns == count == (1 << 63) - 1 and not batch.rejected
+    assert json.loads(next(iter(batch.resources.values())).attributes)["ratio"] == "NaN"
