@@ -199,6 +199,7 @@ TIMING = {
     "pika": (0.1, "pika (RabbitMQ) publishes"),
     "paho": (0.1, "paho-mqtt publishes"),
     "nats": (0.1, "nats-py publishes"),
+    "celery": (1.0, "Celery (publishing a task to the broker)"),
 }
 
 KEYS: Tuple[Key, ...] = (

@@ -1,0 +1,199 @@
+"""Celery: a PRODUCER span per task published, a CONSUMER span per task run (see _tasks).
+
+====================================  =====================================================
+patched / connected                    why
+====================================  =====================================================
+``celery.app.base.Celery.send_task``   the PRODUCER span, ``send <task>``: every publish
+                                       goes through it (``apply_async``, ``delay``,
+                                       ``send_task``, canvas, retries, ``celery beat``),
+                                       timed, ended also when the broker refuses
+``before_task_publish``                the trace context into the message's headers
+                                       (``traceparent``, ``tracestate``, ``baggage``, and
+                                       ``spyglass-retry-of`` for a retry), the queue, the
+                                       task id
+``task_prerun`` / ``task_postrun``     the CONSUMER span, named by the task, around the run,
+                                       in the pool's process or thread (prefork, threads,
+                                       solo, eager); its state (``SUCCESS``, ``FAILURE``,
+                                       ``RETRY``, ``REJECTED``, ``IGNORED``) when it ends
+``task_failure``                       the error event (an exception in ``Task.throws`` is
+                                       only recorded on the span, as Celery only logs it)
+``task_retry``                         the reason, on the attempt's span
+``worker_process_shutdown``            a prefork child drains what it traced before it
+                                       ends (billiard ends it with ``os._exit``: on
+                                       ``--max-tasks-per-child`` recycling and at shutdown)
+====================================  =====================================================
+
+Handlers are connected strongly (``weak=False``) with a ``dispatch_uid``: connected once,
+whatever starts the sensor twice. Each catches its own errors: Celery would log them on
+the app's logger.
+"""
+import functools
+import logging
+
+from . import _tasks
+from ..trace.context import current_span
+from ..trace.span import PRODUCER
+
+log = logging.getLogger("spyglass")
+
+SYSTEM = "celery"
+UID = "spyglass"
+_ORIGINAL = "__spyglass_original__"
+
+_runs = {}  # task id -> TaskRun, from task_prerun to task_postrun
+_logged = set()
+
+
+def install(agent, module):
+    from celery import signals
+
+    celery_class = module.Celery
+    if getattr(celery_class.send_task, _ORIGINAL, None) is not None:
+        return  # patched already (a second start of the sensor)
+    publishing = _tasks.Publishing(agent, "celery", SYSTEM)
+    celery_class.send_task = _traced_send_task(celery_class.send_task, publishing)
+    for signal, handler in (
+            (signals.before_task_publish, _on_before_publish),
+            (signals.task_prerun, _prerun(agent)),
+            (signals.task_postrun, _on_postrun),
+            (signals.task_failure, _on_failure),
+            (signals.task_retry, _on_retry),
+            (signals.worker_process_shutdown, _drain(agent))):
+        signal.connect(handler, weak=False, dispatch_uid=UID)
+
+
+def _traced_send_task(original, publishing):
+    @functools.wraps(original)
+    def send_task(self, name, *args, **kwargs):
+        return publishing.around(publishing.start(name), original, self, name, *args, **kwargs)
+
+    setattr(send_task, _ORIGINAL, original)
+    return send_task
+
+
+# -- the publisher's side ---------------------------------------------------------------------
+
+def _on_before_publish(sender=None, body=None, exchange=None, routing_key=None, headers=None,
+                       **_):
+    """Inside ``send_task``: the producer span is active; write its context into the
+    message's own headers (protocol 2; protocol 1 hands them to the task as
+    ``request.headers``)."""
+    try:
+        span = current_span()
+        if span is None or not isinstance(headers, dict):
+            return
+        task_id = headers.get("id") or (body.get("id") if isinstance(body, dict) else None)
+        run = _tasks.current_run()
+        previous = run.span if run is not None and run.message_id == task_id else None
+        if span.kind == PRODUCER and span.attributes.get("messaging.system") == SYSTEM:
+            attributes = span.attributes
+            if task_id:
+                attributes["messaging.message.id"] = str(task_id)
+            destination = routing_key or (exchange if isinstance(exchange, str) else
+                                          getattr(exchange, "name", None))
+            if destination:
+                attributes["messaging.destination.name"] = str(destination)
+            retries = headers.get("retries")
+            if retries:
+                attributes["messaging.celery.retries"] = retries
+        headers.pop(_tasks.RETRY_OF, None)  # Celery copies a retried task's own headers
+        headers.update(_tasks.context_of(span, previous))
+    except Exception:
+        _failed("publishing a task")
+
+
+# -- the worker's side ------------------------------------------------------------------------
+
+def _prerun(agent):
+    def on_prerun(sender=None, task_id=None, task=None, **_):
+        try:
+            if task is None or task_id is None:
+                return
+            request = task.request
+            delivery = request.get("delivery_info") or {}
+            run = _tasks.start_run(agent, SYSTEM, task.name, _carrier(request), task_id,
+                                   delivery.get("routing_key") or delivery.get("exchange"))
+            attributes = run.span.attributes
+            retries = request.get("retries")
+            if retries:
+                attributes["messaging.celery.retries"] = retries
+            hostname = request.get("hostname")
+            if hostname:
+                attributes["messaging.client.id"] = str(hostname)
+            run.enter()
+            _runs[task_id] = run
+        except Exception:
+            _failed("starting a task's span")
+
+    return on_prerun
+
+
+def _on_postrun(sender=None, task_id=None, state=None, **_):
+    run = _runs.pop(task_id, None)
+    if run is None:
+        return
+    try:
+        run.leave()
+        if state:
+            run.span.attributes["messaging.celery.state"] = str(state)
+    except Exception:
+        _failed("ending a task's span")
+    run.finish()  # guarded inside
+
+
+def _on_failure(sender=None, task_id=None, exception=None, **_):
+    run = _runs.get(task_id)
+    if run is None or not isinstance(exception, BaseException):
+        return
+    try:
+        throws = getattr(sender, "throws", ()) or ()
+        run.fail(exception, expected=isinstance(exception, tuple(throws)))
+    except Exception:
+        _failed("reporting a task's failure")
+
+
+def _on_retry(sender=None, request=None, reason=None, **_):
+    run = _runs.get(getattr(request, "id", None))
+    if run is None or reason is None:
+        return
+    try:
+        from ..errors import capture
+
+        scrubber = capture.scrubber_for(run.agent)
+        run.span.attributes["messaging.celery.retry.reason"] = scrubber.text(str(reason))
+        cause = getattr(reason, "exc", None)
+        if isinstance(cause, BaseException):
+            run.span.record_exception(cause, scrubber=scrubber, error=False)
+    except Exception:
+        _failed("recording a task's retry")
+
+
+def _drain(agent):
+    def on_process_shutdown(**_):
+        try:
+            agent.reporter.at_exit()
+        except Exception:
+            _failed("draining a pool process")
+
+    return on_process_shutdown
+
+
+def _carrier(request):
+    """The trace context a task's message brought: its own headers are attributes of the
+    request (protocol 2), or in ``request.headers`` (protocol 1, or nested there by
+    another tracer)."""
+    carrier = {}
+    nested = request.get("headers")
+    for key in _tasks.CONTEXT_KEYS:
+        value = request.get(key)
+        if value is None and isinstance(nested, dict):
+            value = nested.get(key)
+        if isinstance(value, str):
+            carrier[key] = value
+    return carrier
+
+
+def _failed(what):
+    if what not in _logged:
+        _logged.add(what)
+        log.exception("spyglass: error while %s (logged once; Celery is unaffected)", what)
