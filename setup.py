@@ -59,7 +59,7 @@ TEST = [
     # process pools: billiard is Celery's
     "billiard",
     # task queues (kombu's redis extra: Celery on the Redis broker)
-    "celery", "kombu[redis]",
+    "celery", "kombu[redis]", "rq",
 ]
 
 with open("README.md", encoding="utf-8") as readme:

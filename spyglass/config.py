@@ -200,6 +200,7 @@ TIMING = {
     "paho": (0.1, "paho-mqtt publishes"),
     "nats": (0.1, "nats-py publishes"),
     "celery": (1.0, "Celery (publishing a task to the broker)"),
+    "rq": (1.0, "RQ (enqueueing a job in Redis)"),
 }
 
 KEYS: Tuple[Key, ...] = (

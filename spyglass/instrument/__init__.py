@@ -65,6 +65,7 @@ REGISTRY = {
     "chameleon.template": "chameleon",
     # task queues
     "celery.app.base": "celery",
+    "rq": "rq",
     # servers (uWSGI's own module is not imported: spyglass.instrument.uwsgi watches for it)
     "uwsgidecorators": "uwsgi",
     "gunicorn.workers.base": "gunicorn",
