@@ -6,8 +6,10 @@ One worker per broker serves the module's first tests (a worker takes seconds to
 the tests of pools, shutdown and beat start their own.
 """
 import json
+import os
 import signal
 
+import psutil
 import pytest
 
 from otlp_receiver import OTLPReceiver
@@ -163,6 +165,9 @@ def test_a_chain_a_group_and_send_task_by_name_continue_the_request_trace(served
     assert by_name["parentSpanId"] == producer_of(receiver, ids["send_task"])["spanId"]
 
 
+# Nothing is sent on the way (a minute between exports, no metrics): only what a process
+# drains as it ends arrives.
+QUIET = {"SPYGLASS_FLUSH_INTERVAL": "60", "SPYGLASS_METRICS_INTERVAL": "0"}
 PUBLISH = """
 import json
 from taskproj import add, sleep
@@ -176,10 +181,7 @@ print(json.dumps({"add": add.delay(1, 2).id, "sleep": sleep.delay(1.5).id}))
 def test_every_pool_delivers_also_when_the_worker_is_stopped_with_term(receiver, pool):
     broker = broker_url("amqp")
     queue = unique_name(pool[0])
-    # Nothing is sent on the way (a minute between exports): only what each process
-    # drains as it ends arrives.
-    worker = celery_worker(receiver, broker, queue, "--pool", *pool,
-                           SPYGLASS_FLUSH_INTERVAL="60")
+    worker = celery_worker(receiver, broker, queue, "--pool", *pool, **QUIET)
     try:
         # Published by a plain script, outside any trace, every publish slow.
         ids, = drive(PUBLISH, bootstrap="runtime", receiver=receiver, TASKPROJ_BROKER=broker,
@@ -247,3 +249,22 @@ def test_an_eager_task_runs_inside_the_request_and_celery_can_be_switched_off(re
                               for call in children(switched_off, request)]
     finally:
         switched_off.stop()
+
+
+def test_a_prefork_child_killed_by_sigterm_delivers_what_it_traced(receiver):
+    broker = broker_url("amqp")
+    queue = unique_name("killed")
+    worker = celery_worker(receiver, broker, queue, **QUIET)
+    try:
+        ids, = drive(PUBLISH.replace("sleep.delay(1.5)", "sleep.delay(0)"), bootstrap="runtime",
+                     receiver=receiver, TASKPROJ_BROKER=broker, TASKPROJ_QUEUE=queue).outputs
+        worker.wait_for_output(r"Task taskproj\.sleep\[%s\] succeeded" % ids["sleep"])
+        child, = psutil.Process(worker.process.pid).children()
+        os.kill(child.pid, signal.SIGTERM)  # as a revoke(terminate=True) does
+        runs = [wait_for_runs(receiver, ids[what])[0] for what in ("add", "sleep")]
+        assert {run["resource"]["process.pid"] for run in runs} == {child.pid}
+        child.wait(10)
+        worker.wait_for_output(r"exited with 'signal 15 \(SIGTERM\)'")  # it still dies of it
+    finally:
+        worker.stop(signal.SIGTERM)
+        worker.close()

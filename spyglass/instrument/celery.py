@@ -20,7 +20,9 @@ patched / connected                    why
 ``task_retry``                         the reason, on the attempt's span
 ``worker_process_shutdown``            a prefork child drains what it traced before it
                                        ends (billiard ends it with ``os._exit``: on
-                                       ``--max-tasks-per-child`` recycling and at shutdown)
+                                       ``--max-tasks-per-child`` recycling, at shutdown,
+                                       and on a SIGTERM of its own, which billiard turns
+                                       into an exit through the same path)
 ====================================  =====================================================
 
 Handlers are connected strongly (``weak=False``) with a ``dispatch_uid``: connected once,
