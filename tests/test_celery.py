@@ -32,10 +32,15 @@ for what in {paths!r}:
 
 
 def celery_worker(receiver, broker, queue, *args, **env):
+    """A worker of its own name (its control queue is exclusive to it), ready."""
     worker = Worker([command("celery"), "-A", "taskproj", "worker", "--loglevel", "INFO",
-                     "--without-mingle", "--without-gossip", "-c", "1", *args], receiver,
-                    TASKPROJ_BROKER=broker, TASKPROJ_QUEUE=queue, **env)
-    worker.wait_for_output(r"celery@\S+ ready")
+                     "--without-mingle", "--without-gossip", "-c", "1", "-n", f"{queue}@%h",
+                     *args], receiver, TASKPROJ_BROKER=broker, TASKPROJ_QUEUE=queue, **env)
+    try:
+        worker.wait_for_output(r"@\S+ ready")
+    except BaseException:
+        worker.close()
+        raise
     return worker
 
 
@@ -49,16 +54,20 @@ def enqueue(receiver, broker, queue, paths, **env):
     return found
 
 
-@pytest.fixture(scope="module", params=["amqp", "redis"])
+@pytest.fixture(scope="module", params=[("amqp", "2"), ("redis", "2"), ("amqp", "1")],
+                ids=["amqp", "redis", "amqp-protocol-1"])
 def served(request):
-    """(receiver, {scenario: task id}, the worker's pid): every scenario enqueued once by
-    the Flask app and run by one prefork worker on this broker."""
-    broker = broker_url(request.param)
-    queue = unique_name(request.param)
+    """(receiver, {scenario: task id}, {scenario: the view's answer}, the worker's pid):
+    every scenario enqueued once by the Flask app and run by one prefork worker on this
+    broker, in this version of Celery's message protocol (1 gives the task its message's
+    headers in ``request.headers``, 2 as attributes of the request)."""
+    kind, protocol = request.param
+    broker = broker_url(kind)
+    queue = unique_name(kind)
     receiver = OTLPReceiver().start()
-    worker = celery_worker(receiver, broker, queue)
+    worker = celery_worker(receiver, broker, queue, TASKPROJ_PROTOCOL=protocol)
     try:
-        answers = enqueue(receiver, broker, queue, SCENARIOS)
+        answers = enqueue(receiver, broker, queue, SCENARIOS, TASKPROJ_PROTOCOL=protocol)
         ids = {what: answer["id"] for what, answer in answers.items()}
         yield receiver, ids, answers, worker.process.pid
     finally:

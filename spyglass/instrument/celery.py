@@ -84,7 +84,9 @@ def _on_before_publish(sender=None, body=None, exchange=None, routing_key=None, 
         span = current_span()
         if span is None or not isinstance(headers, dict):
             return
-        task_id = headers.get("id") or (body.get("id") if isinstance(body, dict) else None)
+        # Protocol 2 keeps the task's fields in the headers, protocol 1 in the body.
+        fields = body if isinstance(body, dict) else headers
+        task_id = fields.get("id")
         run = _tasks.current_run()
         previous = run.span if run is not None and run.message_id == task_id else None
         if span.kind == PRODUCER and span.attributes.get("messaging.system") == SYSTEM:
@@ -95,7 +97,7 @@ def _on_before_publish(sender=None, body=None, exchange=None, routing_key=None, 
                                           getattr(exchange, "name", None))
             if destination:
                 attributes["messaging.destination.name"] = str(destination)
-            retries = headers.get("retries")
+            retries = fields.get("retries")
             if retries:
                 attributes["messaging.celery.retries"] = retries
         headers.pop(_tasks.RETRY_OF, None)  # Celery copies a retried task's own headers

@@ -16,6 +16,9 @@ patched                                   why
                                           it with ``os._exit``
 =======================================  ==================================================
 
+``Queue.enqueue_many`` (jobs prepared with ``Queue.prepare_data``) is not traced: its jobs
+run as traces of their own.
+
 A job enqueued again by the worker itself (a retry, scheduled or not) keeps the context it
 carries: its next attempt continues the same trace, linked to the attempt before it.
 ``job.meta`` is replaced by a copy with the ``spyglass`` key, never changed in place: a

@@ -18,6 +18,7 @@ app.conf.update(
     task_default_queue=QUEUE,
     task_queues=[Queue(QUEUE, auto_delete=True)],  # RabbitMQ drops it after the tests
     task_always_eager=os.environ.get("TASKPROJ_EAGER") == "1",
+    task_protocol=int(os.environ.get("TASKPROJ_PROTOCOL", "2")),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule={"tick": {"task": "taskproj.add", "schedule": 1.0, "args": (40, 2)}},
