@@ -42,7 +42,10 @@ SYSTEM = "celery"
 UID = "spyglass"
 _ORIGINAL = "__spyglass_original__"
 
-_runs = {}  # task id -> TaskRun, from task_prerun to task_postrun
+# id(task.request) -> TaskRun, from task_prerun to task_postrun. The request (Celery's
+# Context of this run) is the one object every signal of a run reaches; task ids repeat
+# (a message delivered twice, run by two threads).
+_runs = {}
 _logged = set()
 
 
@@ -125,15 +128,15 @@ def _prerun(agent):
             if hostname:
                 attributes["messaging.client.id"] = str(hostname)
             run.enter()
-            _runs[task_id] = run
+            _runs[id(request)] = run
         except Exception:
             _failed("starting a task's span")
 
     return on_prerun
 
 
-def _on_postrun(sender=None, task_id=None, state=None, **_):
-    run = _runs.pop(task_id, None)
+def _on_postrun(sender=None, task_id=None, task=None, state=None, **_):
+    run = _runs.pop(id(task.request), None) if task is not None else None
     if run is None:
         return
     try:
@@ -146,7 +149,7 @@ def _on_postrun(sender=None, task_id=None, state=None, **_):
 
 
 def _on_failure(sender=None, task_id=None, exception=None, **_):
-    run = _runs.get(task_id)
+    run = _runs.get(id(sender.request)) if sender is not None else None
     if run is None or not isinstance(exception, BaseException):
         return
     try:
@@ -157,7 +160,7 @@ def _on_failure(sender=None, task_id=None, exception=None, **_):
 
 
 def _on_retry(sender=None, request=None, reason=None, **_):
-    run = _runs.get(getattr(request, "id", None))
+    run = _runs.get(id(request)) if request is not None else None
     if run is None or reason is None:
         return
     try:
