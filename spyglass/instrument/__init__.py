@@ -65,7 +65,9 @@ REGISTRY = {
     "chameleon.template": "chameleon",
     # task queues
     "celery.app.base": "celery",
-    "rq": "rq",
+    "rq.job": "rq",
+    "rq.queue": "rq",
+    "rq.worker.base": "rq",
     # servers (uWSGI's own module is not imported: spyglass.instrument.uwsgi watches for it)
     "uwsgidecorators": "uwsgi",
     "gunicorn.workers.base": "gunicorn",

@@ -24,12 +24,12 @@ task's or job's id); the library's own under ``messaging.<system>.*``.
 import logging
 
 from . import _calls
-from .. import scopes
-from ..errors import capture
+from ..config import truthy
+from ..errors import capture, scope as scopes
 from ..trace import propagation
 from ..trace.context import activate, get_active_scope, suppressed
 from ..trace.span import CONSUMER, PRODUCER
-from ..web import RequestTrace, _truthy
+from ..web import RequestTrace
 
 log = logging.getLogger("spyglass")
 
@@ -43,7 +43,7 @@ class Publishing:
     def __init__(self, agent, timing_key, system):
         self.agent = agent
         self.system = system
-        self.calls = _calls.Calls(agent, timing_key, _calls.REMOTE, PRODUCER)
+        self.calls = _calls.CallRecorder(agent, timing_key, _calls.REMOTE, PRODUCER)
 
     def start(self, task_name, message_id=None, destination=None):
         """The active scope of the PRODUCER span of a message about to be published, or
@@ -108,29 +108,18 @@ def traceparent_of(span):
 
 
 class TaskRun(RequestTrace):
-    """One run of a task: its CONSUMER span, and while it runs, its scope layer (the
-    current "request", for errors, logs and options) and its span active."""
+    """One run of a task: its CONSUMER span, and while it runs (``with run:``, or its
+    ``__enter__`` and ``__exit__`` called by a library's signals), its scope layer (the
+    current "request", for errors, logs and options) and its span active. An exception
+    out of the ``with`` is reported (``fail``); ``finish()`` ends the span."""
 
     message_id = None
-    _scope_token = _parent_scope = _active = None
+    _parent_scope = None
 
     def __init__(self, agent, span, task_name, message_id):
-        RequestTrace.__init__(self, agent, span, None)
+        RequestTrace.__init__(self, agent, agent.tracer, span, None)
         self.route = task_name
         self.message_id = message_id
-
-    def enter(self):
-        parent = scopes.current()
-        self._parent_scope = parent
-        self._scope_token = scopes.push_request_scope(self, parent)
-        self._active = activate(self.agent.tracer.scope_manager, self.span, False)
-
-    def leave(self):
-        """Undo ``enter`` (in the same thread or task)."""
-        active, self._active = self._active, None
-        if active is not None:
-            active.close()
-            scopes.pop_scope(self._scope_token, self._parent_scope)
 
     def fail(self, exc, expected=False):
         """The task raised ``exc``: an error event, and status ERROR. ``expected`` (an
@@ -154,10 +143,10 @@ class TaskRun(RequestTrace):
             options = self.current_options()
             if options.get("view_name"):
                 span.name = str(options["view_name"])
-            if options.get("force_send") and _truthy(options["force_send"]):
+            if truthy(options.get("force_send")):
                 span.keep = True
             if self.held_logs:
-                if self.errored or _truthy(options.get("force_logs")):
+                if self.errored or truthy(options.get("force_logs")):
                     for record in self.held_logs:
                         self.agent.reporter.submit_log(record)
                 self.held_logs = None

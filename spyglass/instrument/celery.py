@@ -25,22 +25,27 @@ patched / connected                    why
                                        into an exit through the same path)
 ====================================  =====================================================
 
-Handlers are connected strongly (``weak=False``) with a ``dispatch_uid``: connected once,
-whatever starts the sensor twice. Each catches its own errors: Celery would log them on
-the app's logger.
+``send_task`` is declared below (``PATCHES``); the signals' handlers are connected by
+``setup``, strongly (``weak=False``) and with a ``dispatch_uid``: once, whatever starts the
+sensor twice. Each catches its own errors: Celery would log them on the app's logger.
 """
-import functools
 import logging
 
 from . import _tasks
+from ._patch import Patch, Supports
 from ..trace.context import current_span
 from ..trace.span import PRODUCER
+
+SUPPORTS = Supports("celery", "5.0")
+TIMING = "celery"
+PATCHES = (
+    Patch("celery.app.base", "Celery", send_task="traced_send_task"),
+)
 
 log = logging.getLogger("spyglass")
 
 SYSTEM = "celery"
 UID = "spyglass"
-_ORIGINAL = "__spyglass_original__"
 
 # id(task.request) -> TaskRun, from task_prerun to task_postrun. The request (Celery's
 # Context of this run) is the one object every signal of a run reaches; task ids repeat
@@ -49,14 +54,11 @@ _runs = {}
 _logged = set()
 
 
-def install(agent, module):
+def setup(agent, module):
+    """Connect the signals (once: a ``dispatch_uid``); what the patch shares: the
+    producer spans' maker."""
     from celery import signals
 
-    celery_class = module.Celery
-    if getattr(celery_class.send_task, _ORIGINAL, None) is not None:
-        return  # patched already (a second start of the sensor)
-    publishing = _tasks.Publishing(agent, "celery", SYSTEM)
-    celery_class.send_task = _traced_send_task(celery_class.send_task, publishing)
     for signal, handler in (
             (signals.before_task_publish, _on_before_publish),
             (signals.task_prerun, _prerun(agent)),
@@ -65,14 +67,13 @@ def install(agent, module):
             (signals.task_retry, _on_retry),
             (signals.worker_process_shutdown, _drain(agent))):
         signal.connect(handler, weak=False, dispatch_uid=UID)
+    return _tasks.Publishing(agent, TIMING, SYSTEM)
 
 
-def _traced_send_task(original, publishing):
-    @functools.wraps(original)
+def traced_send_task(original, publishing):
     def send_task(self, name, *args, **kwargs):
         return publishing.around(publishing.start(name), original, self, name, *args, **kwargs)
 
-    setattr(send_task, _ORIGINAL, original)
     return send_task
 
 
@@ -127,7 +128,7 @@ def _prerun(agent):
             hostname = request.get("hostname")
             if hostname:
                 attributes["messaging.client.id"] = str(hostname)
-            run.enter()
+            run.__enter__()
             _runs[id(request)] = run
         except Exception:
             _failed("starting a task's span")
@@ -140,7 +141,7 @@ def _on_postrun(sender=None, task_id=None, task=None, state=None, **_):
     if run is None:
         return
     try:
-        run.leave()
+        run.__exit__(None, None, None)
         if state:
             run.span.attributes["messaging.celery.state"] = str(state)
     except Exception:

@@ -24,120 +24,99 @@ carries: its next attempt continues the same trace, linked to the attempt before
 ``job.meta`` is replaced by a copy with the ``spyglass`` key, never changed in place: a
 dict the app passed as ``meta`` stays as it was.
 """
-import functools
 import logging
 
 from . import _tasks
+from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
+
+SUPPORTS = Supports("rq", "2.0")
+TIMING = "rq"
+PATCHES = (
+    Patch("rq.queue", "Queue", enqueue_job="traced_enqueue", schedule_job="traced_enqueue"),
+    Patch("rq.job", "Job", perform="traced_perform"),
+    Patch("rq.worker.base", "BaseWorker", perform_job="draining_horse"),
+)
 
 log = logging.getLogger("spyglass")
 
 SYSTEM = "rq"
 META_KEY = "spyglass"
-_ORIGINAL = "__spyglass_original__"
 _logged = set()
 
 
-def install(agent, module):
-    import rq.job
-    import rq.queue
-    import rq.worker
-
-    queue_class = rq.queue.Queue
-    if getattr(queue_class.enqueue_job, _ORIGINAL, None) is not None:
-        return  # patched already (a second start of the sensor)
-    publishing = _tasks.Publishing(agent, "rq", SYSTEM)
-    _patch(queue_class, "enqueue_job", _enqueuing(publishing))
-    _patch(queue_class, "schedule_job", _enqueuing(publishing))
-    _patch(rq.job.Job, "perform", _performing(agent))
-    worker_class = getattr(rq.worker, "BaseWorker", rq.worker.Worker)
-    _patch(worker_class, "perform_job", _draining_horse(agent))
+def setup(agent, module):
+    """What the patches share: the producer spans' maker (and through it, the agent)."""
+    return _tasks.Publishing(agent, TIMING, SYSTEM)
 
 
-def _patch(cls, name, make):
-    original = cls.__dict__[name]
-    replacement = functools.wraps(original)(make(original))
-    setattr(replacement, _ORIGINAL, original)
-    setattr(cls, name, replacement)
-
-
-def _enqueuing(publishing):
-    def make(original):
-        def enqueue(self, job, *args, **kwargs):
-            carried = _carried(job)
-            if carried and get_active_scope() is None:
-                return original(self, job, *args, **kwargs)  # the worker's retry: as it came
-            scope = publishing.start(_job_name(job), getattr(job, "id", None),
-                                     getattr(self, "name", None))
-            if scope is not None:
-                try:
-                    _set_context(job, _tasks.context_of(scope.span))
-                except Exception:
-                    _failed("writing a job's trace context")
-            return publishing.around(scope, original, self, job, *args, **kwargs)
-
-        return enqueue
-
-    return make
-
-
-def _performing(agent):
-    def make(original):
-        def perform(self):
-            run = None
+def traced_enqueue(original, publishing):
+    def enqueue(self, job, *args, **kwargs):
+        carried = _carried(job)
+        if carried and get_active_scope() is None:
+            return original(self, job, *args, **kwargs)  # the worker's retry: as it came
+        scope = publishing.start(_job_name(job), getattr(job, "id", None),
+                                 getattr(self, "name", None))
+        if scope is not None:
             try:
-                run = _tasks.start_run(agent, SYSTEM, _job_name(self), _carried(self),
-                                       self.id, getattr(self, "origin", None))
-                run.enter()
+                _set_context(job, _tasks.context_of(scope.span))
             except Exception:
-                _failed("starting a job's span")
-            if run is None:
-                return original(self)
-            try:
-                result = original(self)
-            except BaseException as exc:
-                _failed_attempt(self, run, exc)
-                raise
-            finally:
-                try:
-                    run.leave()
-                except Exception:
-                    _failed("ending a job's span")
-                run.finish()  # guarded inside
-            return result
+                _failed("writing a job's trace context")
+        return publishing.around(scope, original, self, job, *args, **kwargs)
 
-        return perform
-
-    return make
+    return enqueue
 
 
-def _failed_attempt(job, run, exc):
-    """Report the failure, and leave the next attempt (if RQ retries) a link to this one."""
+def traced_perform(original, publishing):
+    agent = publishing.agent
+
+    def perform(self):
+        try:
+            run = _tasks.start_run(agent, SYSTEM, _job_name(self), _carried(self), self.id,
+                                   getattr(self, "origin", None))
+            run.__enter__()
+        except Exception:
+            _failed("starting a job's span")
+            return original(self)
+        try:
+            result = original(self)
+        except BaseException as exc:
+            run.__exit__(type(exc), exc, exc.__traceback__)  # reported: an error event
+            _link_next_attempt(self, run)
+            raise
+        else:
+            run.__exit__(None, None, None)
+        finally:
+            run.finish()  # guarded inside
+        return result
+
+    return perform
+
+
+def _link_next_attempt(job, run):
+    """The job failed: if RQ runs it again, its next attempt links to this one."""
     try:
-        if isinstance(exc, Exception):
-            run.fail(exc)
         carried = _carried(job)
         if carried:
             _set_context(job, dict(carried, **{_tasks.RETRY_OF: _tasks.traceparent_of(run.span)}))
     except Exception:
-        _failed("reporting a job's failure")
+        _failed("linking a job's next attempt")
 
 
-def _draining_horse(agent):
-    def make(original):
-        def perform_job(self, *args, **kwargs):
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                if getattr(self, "_is_horse", False):  # RQ ends it with os._exit next
-                    try:
-                        agent.reporter.at_exit()
-                    except Exception:
-                        _failed("draining a work horse")
+def draining_horse(original, publishing):
+    reporter = publishing.agent.reporter
 
-        return perform_job
+    def perform_job(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            if getattr(self, "_is_horse", False):  # RQ ends it with os._exit next
+                try:
+                    reporter.at_exit()
+                except Exception:
+                    _failed("draining a work horse")
 
-    return make
+    return perform_job
 
 
 def _carried(job):

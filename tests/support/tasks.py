@@ -9,9 +9,9 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from conftest import require
-from server_helpers import Server
-from web_helpers import APPS
+from .servers import Server
+from .services import require
+from .web import APPS
 
 BIN = os.path.dirname(sys.executable)
 BROKERS = {

@@ -12,10 +12,10 @@ import signal
 import psutil
 import pytest
 
-from otlp_receiver import OTLPReceiver
-from task_helpers import (CONSUMER, PRODUCER, Worker, broker_url, children, command,
+from support.otlp_receiver import OTLPReceiver
+from support.tasks import (CONSUMER, PRODUCER, Worker, broker_url, children, command,
                           error_events, message_spans, unique_name, wait_for_runs)
-from web_helpers import drive
+from support.web import drive
 
 pytest.importorskip("celery")
 pytest.importorskip("flask")
