@@ -57,7 +57,7 @@ def enqueue(receiver, broker, queue, paths, **env):
 @pytest.fixture(scope="module", params=[("amqp", "2"), ("redis", "2"), ("amqp", "1")],
                 ids=["amqp", "redis", "amqp-protocol-1"])
 def served(request):
-    """(receiver, {scenario: task id}, {scenario: the view's answer}, the worker's pid):
+    """(receiver, {scenario: task id}, {scenario: the view's answer}, the worker):
     every scenario enqueued once by the Flask app and run by one prefork worker on this
     broker, in this version of Celery's message protocol (1 gives the task its message's
     headers in ``request.headers``, 2 as attributes of the request)."""
@@ -69,7 +69,7 @@ def served(request):
     try:
         answers = enqueue(receiver, broker, queue, SCENARIOS, TASKPROJ_PROTOCOL=protocol)
         ids = {what: answer["id"] for what, answer in answers.items()}
-        yield receiver, ids, answers, worker.process.pid
+        yield receiver, ids, answers, worker
     finally:
         worker.stop(signal.SIGTERM)
         worker.close()
@@ -84,8 +84,8 @@ def producer_of(receiver, task_id, service="shop"):
 
 
 def test_a_view_that_enqueues_and_the_prefork_run_are_one_trace(served):
-    receiver, ids, _, worker_pid = served
-    run, = wait_for_runs(receiver, ids["add"])
+    receiver, ids, _, worker = served
+    run, = wait_for_runs(receiver, ids["add"], worker=worker)
     publish = producer_of(receiver, ids["add"])
     request, = [span for span in receiver.spans() if span["spanId"] == publish["parentSpanId"]]
     assert request["name"] == "GET /enqueue/<what>" and request["kind"] == 2
@@ -94,7 +94,7 @@ def test_a_view_that_enqueues_and_the_prefork_run_are_one_trace(served):
     assert run["name"] == "taskproj.add"
     assert run["resource"]["service.name"] == "taskproj"
     assert publish["resource"]["service.name"] == "shop"
-    assert run["resource"]["process.pid"] != worker_pid  # a prefork child ran it
+    assert run["resource"]["process.pid"] != worker.process.pid  # a prefork child ran it
     queue = publish["attrs"]["messaging.destination.name"]
     assert queue.startswith("spyglass-tasks-")
     for span, operation in ((publish, "send"), (run, "process")):
@@ -111,8 +111,8 @@ def test_a_view_that_enqueues_and_the_prefork_run_are_one_trace(served):
 
 
 def test_a_failed_task_is_an_error_event_sent_once(served):
-    receiver, ids, _, _ = served
-    run, = wait_for_runs(receiver, ids["fail"])
+    receiver, ids, _, worker = served
+    run, = wait_for_runs(receiver, ids["fail"], worker=worker)
     assert run["status"]["code"] == 2
     assert run["attrs"]["messaging.celery.state"] == "FAILURE"
     exception, = [event for event in run["events"] if event["name"] == "exception"]
@@ -128,8 +128,8 @@ def test_a_failed_task_is_an_error_event_sent_once(served):
 
 
 def test_a_retried_task_is_a_span_per_attempt_the_next_linked_to_the_one_before(served):
-    receiver, ids, _, _ = served
-    first, second = wait_for_runs(receiver, ids["flaky"], count=2)
+    receiver, ids, _, worker = served
+    first, second = wait_for_runs(receiver, ids["flaky"], count=2, worker=worker)
     assert first["attrs"]["messaging.celery.state"] == "RETRY"
     assert "first attempt fails" in first["attrs"]["messaging.celery.retry.reason"]
     assert first.get("status", {}).get("code", 0) != 2  # a retry is not a failure
@@ -137,18 +137,20 @@ def test_a_retried_task_is_a_span_per_attempt_the_next_linked_to_the_one_before(
     assert second["attrs"]["messaging.celery.retries"] == 1
     # The worker publishes the retry inside the first attempt; the second continues it.
     retry, = [span for span in children(receiver, first) if span["kind"] == PRODUCER]
-    assert retry["name"] == "send taskproj.flaky" and retry["attrs"]["messaging.celery.retries"] == 1
+    assert retry["name"] == "send taskproj.flaky"
+    assert retry["attrs"]["messaging.celery.retries"] == 1
     assert second["parentSpanId"] == retry["spanId"] and second["traceId"] == first["traceId"]
     assert second["links"] == [{"traceId": first["traceId"], "spanId": first["spanId"]}]
     assert error_events(receiver, first) == [] and error_events(receiver, second) == []
 
 
 def test_rejected_and_expected_outcomes_are_states_not_errors(served):
-    receiver, ids, _, _ = served
-    rejected, = wait_for_runs(receiver, ids["reject"])
+    receiver, ids, _, worker = served
+    rejected, = wait_for_runs(receiver, ids["reject"], worker=worker)
     assert rejected["attrs"]["messaging.celery.state"] == "REJECTED"
     assert rejected.get("status", {}).get("code", 0) != 2
-    expected, = wait_for_runs(receiver, ids["expected"])  # KeyError is in its Task.throws
+    # KeyError is in the task's Task.throws.
+    expected, = wait_for_runs(receiver, ids["expected"], worker=worker)
     assert expected["attrs"]["messaging.celery.state"] == "FAILURE"
     assert expected.get("status", {}).get("code", 0) != 2
     assert [event["name"] for event in expected["events"]] == ["exception"]
@@ -156,11 +158,11 @@ def test_rejected_and_expected_outcomes_are_states_not_errors(served):
 
 
 def test_a_chain_a_group_and_send_task_by_name_continue_the_request_trace(served):
-    receiver, ids, answers, _ = served
-    first, = wait_for_runs(receiver, answers["chain"]["id"])
+    receiver, ids, answers, worker = served
+    first, = wait_for_runs(receiver, answers["chain"]["id"], worker=worker)
     assert first["parentSpanId"] == producer_of(receiver, answers["chain"]["id"])["spanId"]
     # The next step is published by the worker, inside the first step's run.
-    second, = wait_for_runs(receiver, answers["chain"]["next"])
+    second, = wait_for_runs(receiver, answers["chain"]["next"], worker=worker)
     next_step = producer_of(receiver, answers["chain"]["next"], service="taskproj")
     assert next_step["parentSpanId"] == first["spanId"]
     assert second["parentSpanId"] == next_step["spanId"]
@@ -168,9 +170,9 @@ def test_a_chain_a_group_and_send_task_by_name_continue_the_request_trace(served
     group = [producer_of(receiver, task_id) for task_id in answers["group"]["each"]]
     assert len({span["parentSpanId"] for span in group}) == 1  # the one request
     for publish in group:
-        run, = wait_for_runs(receiver, publish["attrs"]["messaging.message.id"])
+        run, = wait_for_runs(receiver, publish["attrs"]["messaging.message.id"], worker=worker)
         assert run["parentSpanId"] == publish["spanId"]
-    by_name, = wait_for_runs(receiver, ids["send_task"])
+    by_name, = wait_for_runs(receiver, ids["send_task"], worker=worker)
     assert by_name["parentSpanId"] == producer_of(receiver, ids["send_task"])["spanId"]
 
 
@@ -232,7 +234,8 @@ def test_beat_publishes_each_schedule_as_a_trace_the_worker_continues(receiver, 
         for publish in publishes:
             assert publish["name"] == "send taskproj.add" and "parentSpanId" not in publish
             assert publish["resource"]["service.name"] == "taskproj"
-            run, = wait_for_runs(receiver, publish["attrs"]["messaging.message.id"])
+            run, = wait_for_runs(receiver, publish["attrs"]["messaging.message.id"],
+                                 worker=worker)
             assert run["parentSpanId"] == publish["spanId"]
     finally:
         beat.close()
@@ -270,7 +273,7 @@ def test_a_prefork_child_killed_by_sigterm_delivers_what_it_traced(receiver):
         worker.wait_for_output(r"Task taskproj\.sleep\[%s\] succeeded" % ids["sleep"])
         child, = psutil.Process(worker.process.pid).children()
         os.kill(child.pid, signal.SIGTERM)  # as a revoke(terminate=True) does
-        runs = [wait_for_runs(receiver, ids[what])[0] for what in ("add", "sleep")]
+        runs = [wait_for_runs(receiver, ids[what], worker=worker)[0] for what in ("add", "sleep")]
         assert {run["resource"]["process.pid"] for run in runs} == {child.pid}
         child.wait(10)
         worker.wait_for_output(r"exited with 'signal 15 \(SIGTERM\)'")  # it still dies of it

@@ -84,13 +84,15 @@ def message_spans(receiver, message_id, kind):
     return sorted(found, key=lambda span: int(span["startTimeUnixNano"]))
 
 
-def wait_for_runs(receiver, message_id, count=1, timeout=20):
-    """The CONSUMER spans of ``message_id`` once ``count`` of them arrived."""
+def wait_for_runs(receiver, message_id, count=1, timeout=20, worker=None):
+    """The CONSUMER spans of ``message_id`` once ``count`` of them arrived (if not, the
+    assertion says what arrived, and what ``worker`` printed)."""
     runs = receiver.wait_for(lambda r: len(message_spans(r, message_id, CONSUMER)) >= count
                              and message_spans(r, message_id, CONSUMER), timeout)
     assert runs and len(runs) >= count, (
         f"{len(runs or [])} run(s) of {message_id} arrived, expected {count}: "
-        f"{[(s['name'], s['kind']) for s in receiver.spans()]}")
+        f"{[(s['name'], s['kind'], s['resource']['process.pid']) for s in receiver.spans()]}"
+        + (f"\nthe worker's output:\n{worker.output()}" if worker is not None else ""))
     return runs
 
 
