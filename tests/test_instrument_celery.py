@@ -89,7 +89,7 @@ def test_a_view_that_enqueues_and_the_prefork_run_are_one_trace(served):
     publish = producer_of(receiver, ids["add"])
     request, = [span for span in receiver.spans() if span["spanId"] == publish["parentSpanId"]]
     assert request["name"] == "GET /enqueue/<what>" and request["kind"] == 2
-    assert publish["name"] == "send taskproj.add" and publish["traceId"] == request["traceId"]
+    assert publish["name"] == "publish taskproj.add" and publish["traceId"] == request["traceId"]
     assert run["traceId"] == request["traceId"] and run["parentSpanId"] == publish["spanId"]
     assert run["name"] == "taskproj.add"
     assert run["resource"]["service.name"] == "taskproj"
@@ -119,11 +119,12 @@ def test_a_failed_task_is_an_error_event_sent_once(served):
     assert receiver.wait_for(lambda r: error_events(r, run))
     event, = error_events(receiver, run)  # Celery's own log of it adds none
     assert event["attrs"]["exception.type"] == "ValueError"
-    assert event["attrs"]["http.route"] == "taskproj.fail"
     assert event["traceId"] == run["traceId"]
     body = json.loads(event["body"]["stringValue"])
-    assert body["handled"] is False and body["request"] == {"task": "taskproj.fail",
-                                                            "id": ids["fail"]}
+    assert body["handled"] is False
+    assert body["request"] == {"messaging.system": "celery", "task": "taskproj.fail",
+                               "id": ids["fail"], "destination": run["attrs"][
+                                   "messaging.destination.name"]}
     assert any(frame["function"] == "fail" for frame in body["frames"])
 
 
@@ -137,7 +138,7 @@ def test_a_retried_task_is_a_span_per_attempt_the_next_linked_to_the_one_before(
     assert second["attrs"]["messaging.celery.retries"] == 1
     # The worker publishes the retry inside the first attempt; the second continues it.
     retry, = [span for span in children(receiver, first) if span["kind"] == PRODUCER]
-    assert retry["name"] == "send taskproj.flaky"
+    assert retry["name"] == "publish taskproj.flaky"
     assert retry["attrs"]["messaging.celery.retries"] == 1
     assert second["parentSpanId"] == retry["spanId"] and second["traceId"] == first["traceId"]
     assert second["links"] == [{"traceId": first["traceId"], "spanId": first["spanId"]}]
@@ -232,7 +233,7 @@ def test_beat_publishes_each_schedule_as_a_trace_the_worker_continues(receiver, 
             and span["resource"]["process.pid"] == beat.process.pid])
         assert len(publishes) >= 2
         for publish in publishes:
-            assert publish["name"] == "send taskproj.add" and "parentSpanId" not in publish
+            assert publish["name"] == "publish taskproj.add" and "parentSpanId" not in publish
             assert publish["resource"]["service.name"] == "taskproj"
             run, = wait_for_runs(receiver, publish["attrs"]["messaging.message.id"],
                                  worker=worker)

@@ -78,7 +78,7 @@ def test_a_view_that_enqueues_and_the_work_horse_run_are_one_trace(served):
     publish = producer_of(receiver, job_id)
     request, = [span for span in receiver.spans() if span["spanId"] == publish["parentSpanId"]]
     assert request["name"] == "GET /enqueue/<what>"
-    assert publish["name"] == "send rqjobs.count_words"
+    assert publish["name"] == "publish rqjobs.count_words"
     assert run["name"] == "rqjobs.count_words" and run["parentSpanId"] == publish["spanId"]
     assert run["traceId"] == publish["traceId"] == request["traceId"]
     assert publish["resource"]["service.name"] == "shop"

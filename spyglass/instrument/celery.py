@@ -3,7 +3,7 @@
 ====================================  =====================================================
 patched / connected                    why
 ====================================  =====================================================
-``celery.app.base.Celery.send_task``   the PRODUCER span, ``send <task>``: every publish
+``celery.app.base.Celery.send_task``   the PRODUCER span, ``publish <task>``: every publish
                                        goes through it (``apply_async``, ``delay``,
                                        ``send_task``, canvas, retries, ``celery beat``),
                                        timed, ended also when the broker refuses
@@ -55,24 +55,25 @@ _logged = set()
 
 
 def setup(agent, module):
-    """Connect the signals (once: a ``dispatch_uid``); what the patch shares: the
-    producer spans' maker."""
+    """Connect the signals (once: a ``dispatch_uid``); what the patch shares: the task
+    queue's spans."""
     from celery import signals
 
+    tasks = _tasks.TaskQueue(agent, TIMING, SYSTEM)
     for signal, handler in (
             (signals.before_task_publish, _on_before_publish),
-            (signals.task_prerun, _prerun(agent)),
+            (signals.task_prerun, _prerun(tasks)),
             (signals.task_postrun, _on_postrun),
             (signals.task_failure, _on_failure),
             (signals.task_retry, _on_retry),
             (signals.worker_process_shutdown, _drain(agent))):
         signal.connect(handler, weak=False, dispatch_uid=UID)
-    return _tasks.Publishing(agent, TIMING, SYSTEM)
+    return tasks
 
 
-def traced_send_task(original, publishing):
+def traced_send_task(original, tasks):
     def send_task(self, name, *args, **kwargs):
-        return publishing.around(publishing.start(name), original, self, name, *args, **kwargs)
+        return tasks.sent(tasks.sending(name), original, self, name, *args, **kwargs)
 
     return send_task
 
@@ -112,15 +113,17 @@ def _on_before_publish(sender=None, body=None, exchange=None, routing_key=None, 
 
 # -- the worker's side ------------------------------------------------------------------------
 
-def _prerun(agent):
+def _prerun(tasks):
     def on_prerun(sender=None, task_id=None, task=None, **_):
         try:
             if task is None or task_id is None:
                 return
             request = task.request
             delivery = request.get("delivery_info") or {}
-            run = _tasks.start_run(agent, SYSTEM, task.name, _carrier(request), task_id,
-                                   delivery.get("routing_key") or delivery.get("exchange"))
+            run = tasks.run(task.name, _carrier(request), task_id,
+                            delivery.get("routing_key") or delivery.get("exchange"))
+            if run is None:
+                return
             attributes = run.span.attributes
             retries = request.get("retries")
             if retries:

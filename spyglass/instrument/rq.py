@@ -3,7 +3,7 @@
 =======================================  ==================================================
 patched                                   why
 =======================================  ==================================================
-``rq.queue.Queue.enqueue_job``            the PRODUCER span, ``send <function>``
+``rq.queue.Queue.enqueue_job``            the PRODUCER span, ``publish <function>``
                                           (``enqueue``, ``enqueue_call``), the trace context
                                           into ``job.meta["spyglass"]``
 ``rq.queue.Queue.schedule_job``           the same for ``enqueue_at`` / ``enqueue_in``
@@ -46,37 +46,38 @@ _logged = set()
 
 
 def setup(agent, module):
-    """What the patches share: the producer spans' maker (and through it, the agent)."""
-    return _tasks.Publishing(agent, TIMING, SYSTEM)
+    """What the patches share: the task queue's spans (and through them, the agent)."""
+    return _tasks.TaskQueue(agent, TIMING, SYSTEM)
 
 
-def traced_enqueue(original, publishing):
+def traced_enqueue(original, tasks):
     def enqueue(self, job, *args, **kwargs):
         carried = _carried(job)
         if carried and get_active_scope() is None:
             return original(self, job, *args, **kwargs)  # the worker's retry: as it came
-        scope = publishing.start(_job_name(job), getattr(job, "id", None),
-                                 getattr(self, "name", None))
+        scope = tasks.sending(_job_name(job), getattr(job, "id", None),
+                              getattr(self, "name", None))
         if scope is not None:
             try:
                 _set_context(job, _tasks.context_of(scope.span))
             except Exception:
                 _failed("writing a job's trace context")
-        return publishing.around(scope, original, self, job, *args, **kwargs)
+        return tasks.sent(scope, original, self, job, *args, **kwargs)
 
     return enqueue
 
 
-def traced_perform(original, publishing):
-    agent = publishing.agent
-
+def traced_perform(original, tasks):
     def perform(self):
+        run = None
         try:
-            run = _tasks.start_run(agent, SYSTEM, _job_name(self), _carried(self), self.id,
-                                   getattr(self, "origin", None))
-            run.__enter__()
+            run = tasks.run(_job_name(self), _carried(self), self.id, getattr(self, "origin", None))
+            if run is not None:
+                run.__enter__()
         except Exception:
             _failed("starting a job's span")
+            run = None
+        if run is None:
             return original(self)
         try:
             result = original(self)
@@ -103,8 +104,8 @@ def _link_next_attempt(job, run):
         _failed("linking a job's next attempt")
 
 
-def draining_horse(original, publishing):
-    reporter = publishing.agent.reporter
+def draining_horse(original, tasks):
+    reporter = tasks.agent.reporter
 
     def perform_job(self, *args, **kwargs):
         try:
