@@ -59,6 +59,8 @@ TEST = [
     "pika", "paho-mqtt", "nats-py",
     # process pools: billiard is Celery's
     "billiard",
+    # task queues (kombu's redis extra: Celery on the Redis broker)
+    "celery", "kombu[redis]", "rq",
 ]
 
 with open("README.md", encoding="utf-8") as readme:

@@ -199,13 +199,15 @@ TIMING = {
     "pika": (0.1, "pika (RabbitMQ) publishes"),
     "paho": (0.1, "paho-mqtt publishes"),
     "nats": (0.1, "nats-py publishes"),
+    "celery": (1.0, "Celery (publishing a task to the broker)"),
+    "rq": (1.0, "RQ (enqueueing a job in Redis)"),
 }
 
 KEYS: Tuple[Key, ...] = (
     _key("enabled", parse_bool, True, "Master switch: false leaves the process untouched."),
     _key("service_name", parse_str, "", "Service name on every export. Empty: derived from "
-         "OTEL_SERVICE_NAME, the uWSGI/gunicorn app, the Django settings module, the Flask app, "
-         "else the script name."),
+         "OTEL_SERVICE_NAME, the uWSGI/gunicorn app, the Celery app (`celery -A proj` -> `proj`), "
+         "`rq` for `rq worker`, the Django settings module, the Flask app, else the script name."),
     _key("environment", parse_str, "", "Deployment environment (`deployment.environment.name`)."),
     _key("release", parse_str, "", "Version of the app (`service.version`)."),
     _key("endpoint", parse_endpoint, "http://127.0.0.1:4318", "OTLP/HTTP base URL; "
@@ -482,6 +484,9 @@ def default_service_name(environ=None) -> str:
         for arg in (sys.argv or [])[1:]:
             if ":" in arg and not arg.startswith("-"):
                 return _clean_app_name(arg)
+    worker = _task_worker_name(sys.argv or [])
+    if worker:
+        return worker
     settings = environ.get("DJANGO_SETTINGS_MODULE")
     if settings:
         return settings.split(".")[0]
@@ -493,6 +498,29 @@ def default_service_name(environ=None) -> str:
         base = os.path.basename(script)
         return base[:-3] if base.endswith(".py") else base
     return "python"
+
+
+def _task_worker_name(argv) -> str:
+    """``celery -A proj worker`` (or beat, or ``python -m celery``) -> ``proj``, the app's
+    top package; ``rq worker`` -> ``rq``; anything else -> ""."""
+    script = str(argv[0]) if argv else ""
+    command = os.path.basename(script)
+    if command == "rq" or script.endswith(os.path.join("rq", "cli", "__main__.py")):
+        return "rq"
+    if command != "celery" and not script.endswith(os.path.join("celery", "__main__.py")):
+        return ""
+    args = [str(arg) for arg in argv[1:]]
+    for index, arg in enumerate(args):
+        if arg in ("-A", "--app") and index + 1 < len(args):
+            app = args[index + 1]
+        elif arg.startswith("--app="):
+            app = arg[len("--app="):]
+        elif arg.startswith("-A") and len(arg) > 2:
+            app = arg[2:].lstrip("=")
+        else:
+            continue
+        return app.split(":")[0].split(".")[0] or "celery"
+    return "celery"
 
 
 def _clean_app_name(value) -> str:

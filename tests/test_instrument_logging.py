@@ -89,3 +89,21 @@ def test_the_sensor_never_feeds_on_its_own_records(run):
     assert "the sensor's own" not in text
     assert "the sensor's own error" in run.stderr  # still printed, as logging would
     assert run.receiver.schema_errors == []
+
+
+def test_what_libraries_log_on_the_sensors_thread_never_reaches_the_apps_handlers():
+    # httpx logs each request it makes at INFO: the sensor's exports are not the app's,
+    # and an app (a Celery worker) that logs at INFO must print nothing more.
+    run = drive("""
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        import spyglass
+        with spyglass.tracer().start_active_span("work"):
+            logging.getLogger("shop").info("the app's own line")
+        assert spyglass.flush(10)
+        logging.getLogger("httpx").info("the app's own httpx line")
+    """, bootstrap="runtime")
+    assert run.receiver.payloads("/v1/traces")
+    assert "shop: the app's own line" in run.stderr
+    assert "httpx: the app's own httpx line" in run.stderr
+    assert "HTTP Request" not in run.stderr

@@ -142,6 +142,20 @@ def test_span_fields_written_directly_parse_as_the_protobuf_message_says():
     assert resource == set(RESOURCE)
 
 
+def test_a_local_roots_links_are_encoded_as_otlp_span_links():
+    exported = []
+    tracer = Tracer(export=exported.append, export_lone_root=exported.append)
+    with tracer.start_active_span("retry") as scope:
+        scope.span.add_link(0xABC, 0xDEF)
+        with tracer.start_active_span("child"):
+            pass
+    body = encode.traces_body(RESOURCE, exported)
+    strict(body, ExportTraceServiceRequest)
+    child, root = json.loads(body)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert root["links"] == [{"traceId": f"{0xABC:032x}", "spanId": f"{0xDEF:016x}"}]
+    assert "links" not in child
+
+
 def test_lone_roots_are_encoded_as_the_reporter_receives_them():
     # The agent's tracer hands a trace that is its root alone to the reporter as the span
     # itself, not in a list; the body must be the one the lists would make.

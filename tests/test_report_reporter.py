@@ -238,3 +238,42 @@ def test_metrics_are_folded_while_the_queue_never_empties(receiver):
         SPYGLASS_METRICS_INTERVAL="1", SPYGLASS_SHUTDOWN_TIMEOUT="1")
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats["dropped"] == 0, stats
+
+
+def test_an_apps_handler_installed_later_gets_each_sigterm_once(receiver):
+    # Celery's worker installs its own SIGTERM handler after the sensor started: its
+    # warm shutdown runs once per signal, as without spyglass.
+    with subprocess.Popen([sys.executable, "-c", app("""
+        import signal, threading, time
+        calls = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+        print("ready", flush=True)
+        threading.Event().wait(1.5)
+        print(len(calls), flush=True)
+    """)], env=clean_env(AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url),
+            stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == "1"
+        assert proc.wait(timeout=20) == 0
+
+
+def test_a_forked_childs_sigterm_never_reaches_its_parent(receiver):
+    # Celery's main process handles SIGTERM its own way, and so does each prefork child it
+    # forks: a child's SIGTERM (recycled, revoked) must not stop the parent.
+    result = run_python(app("""
+        import os, signal, time
+        calls = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+        child = os.fork()
+        if child == 0:
+            signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(7))
+            time.sleep(30)
+            os._exit(0)
+        time.sleep(0.3)
+        os.kill(child, signal.SIGTERM)
+        print(os.waitpid(child, 0)[1] >> 8, flush=True)
+        time.sleep(1)
+        print(len(calls), flush=True)
+    """), AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
+    assert result.stdout.split() == ["7", "0"]

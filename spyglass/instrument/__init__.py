@@ -63,6 +63,11 @@ REGISTRY = {
     "django.template.base": "django_templates",
     "mako.template": "mako",
     "chameleon.template": "chameleon",
+    # task queues
+    "celery.app.base": "celery",
+    "rq.job": "rq",
+    "rq.queue": "rq",
+    "rq.worker.base": "rq",
     # servers (uWSGI's own module is not imported: spyglass.instrument.uwsgi watches for it)
     "uwsgidecorators": "uwsgi",
     "gunicorn.workers.base": "gunicorn",

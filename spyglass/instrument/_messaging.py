@@ -44,18 +44,21 @@ class Messaging:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def publishing(self, destination, operation="publish", **attributes):
-        """The PRODUCER span of a message about to be published, or None (spyglass's own
-        threads, inside a publish already traced, or on a failure of ours)."""
+    def publishing(self, destination, operation="publish", name=None, **attributes):
+        """The PRODUCER span of a message about to be published, ``<operation>
+        <destination>`` unless ``name`` is given, or None (spyglass's own threads, inside a
+        publish already traced, or on a failure of ours). ``destination`` None: not known
+        yet."""
         if suppressed.get() or _publishing.get():
             return None
         try:
-            span = self.agent.tracer.start_child(f"{operation} {destination}", PRODUCER)
+            span = self.agent.tracer.start_child(name or f"{operation} {destination}", PRODUCER)
             found = span.attributes
             found["messaging.system"] = self.system
             found["messaging.operation.type"] = "send"
             found["messaging.operation.name"] = operation
-            found["messaging.destination.name"] = str(destination)
+            if destination is not None:
+                found["messaging.destination.name"] = str(destination)
             found.update(attributes)
             return span
         except Exception:
@@ -115,8 +118,9 @@ class Messaging:
 
     # -- delivering -----------------------------------------------------------------------
 
-    def delivery(self, destination, carrier=None, **attributes):
-        """A ``Delivery`` for a message about to be handed to the app's callback, its span
+    def delivery(self, destination, carrier=None, name=None, kind=None, **attributes):
+        """A ``Delivery`` (or ``kind``, a subclass) for a message about to be handed to the
+        app's callback, its span (``process <destination>`` unless ``name`` is given)
         started, continuing the context in ``carrier`` (the message's headers, a mapping,
         or None); None on spyglass's own threads or on a failure of ours."""
         if suppressed.get():
@@ -124,7 +128,7 @@ class Messaging:
         try:
             agent = self.agent
             tracer = agent.tracer
-            name = f"process {destination}"
+            name = name or f"process {destination}"
             found = propagation.extract(carrier) if carrier else None
             active = get_active_scope()
             if found is None and active is not None:
@@ -136,9 +140,10 @@ class Messaging:
             values["messaging.system"] = self.system
             values["messaging.operation.type"] = "process"
             values["messaging.operation.name"] = "process"
-            values["messaging.destination.name"] = str(destination)
+            if destination is not None:
+                values["messaging.destination.name"] = str(destination)
             values.update(attributes)
-            return Delivery(agent, tracer, span, self.system, destination)
+            return (kind or Delivery)(agent, tracer, span, self.system, destination)
         except Exception:
             self.calls.failed()
             return None

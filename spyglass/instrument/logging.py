@@ -11,7 +11,9 @@ records tied to the current span (held back until the request errs or is slow un
 ``logging_on_error``), added as breadcrumbs, and those with ``exc_info`` go through
 ``capture_exception``. Records below the level cost one comparison more. Records of the
 ``spyglass`` logger, and anything logged on spyglass's own threads or while spyglass is
-handling a record, are left alone: the sensor never feeds on itself.
+handling a record, are left alone: the sensor never feeds on itself. What other libraries
+log on spyglass's own threads (httpx logs each export at INFO) does not exist without the
+sensor: it reaches no handler of the app.
 """
 import threading
 
@@ -36,16 +38,19 @@ def forwarding_records(call_handlers, agent):
     lazy = {}
 
     def load():
-        from ..trace.context import get_active_scope
+        from ..trace.context import get_active_scope, suppressed
 
         # Filled in one step: a record logged meanwhile (by another thread, or by what
         # _forwarder imports) must find the cache empty, not half made.
-        loaded = {"active": get_active_scope, "forward": _forwarder(agent)}
+        loaded = {"active": get_active_scope, "ours": suppressed.get,
+                  "forward": _forwarder(agent)}
         lazy.update(loaded)
         return loaded
 
     def callHandlers(self, record):
         loaded = lazy or load()
+        if loaded["ours"]() and not record.name.startswith("spyglass"):
+            return  # a library logging on spyglass's thread (httpx, each export at INFO)
         if "trace_id" not in record.__dict__:
             scope = loaded["active"]()
             span = scope.span if scope is not None else None

@@ -115,6 +115,11 @@ def _span_json(span):
         extra += ',"events":' + _dumps([
             {"timeUnixNano": str(when), "name": name, "attributes": attributes(attrs)}
             for when, name, attrs in span.events])
+    links = span.links  # a local root's, rarely any
+    if links:
+        extra += ',"links":[' + ",".join(
+            f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}"}}'
+            for trace_id, span_id in links) + "]"
     if span.status:
         extra += f',"status":{{"code":{span.status},"message":{_string(str(span.status_message))}}}'
     name = span.name

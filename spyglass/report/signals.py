@@ -102,23 +102,27 @@ class _SigtermHandler:
         main = threading.main_thread().ident
         for _ in range(KICKS):
             threads.sleep(HANDLER_GRACE)
-            if self.started:
-                return
+            if self.started or signal.getsignal(signal.SIGTERM) is not self:
+                return  # ours ran; or the app's own handler took SIGTERM over: its business
             log.debug("spyglass: the SIGTERM handler is pending; interrupting the main thread")
             signal.pthread_kill(main, signal.SIGTERM)  # interrupts the main thread's wait
 
     def after_fork_in_child(self):
-        """The wakeup fd is shared with the parent: a SIGTERM of ours must not reach its
-        watch. A fresh pipe and watch of our own, if the handler is still ours."""
-        if self._watch_fd is None or signal.getsignal(signal.SIGTERM) is not self:
+        """The wakeup fd is shared with the parent: no signal of the child's may reach its
+        watch (a Celery prefork child's SIGTERM would stop the whole worker). The child
+        lets go of it; a fresh pipe and watch of its own if the handler is still ours."""
+        if self._watch_fd is None:
             return
         try:
-            if signal.set_wakeup_fd(-1) != self._watch_fd:
-                return  # the app changed it since
+            previous = signal.set_wakeup_fd(-1)
+            if previous != self._watch_fd:
+                signal.set_wakeup_fd(previous)  # the app's own since: left as it was
+                return
         except ValueError:
             return
         self._watch_fd = None
-        self.watch()
+        if signal.getsignal(signal.SIGTERM) is self:
+            self.watch()
 
 
 def _die_of_sigterm():

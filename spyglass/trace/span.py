@@ -71,6 +71,7 @@ class Span(opentracing.Span):
                  "kind", "attributes", "end_ns", "events", "status", "status_message", "keep",
                  "_context")
     local_root = False  # True on a RootSpan
+    links = None  # only a local root may link to other spans (RootSpan.links)
     # Made by new_span() (a RootSpan by new_root_span()), not by a call with arguments: in
     # CPython 3.11 a class whose __init__ is Python code costs a round trip through C on
     # every call, more than all the attributes it sets; with object's own __init__ a class
@@ -196,10 +197,12 @@ class RootSpan(Span):
     referring to itself could only be freed by the cyclic GC. Hot paths that already know
     a parent's class skip the property."""
 
-    __slots__ = ("trace_id", "sampled", "tracestate", "spans", "summary")
+    __slots__ = ("trace_id", "sampled", "tracestate", "spans", "summary", "links")
     # trace_id: a slot here, not Span's property. parent_id, baggage, tracestate: set by the
     # tracer where a trace continues from elsewhere (a remote parent). summary: a
-    # TraceSummary from the trace's first call or dropped span on, else None.
+    # TraceSummary from the trace's first call or dropped span on, else None. links: None,
+    # or a list of (trace id, span id) of spans this one follows from without being their
+    # child (a task's attempt links to the attempt before it, see add_link).
     local_root = True
     # W3C's random-trace-id flag: our trace ids are random. A trace continued from a caller
     # carries the caller's flag, set on the instance where it is unset (rare): no cost to
@@ -320,6 +323,13 @@ class RootSpan(Span):
             summary.short_calls.append((span, min_duration_ns))
         return span
 
+    def add_link(self, trace_id, span_id):
+        """Link this span to the span ``span_id`` of trace ``trace_id`` (an OTLP span link:
+        related, but not its parent)."""
+        if self.links is None:
+            self.links = []
+        self.links.append((trace_id, span_id))
+
     def count_call(self, category, duration_ns):
         """Add a call to the request's aggregates (``spyglass.agg.<category>.*`` on the
         root), whether or not the call itself is exported."""
@@ -391,7 +401,8 @@ def new_root_span(tracer, trace_id, sampled, span_id, name, start_ns, kind=INTER
     span.start_ns = start_ns
     span.kind = kind
     span.attributes = {}
-    span.parent_id = span.baggage = span._context = span.events = span.summary = None
+    span.parent_id = span.baggage = span._context = span.events = None
+    span.summary = span.links = None
     span.tracestate = span.spans = ()  # spans: a list from the first child on, None once closed
     span.end_ns = 0
     span.status = STATUS_UNSET

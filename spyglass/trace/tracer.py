@@ -64,7 +64,8 @@ class Tracer(opentracing.Tracer):
                 span.start_ns = _time_ns()
                 span.kind = INTERNAL
                 span.attributes = {}
-                span.parent_id = span.baggage = span._context = span.events = span.summary = None
+                span.parent_id = span.baggage = span._context = span.events = None
+                span.summary = span.links = None
                 span.tracestate = span.spans = ()
                 span.end_ns = 0
                 span.status = STATUS_UNSET

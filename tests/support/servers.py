@@ -46,11 +46,12 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile("w+", prefix="spyglass-server-", suffix=".log")
-        self.env = clean_env(PORT=self.port, SPYGLASS_ENDPOINT=receiver.url,
-                             SPYGLASS_METRICS_INTERVAL="1", VIRTUAL_ENV=sys.prefix,
-                             EXAMPLE_DATABASE=os.path.join(tempfile.gettempdir(),
-                                                           f"spyglass-test-{self.port}.sqlite3"),
-                             **env)
+        self.env = clean_env(**{
+            "PORT": self.port, "SPYGLASS_ENDPOINT": receiver.url,
+            "SPYGLASS_METRICS_INTERVAL": "1", "VIRTUAL_ENV": sys.prefix,
+            "EXAMPLE_DATABASE": os.path.join(tempfile.gettempdir(),
+                                             f"spyglass-test-{self.port}.sqlite3"),
+            **env})  # ``env`` may override any of these
         argv = [arg.replace("{port}", str(self.port)) for arg in argv]
         self.process = subprocess.Popen(argv, cwd=cwd, env=self.env, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
