@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -224,8 +225,12 @@ def test_pool_workers_deliver_every_tasks_span(tmp_path, receiver, kind, method)
     script.write_text(POOL)
     result = subprocess.run([sys.executable, str(script), kind, method], capture_output=True,
                             text=True, timeout=120,
+                            # Only the drain at a worker's end can deliver: no periodic
+                            # export or metrics wake-up gets there first.
                             env=clean_env(AUTOWRAPT_BOOTSTRAP="runtime",
-                                          SPYGLASS_ENDPOINT=receiver.url))
+                                          SPYGLASS_ENDPOINT=receiver.url,
+                                          SPYGLASS_FLUSH_INTERVAL="60",
+                                          SPYGLASS_METRICS_INTERVAL="0"))
     assert (result.returncode, result.stdout, result.stderr) == (0, "140\n", "")
     expected = {f"task-{i}" for i in range(8)}
     receiver.wait_for(lambda r: {s["name"] for s in r.spans()} >= expected, timeout=10)
@@ -348,3 +353,23 @@ def test_fork_while_the_reporter_encodes_big_traces_does_not_wait_for_it(receive
     """), timeout=120, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
     assert float(result.stdout) < 1.0  # was up to 5 s: FORK_WAIT, the import lock's limit
     receiver.wait_for(lambda r: sum(s["name"] == "child" for s in r.spans()) == 10)
+
+
+def test_a_slow_calls_stack_masks_the_literals_of_its_source_lines(tmp_path, receiver):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import sqlite3, spyglass, opentracing
+        db = sqlite3.connect(":memory:")
+        with opentracing.tracer.start_active_span("job"):
+            db.execute("SELECT 'literal-SECRET-1' WHERE 1 = ?", (1,)); password = "hunter2-SECRET-2"
+        print(spyglass.flush(10))
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, env=clean_env(
+                                AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url,
+                                SPYGLASS_TIMING_DBAPI2_SQLITE3="0"))  # every call slow
+    assert result.stdout.strip() == "True", result.stderr
+    stacks = [s["attrs"]["spyglass.stack"] for s in receiver.spans()
+              if "spyglass.stack" in s["attrs"]]
+    assert stacks and all('db.execute("?", (1,))' in stack for stack in stacks), stacks
+    assert "SECRET" not in receiver.raw_text()

@@ -73,6 +73,7 @@ REGISTRY = {
     "gunicorn.workers.base": "gunicorn",
     # process pools: multiprocessing, concurrent.futures, billiard (Celery)
     "multiprocessing.util": "multiprocessing",
+    "billiard.pool": "billiard",
 }
 
 # Exceptions nothing caught, unless ``capture_unhandled`` is false: sys and threading are

@@ -26,6 +26,7 @@ import sys
 import time
 
 from ..errors.event import in_app
+from ..redact.scrub import mask_string_literals
 from ..trace.span import CLIENT, RootSpan
 
 log = logging.getLogger("spyglass")
@@ -56,6 +57,7 @@ class CallRecorder:
         # only their type and frames leave.
         self.quoted_errors = quoted_errors
         self._logged = False
+        self._scrubber = None  # made at the first slow call
 
     def record(self, parent, name, start_ns, end_ns, attributes, error=None, repeat_key=None):
         """A finished leaf call under ``parent`` (a Span); returns its span, if one was made.
@@ -102,7 +104,14 @@ class CallRecorder:
         attributes["spyglass.slow"] = True
         stack = in_app_stack(self.in_app_include, self.in_app_exclude)
         if stack:
-            attributes["spyglass.stack"] = stack
+            # Its source lines are the app's code: their literals (a value, a statement: the
+            # app's data) are masked by in_app_stack, and what else looks secret redacted.
+            scrubber = self._scrubber
+            if scrubber is None:
+                from ..redact.scrub import Scrubber
+
+                scrubber = self._scrubber = Scrubber(extra_keys=self.agent.config.scrub_keys)
+            attributes["spyglass.stack"] = scrubber.text(stack)
 
     def failed(self):
         """Call from an ``except`` block inside spyglass: log the first error per library."""
@@ -117,7 +126,8 @@ class CallRecorder:
 def in_app_stack(include=(), exclude=(), limit=MAX_STACK_FRAMES):
     """The app's own frames of the current stack, formatted as a traceback, innermost last.
 
-    Only called for slow calls: walking the stack costs a few microseconds.
+    Only called for slow calls: walking the stack costs a few microseconds. The string
+    literals of its source lines are masked (``redact.scrub.mask_string_literals``).
     """
     frame = sys._getframe(1)
     lines = []
@@ -127,7 +137,8 @@ def in_app_stack(include=(), exclude=(), limit=MAX_STACK_FRAMES):
         module = frame.f_globals.get("__name__")
         if in_app(module, _absolute(filename), include, exclude):
             entry = f'  File "{filename}", line {frame.f_lineno}, in {code.co_name}\n'
-            source = linecache.getline(filename, frame.f_lineno, frame.f_globals).strip()
+            source = mask_string_literals(
+                linecache.getline(filename, frame.f_lineno, frame.f_globals).strip())
             lines.append(entry + f"    {source}\n" if source else entry)
         frame = frame.f_back
     lines.reverse()
