@@ -10,6 +10,7 @@ import time
 
 from .durations import parse_duration, parse_instant
 from .error_event import clean_event
+from .error_states import STATES
 from .model import INT64_MAX
 from .openapi import openapi_document
 
@@ -191,28 +192,60 @@ class Api:
         return {"since_ns": since_ns, **profile}
 
     def slow_calls(self, query):
-        since_ns, _ = _window(query)
+        since_ns, until_ns = _window(query)
         sort = query.get("sort") or "total"
         if sort not in ("total", "count", "p95"):
             raise ApiError(400, f"sort: use total, count or p95, not {sort!r}")
+        slow_only = not _flag(query, "all")
         calls = self.store.slow_calls(since_ns, service=query.get("service") or None, sort=sort,
-                                      limit=_limit(query, 50))
-        return {"since_ns": since_ns, "sort": sort, "calls": calls}
+                                      limit=_limit(query, 50), slow_only=slow_only)
+        until_ns = until_ns or time.time_ns()
+        step_ns = _step(since_ns, until_ns, SPARKLINE_POINTS)
+        series = self.store.slow_call_p95_series(since_ns, until_ns, step_ns,
+                                                 [(call["service"], call["key"]) for call in calls], slow_only)
+        for call in calls:
+            call["p95_series"] = series.get((call["service"], call["key"]), [])
+        return {"since_ns": since_ns, "sort": sort, "slow_only": slow_only, "step_ns": step_ns, "calls": calls}
 
     def error_groups(self, query):
         since_ns, _ = _window(query)
+        state = query.get("state") or ""
+        if state not in ("", "all", *STATES):
+            raise ApiError(400, f"state: use open, resolved, ignored or all, not {state[:40]!r}")
+        states = {"": ("open", "resolved"), "all": None}.get(state, (state,))
         groups = self.store.error_groups(since_ns, service=query.get("service") or None,
-                                         limit=_limit(query, 100))
+                                         limit=_limit(query, 100), states=states)
         return {"since_ns": since_ns, "groups": groups}
 
     def error_group(self, query, group_id):
-        if len(group_id) > 19 or int(group_id) > INT64_MAX:
-            raise ApiError(400, f"group_id: {group_id} is larger than any id")
-        group = self.store.error_group(int(group_id))
-        latest = group and group.get("latest_event")
+        group_id = _group_id(group_id)
+        since_ns, until_ns = _window(query)
+        group = self.store.error_group(group_id)
+        if group is None:
+            return None
+        latest = group.get("latest_event")
         if latest:  # cleaned on the way in; again for events stored before that
             latest["event"] = clean_event(latest.get("event"))
-        return group
+        until_ns = until_ns or time.time_ns()
+        activity = self.store.error_group_activity(group_id, since_ns, until_ns,
+                                                   _step(since_ns, until_ns, FREQUENCY_POINTS))
+        return {**group, "since_ns": since_ns, **activity}
+
+    # -- changes (POST) ------------------------------------------------------------------
+
+    def handle_post(self, path, content_type, body):
+        """``(status, payload)`` for a POST of ``body`` (bytes) to ``path``."""
+        match = re.fullmatch(r"/api/errors/(?P<group_id>[0-9]+)", path)
+        if match is None:
+            if any(pattern.fullmatch(path) for pattern, _ in self._routes):
+                raise ApiError(405, f"{path} takes GET only")
+            raise ApiError(404, f"no API endpoint at {path}: see /api/openapi.json")
+        group_id = _group_id(match["group_id"])
+        state = _state_change(content_type, body)
+        group = self.store.set_error_state(group_id, state)
+        if group is None:
+            raise ApiError(404, f"no error group {group_id}")
+        return 200, group
 
     def latest_metrics(self, query):
         since_ns, _ = _window(query)
@@ -223,6 +256,45 @@ class Api:
         series = self.store.metric_series(name, since_ns, service=query.get("service") or None,
                                           instance=query.get("instance") or None)
         return {"since_ns": since_ns, "name": name, "series": series}
+
+
+#: Buckets of an error group's frequency chart, and points of a slow call's sparkline.
+FREQUENCY_POINTS, SPARKLINE_POINTS = 60, 24
+#: The largest body a POST to the API may have: a state change is a few bytes.
+MAX_POST_BYTES = 4096
+
+
+def _step(since_ns, until_ns, points):
+    """A bucket length that cuts the window into about ``points`` buckets: a whole second,
+    at least."""
+    return max(NS, -(-(until_ns - since_ns) // points // NS) * NS)
+
+
+def _group_id(text):
+    if len(text) > 19 or int(text) > INT64_MAX:
+        raise ApiError(400, f"group_id: {text[:40]} is larger than any id")
+    return int(text)
+
+
+def _state_change(content_type, body):
+    """The state a POST body asks for: ``{"state": "open" | "resolved" | "ignored"}``.
+
+    JSON only: a page on another site can make a browser send a form, not JSON
+    (that needs the site's consent, by CORS), so it cannot change states behind a user's back.
+    """
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, f"send JSON (Content-Type: application/json), not {media_type[:40]!r}")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not JSON: {str(exc)[:80]}") from None
+    if not isinstance(document, dict) or set(document) != {"state"}:
+        raise ApiError(400, 'send {"state": "open" | "resolved" | "ignored"} and nothing else')
+    state = document["state"]
+    if state not in STATES:  # also refuses what is not a string
+        raise ApiError(400, f"state: use open, resolved or ignored, not {str(state)[:40]!r}")
+    return state
 
 
 def _finite(value):

@@ -146,6 +146,7 @@ def span_row(resource, scope, trace_id, span_id, parent_id, name, kind, start_ns
         start_ns, end_ns, max(0, end_ns - start_ns), status_code, status_message or None,
         int(is_root), route, method, http_status, int(is_error), user, *call,
         dumps(attributes), dumps(events) if events else None, dumps(links) if links else None,
+        int(attributes.get("spyglass.slow") is True),
     )
 
 
@@ -213,7 +214,7 @@ def error_from_span_event(resource, trace_id, span_id, span_attributes, event_ti
         fingerprint=fallback_fingerprint(event["type"], frames, event["stacktrace"]), type=event["type"],
         message=event["message"], culprit=culprit(frames), trace_id=trace_id, span_id=span_id,
         route=text(span_attributes.get("http.route")), user_id=user_id,
-        handled=False, source="span", event=event,
+        handled=False, source="span", event=event, release=resource.version,
     )
 
 
@@ -243,7 +244,7 @@ def error_from_log(resource, time_ns, severity_number, body, trace_id, span_id, 
         time_ns=time_ns, resource_key=resource.key, service=resource.service,
         fingerprint=fingerprint, type=event["type"], message=event["message"], culprit=culprit(frames),
         trace_id=trace_id, span_id=span_id, route=text(attributes.get("http.route")),
-        user_id=user_id, handled=event.get("handled"), source="log", event=event,
+        user_id=user_id, handled=event.get("handled"), source="log", event=event, release=resource.version,
     )
 
 

@@ -13,7 +13,7 @@ SPAN_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "resource_key", "service", "scope", "name", "kind",
     "start_ns", "end_ns", "duration_ns", "status_code", "status_message", "is_root", "route",
     "http_method", "http_status", "is_error", "user_id", "call_key", "call_label",
-    "call_category", "call_count", "attributes", "events", "links",
+    "call_category", "call_count", "attributes", "events", "links", "is_slow",
 )
 LOG_COLUMNS = (
     "time_ns", "resource_key", "service", "severity_number", "severity_text", "body",
@@ -131,6 +131,7 @@ class Resource:
     instance: str
     sdk: str
     attributes: str  # JSON
+    version: str = None  # service.version: the release this process runs
 
     @classmethod
     def from_attributes(cls, attributes):
@@ -144,6 +145,7 @@ class Resource:
             instance=instance or "-",
             sdk=text(attributes.get("telemetry.sdk.name")) or "",
             attributes=encoded,
+            version=text(attributes.get("service.version")),
         )
 
 
@@ -165,6 +167,7 @@ class ErrorEvent:
     handled: bool = None
     source: str = "log"
     event: dict = field(default_factory=dict)
+    release: str = None  # its process's service.version
 
 
 @dataclass

@@ -39,7 +39,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .model import LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
+from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
+from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -72,8 +73,8 @@ _COPY = {
 _MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
                 f"FROM spans_incoming ON CONFLICT DO NOTHING")
 _UPSERT_RESOURCE = """
-    INSERT INTO resources AS r (key, service, instance, attributes, first_seen_ns, last_seen_ns)
-    VALUES (%s, %s, %s, %s, %s, %s)
+    INSERT INTO resources AS r (key, service, instance, attributes, first_seen_ns, last_seen_ns, version)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (key) DO UPDATE SET last_seen_ns = greatest(r.last_seen_ns, excluded.last_seen_ns)
 """
 _UPSERT_ERROR_GROUP = """
@@ -87,12 +88,12 @@ _UPSERT_ERROR_GROUP = """
         message = CASE WHEN excluded.last_seen_ns >= g.last_seen_ns THEN excluded.message ELSE g.message END,
         culprit = CASE WHEN excluded.last_seen_ns >= g.last_seen_ns THEN excluded.culprit ELSE g.culprit END,
         last_seen_ns = greatest(g.last_seen_ns, excluded.last_seen_ns)
-    RETURNING id, last_seen_ns
+    RETURNING id, last_seen_ns, state, state_changed_ns, resolved_release
 """
 _INSERT_ERROR_EVENT = """
     INSERT INTO error_events (group_id, time_ns, resource_key, service, trace_id, span_id, route,
-                              user_id, handled, source, event)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
+                              user_id, handled, source, event, release)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id
 """
 
 
@@ -159,7 +160,8 @@ def _scrubbed(batch):
         for name, value in vars(error).items():
             setattr(error, name, _scrub(value, name in _INDEXED["errors"]))
     batch.resources = {key: replace(r, service=_scrub(r.service, True), instance=_scrub(r.instance),
-                                    attributes=_scrub(r.attributes)) for key, r in batch.resources.items()}
+                                    attributes=_scrub(r.attributes), version=_scrub(r.version, True))
+                       for key, r in batch.resources.items()}
     return batch
 
 
@@ -246,7 +248,7 @@ class PostgresStore(Queries):
 
     def _write(self, batch):
         now_ns = time.time_ns()
-        resources = sorted((r.key, r.service, r.instance, r.attributes, now_ns, now_ns)
+        resources = sorted((r.key, r.service, r.instance, r.attributes, now_ns, now_ns, r.version)
                            for r in batch.resources.values()
                            if now_ns - self._resources_written.get(r.key, 0) > RESOURCE_REFRESH_NS)
         metrics = [tuple(None if i in _FLOAT_INDEXES and v != v else v for i, v in enumerate(row))
@@ -293,9 +295,25 @@ class PostgresStore(Queries):
         event_id = cursor.execute(_INSERT_ERROR_EVENT, (
             group_id, error.time_ns, error.resource_key, error.service, error.trace_id, error.span_id,
             error.route, error.user_id, error.handled, error.source,
-            json.dumps(error.event, default=str))).fetchone()["id"]
+            json.dumps(error.event, default=str), error.release)).fetchone()["id"]
         if error.time_ns >= group["last_seen_ns"]:
             cursor.execute("UPDATE error_groups SET latest_event_id = %s WHERE id = %s", (event_id, group_id))
+
+        def first_seen(release):
+            return cursor.execute(_dialect(RELEASE_FIRST_SEEN), (error.service, release)).fetchone()["first_seen_ns"]
+
+        if reopens(group["state"], group["state_changed_ns"], group["resolved_release"], error, first_seen):
+            cursor.execute(_dialect(REOPEN), (error.time_ns, group_id))
+
+    def set_error_state(self, group_id, state, now_ns=None):
+        """Set a group's state (``error_states.STATES``); the group as it is then, or
+        ``None`` if there is no such group."""
+        if not 0 < int(group_id) <= INT64_MAX:
+            return None
+        with self._connection() as connection:
+            row = connection.execute(_dialect(SET_STATE), state_parameters(
+                group_id, state, time.time_ns() if now_ns is None else now_ns)).fetchone()
+        return group_state(dict(row)) if row else None
 
     # -- partitions ----------------------------------------------------------------------
 

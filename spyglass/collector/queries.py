@@ -13,6 +13,9 @@ Percentiles are nearest-rank: the p-th percentile of n values is the one of rank
 arithmetic, in both dialects.
 """
 import json
+import re
+
+from .error_states import group_state
 
 NS = 1_000_000_000
 INT64_MAX = (1 << 63) - 1
@@ -66,7 +69,7 @@ SLOW_CALLS = f"""
     FROM (SELECT service, call_key, call_label, call_category, call_count, duration_ns, trace_id, span_id,
                  row_number() OVER (PARTITION BY service, call_key ORDER BY duration_ns DESC) AS rank_desc,
                  count(*) OVER (PARTITION BY service, call_key) AS n
-          FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {{service_clause}}) AS ranked
+          FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {{service_clause}} {{slow_clause}}) AS ranked
     GROUP BY service, call_key
     ORDER BY {{order}} DESC, service, key
     LIMIT ?
@@ -89,7 +92,7 @@ TRACES = """
 ERROR_GROUPS = """
     SELECT g.*, (SELECT count(DISTINCT user_id) FROM error_events WHERE group_id = g.id) AS users,
            (SELECT count(*) FROM error_events WHERE group_id = g.id AND time_ns >= ?) AS recent
-    FROM error_groups AS g WHERE g.last_seen_ns >= ? {service_clause}
+    FROM error_groups AS g WHERE g.last_seen_ns >= ? {service_clause} {state_clause}
     ORDER BY g.last_seen_ns DESC, g.id DESC LIMIT ?
 """
 
@@ -134,6 +137,70 @@ def status_clause(status, parameters):
     return "http_status = ?"
 
 
+#: A route template's placeholders, in either form: ``{id}`` (OpenAPI, Starlette, FastAPI) or
+#: ``<int:id>`` (Flask, Werkzeug, Django's ``path()``).
+_PLACEHOLDER = re.compile(r"\{[^{}/]*\}|<[^<>/]*>")
+_LIKE = "lower({column}) LIKE ? ESCAPE '\\'"
+
+
+def _like_escaped(text):
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def route_clause(route, parameters):
+    """SQL for a route filter: a substring of a request's route (or root span name), case
+    aside, whose placeholders match placeholders of either form: ``/users/{id}`` finds
+    ``/users/<int:id>`` and ``GET /users/{user_id}/posts``, ``users`` finds both."""
+    parts = [_like_escaped(part) for part in _PLACEHOLDER.split(str(route).lower())]
+    if len(parts) == 1:
+        patterns = [f"%{parts[0]}%"]
+    else:
+        patterns = [f"%{f'{opening}%{closing}'.join(parts)}%" for opening, closing in ("{}", "<>")]
+    clauses = []
+    for column in ("route", "name"):
+        for pattern in patterns:
+            clauses.append(_LIKE.format(column=column))
+            parameters.append(pattern)
+    return f"({' OR '.join(clauses)})"
+
+
+def _in_clause(column, values, parameters):
+    """``AND column IN (...)`` for ``values``; nothing for ``None`` (any value)."""
+    if values is None:
+        return ""
+    parameters += list(values)
+    return f"AND {column} IN ({', '.join('?' * len(values))})" if values else "AND 1 = 0"
+
+
+ERROR_FREQUENCY = """
+    SELECT (time_ns - ?) / ? AS bucket, count(*) AS events FROM error_events
+    WHERE group_id = ? AND time_ns >= ? AND time_ns < ? GROUP BY bucket
+"""
+#: What an error group's events are broken down by, and the column that holds it.
+ERROR_BREAKDOWNS = {"route": "route", "release": "release", "user": "user_id"}
+ERROR_BREAKDOWN = """
+    SELECT {column} AS value, count(*) AS events FROM error_events
+    WHERE group_id = ? AND time_ns >= ? AND time_ns < ?
+    GROUP BY {column} ORDER BY events DESC, {column} IS NULL, {column} LIMIT ?
+"""
+SLOW_CALL_P95 = f"""
+    SELECT service, call_key, bucket, {_percentile_column(95)}
+    FROM (SELECT service, call_key, bucket, duration_ns,
+                 row_number() OVER (PARTITION BY service, call_key, bucket ORDER BY duration_ns) AS rank_asc,
+                 count(*) OVER (PARTITION BY service, call_key, bucket) AS n
+          FROM (SELECT service, call_key, (start_ns - ?) / ? AS bucket, duration_ns FROM spans
+                WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {{keys_clause}} {{slow_clause}}
+               ) AS bucketed) AS ranked
+    GROUP BY service, call_key, bucket
+"""
+
+
+def _buckets(since_ns, until_ns, step_ns):
+    """The start of each bucket of ``step_ns`` from ``since_ns`` to ``until_ns``, in seconds."""
+    count = max(1, -(-(until_ns - since_ns) // step_ns))
+    return [(since_ns + index * step_ns) / NS for index in range(count)]
+
+
 class Queries:
     """The ``Store`` read methods, over ``self._rows(sql, parameters) -> [dict]``."""
 
@@ -176,8 +243,7 @@ class Queries:
             clauses.append("service = ?")
             parameters.append(service)
         if route:
-            clauses.append("(route = ? OR name = ?)")
-            parameters += [route, route]
+            clauses.append(route_clause(route, parameters))
         if status:
             clauses.append(status_clause(status, parameters))
         if min_duration_ns:
@@ -238,9 +304,10 @@ class Queries:
                 "stacks": [{"frames": row["stack"].split("\n"), "samples": int(row["samples"])}
                            for row in rows]}
 
-    def slow_calls(self, since_ns, service=None, sort="total", limit=50):
+    def slow_calls(self, since_ns, service=None, sort="total", limit=50, slow_only=False):
         parameters = [since_ns]
-        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters), order=SLOW_CALL_ORDER[sort])
+        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters), order=SLOW_CALL_ORDER[sort],
+                                slow_clause="AND is_slow" if slow_only else "")
         parameters.append(int(limit))
         result = []
         for row in self._rows(sql, parameters):
@@ -249,11 +316,12 @@ class Queries:
             result.append({**row, "total_ms": total_ms, "avg_ms": total_ms / count, "p95_ms": p95_ms, "max_ms": max_ms})
         return result
 
-    def error_groups(self, since_ns, service=None, limit=100):
+    def error_groups(self, since_ns, service=None, limit=100, states=None):
         parameters = [since_ns, since_ns]
-        sql = ERROR_GROUPS.format(service_clause=_service_clause(service, parameters, "g.service"))
+        sql = ERROR_GROUPS.format(service_clause=_service_clause(service, parameters, "g.service"),
+                                  state_clause=_in_clause("g.state", states, parameters))
         parameters.append(int(limit))
-        return self._rows(sql, parameters)
+        return [group_state(row) for row in self._rows(sql, parameters)]
 
     def error_group(self, group_id):
         if not 0 < int(group_id) <= INT64_MAX:  # no such id, and no database takes the number
@@ -263,7 +331,7 @@ class Queries:
             "FROM error_groups AS g WHERE g.id = ?", [int(group_id)])
         if not groups:
             return None
-        group = groups[0]
+        group = group_state(groups[0])
         latest = self._rows("SELECT * FROM error_events WHERE id = ?", [group["latest_event_id"]])
         group["latest_event"] = _error_event(latest[0]) if latest else None
         group["events"] = [_handled(row) for row in self._rows(
@@ -273,6 +341,39 @@ class Queries:
         group["logs"] = [_log(row) for row in self._rows(
             "SELECT * FROM logs WHERE trace_id = ? ORDER BY time_ns", [trace_id])] if trace_id else []
         return group
+
+    def error_group_activity(self, group_id, since_ns, until_ns, step_ns, breakdown_limit=10):
+        """A group's events from ``since_ns`` to ``until_ns``: ``frequency``, ``[seconds,
+        events]`` per bucket of ``step_ns`` (each bucket, zeros too), and ``breakdown``,
+        the most frequent routes, releases and users (``None``: not known), with their
+        counts."""
+        if not 0 < int(group_id) <= INT64_MAX:
+            return None
+        counts = {row["bucket"]: row["events"] for row in self._rows(
+            ERROR_FREQUENCY, [since_ns, step_ns, int(group_id), since_ns, until_ns])}
+        frequency = [[start, int(counts.get(index, 0))]
+                     for index, start in enumerate(_buckets(since_ns, until_ns, step_ns))]
+        breakdown = {name: [{"value": row["value"], "events": int(row["events"])} for row in self._rows(
+            ERROR_BREAKDOWN.format(column=column), [int(group_id), since_ns, until_ns, int(breakdown_limit)])]
+            for name, column in ERROR_BREAKDOWNS.items()}
+        return {"step_ns": step_ns, "frequency": frequency, "breakdown": breakdown}
+
+    def slow_call_p95_series(self, since_ns, until_ns, step_ns, calls, slow_only=False):
+        """The p95 of each of ``calls`` (``(service, key)`` pairs) per bucket of ``step_ns``:
+        ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window."""
+        wanted = {(service, key) for service, key in calls}
+        if not wanted:
+            return {}
+        parameters = [since_ns, step_ns, since_ns, until_ns]
+        sql = SLOW_CALL_P95.format(keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
+                                   slow_clause="AND is_slow" if slow_only else "")
+        found = {}
+        for row in self._rows(sql, parameters):
+            if (row["service"], row["call_key"]) in wanted:
+                found.setdefault((row["service"], row["call_key"]), {})[row["bucket"]] = _ms(row["p95_ns"])
+        starts = _buckets(since_ns, until_ns, step_ns)
+        return {call: [[start, found.get(call, {}).get(index)] for index, start in enumerate(starts)]
+                for call in wanted}
 
     def latest_metrics(self, since_ns, service=None):
         parameters = [since_ns]

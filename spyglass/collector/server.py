@@ -7,6 +7,7 @@ buy nothing. HTTP/1.1 keep-alive is on, which is what OTLP exporters use.
 """
 import base64
 import hmac
+import json
 import logging
 import mimetypes
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import otlp_json, otlp_profiles, otlp_proto, wire
+from .api import MAX_POST_BYTES as MAX_API_POST_BYTES
 from .api import Api, ApiError
 from .connections import Busy, ByteBudget, PooledHTTPServer
 from .store import StoreError, StoreRejected, open_store
@@ -155,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _post(self):
         path = urlsplit(self.path).path.rstrip("/")
+        if path == "/api" or path.startswith("/api/"):
+            return self._send(self._api_post(unquote(path)))
         signal_name = _SIGNALS.get(path)
         if signal_name is None:
             self._discard_body()
@@ -185,8 +189,16 @@ class Handler(BaseHTTPRequestHandler):
                                     headers={"WWW-Authenticate": 'Basic realm="spyglass"'}))
         if path == "/api" or path.startswith("/api/"):
             return self._send(self._api(path, query))
-        status, content_type, html = self.collector.ui.page(path, query)
+        status, content_type, html = self.collector.ui.page(path, query, self._endpoint())
         self._send(Reply(status, html, content_type))
+
+    def _endpoint(self):
+        """Where this collector listens, as the UI's hints name it: the address this
+        connection reached (a collector bound to every interface listens on that one too)."""
+        host, port = self.connection.getsockname()[:2]
+        if host.startswith("::ffff:") and "." in host:  # IPv4 on a socket bound to "::"
+            host = host[len("::ffff:"):]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def _api(self, path, query):
         try:
@@ -194,6 +206,20 @@ class Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             status, payload = exc.status, {"error": exc.reason}
         return Reply(status, Api.encode(payload))
+
+    def _api_post(self, path):
+        """A change through the API (an error group's state): JSON in, JSON out."""
+        if not self._authorized():
+            self._discard_body()
+            return Reply(401, b'{"error": "missing or wrong API key"}')
+        body = self._read_body(MAX_API_POST_BYTES)
+        if isinstance(body, Reply):  # refused: the API answers in its own form
+            return Reply(body.status, Api.encode({"error": _reason(body)}), headers=body.headers)
+        try:
+            status, payload = self.collector.api.handle_post(path, self.headers.get("Content-Type"), body)
+        except ApiError as exc:
+            status, payload = exc.status, {"error": exc.reason}
+        return Reply(status, Api.encode(payload), headers={"Allow": "GET"} if status == 405 else None)
 
     def _authorized(self):
         return self.collector.authorized(self.headers.get("Authorization"), self.headers.get("X-API-Key"))
@@ -219,14 +245,14 @@ class Handler(BaseHTTPRequestHandler):
             return Collector.refuse(400, f"Content-Length is not a number of bytes: {values[0][:40]!r}")
         return int(values[0])
 
-    def _read_body(self):
+    def _read_body(self, limit=None):
         length = self._content_length()
         if length is None:
             self.close_connection = True
             return Collector.refuse(411, "a Content-Length header is required")
         if isinstance(length, Reply):
             return length
-        limit = self.collector.config.max_body_bytes
+        limit = limit or self.collector.config.max_body_bytes
         if length > limit:
             self.close_connection = True  # the unread body would poison the next request
             self._body_unread = True
@@ -292,6 +318,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_error(self, format, *args):  # noqa: A002
         logger.info("%s - %s", self.address_string(), format % args)
+
+
+def _reason(reply):
+    """What a refusal made by ``Collector.refuse`` (OTLP's JSON status) says."""
+    try:
+        return json.loads(reply.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {reply.status}"
 
 
 def _static(relative):

@@ -76,4 +76,19 @@ MIGRATIONS = [
     CREATE INDEX profile_samples_by_service ON profile_samples (service, time_ns) WHERE trace_id IS NULL;
     CREATE INDEX profile_samples_by_time ON profile_samples (time_ns);
     """,
+    # 3: the error workflow and slow calls (issue 17): a group's state (open, resolved,
+    # ignored), whether it came back as a regression, and the release it was resolved in;
+    # each event's release and each process's (service.version), to tell a later release;
+    # calls at or over their slow threshold (spyglass.slow), with their own index
+    """
+    ALTER TABLE error_groups ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE error_groups ADD COLUMN regression INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE error_groups ADD COLUMN state_changed_ns INTEGER;
+    ALTER TABLE error_groups ADD COLUMN resolved_release TEXT;
+    ALTER TABLE error_events ADD COLUMN release TEXT;
+    ALTER TABLE resources ADD COLUMN version TEXT;
+    ALTER TABLE spans ADD COLUMN is_slow INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX slow_calls_by_time ON spans (start_ns) WHERE is_slow AND call_key IS NOT NULL;
+    CREATE INDEX resources_by_version ON resources (service, version);
+    """,
 ]

@@ -25,7 +25,8 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from .model import LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
+from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
+from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
 from .sqlite_schema import MIGRATIONS
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -54,8 +55,8 @@ _INSERT_LOGS = _insert("logs", LOG_COLUMNS)
 _INSERT_METRICS = _insert("metric_points", METRIC_COLUMNS)
 _INSERT_PROFILES = _insert("profile_samples", PROFILE_COLUMNS)
 _UPSERT_RESOURCE = """
-    INSERT INTO resources (key, service, instance, attributes, first_seen_ns, last_seen_ns)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO resources (key, service, instance, attributes, first_seen_ns, last_seen_ns, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (key) DO UPDATE SET last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)
 """
 _UPSERT_ERROR_GROUP = """
@@ -69,11 +70,11 @@ _UPSERT_ERROR_GROUP = """
         message = iif(excluded.last_seen_ns >= last_seen_ns, excluded.message, message),
         culprit = iif(excluded.last_seen_ns >= last_seen_ns, excluded.culprit, culprit),
         last_seen_ns = max(last_seen_ns, excluded.last_seen_ns)
-    RETURNING id, last_seen_ns
+    RETURNING id, last_seen_ns, state, state_changed_ns, resolved_release
 """
 _INSERT_ERROR_EVENT = _insert("error_events", (
     "group_id", "time_ns", "resource_key", "service", "trace_id", "span_id", "route", "user_id",
-    "handled", "source", "event"))
+    "handled", "source", "event", "release"))
 
 
 @contextmanager
@@ -229,7 +230,7 @@ class SQLiteStore(Queries):
 
     def write(self, batch):
         now_ns = time.time_ns()
-        resources = [(r.key, r.service, r.instance, r.attributes, now_ns, now_ns)
+        resources = [(r.key, r.service, r.instance, r.attributes, now_ns, now_ns, r.version)
                      for r in batch.resources.values()]
         with self._transaction() as connection:
             connection.executemany(_UPSERT_RESOURCE, resources)
@@ -248,16 +249,33 @@ class SQLiteStore(Queries):
 
     @staticmethod
     def _write_error(connection, error):
-        group_id, last_seen_ns = connection.execute(_UPSERT_ERROR_GROUP, (
-            error.service, error.fingerprint, error.type, error.message, error.culprit,
-            error.time_ns, error.time_ns)).fetchone()
+        group_id, last_seen_ns, state, state_changed_ns, resolved_release = connection.execute(
+            _UPSERT_ERROR_GROUP, (error.service, error.fingerprint, error.type, error.message, error.culprit,
+                                  error.time_ns, error.time_ns)).fetchone()
         handled = None if error.handled is None else int(error.handled)
         event_id = connection.execute(_INSERT_ERROR_EVENT, (
             group_id, error.time_ns, error.resource_key, error.service, error.trace_id, error.span_id,
             error.route, error.user_id, handled, error.source,
-            json.dumps(error.event, default=str))).lastrowid
+            json.dumps(error.event, default=str), error.release)).lastrowid
         if error.time_ns >= last_seen_ns:
             connection.execute("UPDATE error_groups SET latest_event_id = ? WHERE id = ?", (event_id, group_id))
+
+        def first_seen(release):
+            return connection.execute(RELEASE_FIRST_SEEN, (error.service, release)).fetchone()[0]
+
+        if reopens(state, state_changed_ns, resolved_release, error, first_seen):
+            connection.execute(REOPEN, (error.time_ns, group_id))
+
+    def set_error_state(self, group_id, state, now_ns=None):
+        """Set a group's state (``error_states.STATES``); the group as it is then, or
+        ``None`` if there is no such group."""
+        if not 0 < int(group_id) <= INT64_MAX:
+            return None
+        with self._transaction() as connection:
+            cursor = connection.execute(SET_STATE, state_parameters(
+                group_id, state, time.time_ns() if now_ns is None else now_ns))
+            row = cursor.fetchone()
+        return group_state(dict(zip((column[0] for column in cursor.description), row))) if row else None
 
     # -- retention -----------------------------------------------------------------------
 

@@ -51,14 +51,24 @@ class Store(Protocol):
     def profile(self, trace_id=None, service=None, route=None, since_ns=0, limit=500) -> dict:
         """Stacks and their samples: a trace's, a route's requests' or a service's."""
 
-    def slow_calls(self, since_ns: int, service=None, sort="total", limit=50) -> list:
-        """Calls grouped by normalized statement or operation, ranked by ``sort``."""
+    def slow_calls(self, since_ns: int, service=None, sort="total", limit=50, slow_only=False) -> list:
+        """Calls grouped by normalized statement or operation, ranked by ``sort``; with
+        ``slow_only``, only those at or over their slow threshold (``spyglass.slow``)."""
 
-    def error_groups(self, since_ns: int, service=None, limit=100) -> list:
-        """Error groups seen since ``since_ns``, most recent first."""
+    def slow_call_p95_series(self, since_ns: int, until_ns: int, step_ns: int, calls, slow_only=False) -> dict:
+        """The p95 over time of each ``(service, key)`` of ``calls``, per bucket of ``step_ns``."""
+
+    def error_groups(self, since_ns: int, service=None, limit=100, states=None) -> list:
+        """Error groups seen since ``since_ns`` (in one of ``states``, if given), most recent first."""
 
     def error_group(self, group_id: int) -> Optional[dict]:
         """One group with its latest event in full, recent events and the event's logs."""
+
+    def error_group_activity(self, group_id: int, since_ns: int, until_ns: int, step_ns: int) -> Optional[dict]:
+        """A group's events per bucket of ``step_ns``, and its top routes, releases and users."""
+
+    def set_error_state(self, group_id: int, state: str) -> Optional[dict]:
+        """Make a group open, resolved or ignored; ``None`` if there is no such group."""
 
     def latest_metrics(self, since_ns: int, service=None) -> list:
         """The latest point of each metric series per service and process."""

@@ -15,6 +15,8 @@ from .durations import format_duration_ms
 from .report import format_metric
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+#: What hints name when the server does not say where it listens.
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 NS = 1_000_000_000
 #: Charted on the metrics page, in this order, when a process reports them.
 CHART_METRICS = (
@@ -86,11 +88,13 @@ class Ui:
             environment.filters.update(ms=format_duration_ms, when=_when, ago=_ago, percent=_percent,
                                        unit_label=_unit_label, metric=format_metric)
             environment.globals.update(windows=self.WINDOWS, urlencode=urlencode)
+            environment.filters["sparkline"] = sparkline
             self._environment = environment
         return self._environment
 
-    def page(self, path, query):
-        """``(status, content_type, html bytes)`` for a UI path.
+    def page(self, path, query, endpoint=DEFAULT_ENDPOINT):
+        """``(status, content_type, html bytes)`` for a UI path; ``endpoint``: the address
+        this collector listens on, as hints for sensors name it.
 
         Each page method returns ``(template, context)``; a ``None`` context is a 404.
         """
@@ -101,14 +105,14 @@ class Ui:
                     template, context = render(query, **match.groupdict())
                 except ApiError as exc:
                     return self._html(exc.status, "error.html", {"status": exc.status, "reason": exc.reason},
-                                      query, path)
+                                      query, path, endpoint)
                 if context is None:
                     return self._html(404, "error.html", {"status": 404, "reason": f"nothing at {path}"},
-                                      query, path)
-                return self._html(200, template, context, query, path)
-        return self._html(404, "error.html", {"status": 404, "reason": f"no page at {path}"}, query, path)
+                                      query, path, endpoint)
+                return self._html(200, template, context, query, path, endpoint)
+        return self._html(404, "error.html", {"status": 404, "reason": f"no page at {path}"}, query, path, endpoint)
 
-    def _html(self, status, template, context, query, path=""):
+    def _html(self, status, template, context, query, path="", endpoint=DEFAULT_ENDPOINT):
         def qs(**overrides):
             """The current query string with ``overrides`` (``None`` removes a key)."""
             merged = {k: v for k, v in {**query, **overrides}.items() if v not in (None, "")}
@@ -116,6 +120,7 @@ class Ui:
 
         html = self.environment.get_template(template).render(
             query=query, since=query.get("since") or "1h", path=path or "/", qs=qs, store=self.api.store.describe(),
+            endpoint=endpoint,
             section="/" + (path or "/").strip("/").split("/")[0], **context)
         # "replace": a lone surrogate stored by an older collector shows as "?", not as a 500.
         return status, "text/html; charset=utf-8", html.encode("utf-8", "replace")
@@ -145,11 +150,16 @@ class Ui:
         profile = self.api.get("/api/profile", query)
         return "profile.html", {"profile": profile, "flame": flame_graph(profile)}
 
+    def service_names(self):
+        """The services a filter offers: those seen in the last 30 days."""
+        return [s["service"] for s in self.api.get("/api/services", {"since": "30d"})["services"]]
+
     def slow_calls(self, query):
-        return "slow_calls.html", {"data": self.api.get("/api/slow-calls", query)}
+        return "slow_calls.html", {"data": self.api.get("/api/slow-calls", query), "services": self.service_names()}
 
     def errors(self, query):
-        return "errors.html", {"groups": self.api.get("/api/errors", query)["groups"]}
+        return "errors.html", {"groups": self.api.get("/api/errors", query)["groups"],
+                               "services": self.service_names()}
 
     def error(self, query, group_id):
         group = self.api.handle_or_none(f"/api/errors/{group_id}", query)
@@ -162,6 +172,31 @@ class Ui:
             names = processes.setdefault((metric["service"], metric["instance"]), {})
             names.setdefault(metric["name"], metric)
         return "metrics.html", {"processes": processes, "chart_names": CHART_METRICS}
+
+
+def sparkline(points, width=120, height=22):
+    """``[[t, value or None], ...]`` as a small inline SVG: a line through the values, broken
+    where there are none, a dot for a value alone; no axes, the highest value on top."""
+    from markupsafe import Markup  # jinja2's: imported with the pages, not before
+
+    values = [value for _, value in points if value is not None]
+    if not values:
+        return Markup("")
+    top = max(values) or 1
+    step = width / max(1, len(points) - 1)
+    runs, run = [], []
+    for index, (_, value) in enumerate(points + [[None, None]]):
+        if value is None:
+            if run:
+                runs.append(run)
+            run = []
+        else:
+            run.append((round(index * step, 1), round(height - height * value / top, 1)))
+    shapes = [f'<polyline points="{" ".join(f"{x},{y}" for x, y in run)}"/>' if len(run) > 1
+              else f'<circle cx="{run[0][0]}" cy="{run[0][1]}" r="1.5"/>' for run in runs]
+    title = f"p95 over time, highest {format_duration_ms(top)}"
+    return Markup(f'<svg class="sparkline" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img">'
+                  f'<title>{title}</title>{"".join(shapes)}</svg>')
 
 
 #: Frames narrower than this share of the samples are left out of a flame graph.
