@@ -264,10 +264,17 @@ FREQUENCY_POINTS, SPARKLINE_POINTS = 60, 24
 MAX_POST_BYTES = 4096
 
 
+#: Bucket lengths a chart's bars read well at, in seconds.
+NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+              2 * 86400, 7 * 86400)
+
+
 def _step(since_ns, until_ns, points):
-    """A bucket length that cuts the window into about ``points`` buckets: a whole second,
-    at least."""
-    return max(NS, -(-(until_ns - since_ns) // points // NS) * NS)
+    """A bucket length (ns) that cuts the window into at most about ``points`` buckets: the
+    shortest round one (15 s, 5 min, 1 h, ...) that does, in whole days past a week."""
+    seconds = round((until_ns - since_ns) / NS) / points
+    step = next((nice for nice in NICE_STEPS if nice >= seconds), None)
+    return (step or math.ceil(seconds / 86400) * 86400) * NS
 
 
 def _group_id(text):

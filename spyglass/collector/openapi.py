@@ -30,6 +30,8 @@ _WINDOW = [
 ]
 _SERVICE = _param("service", "Only this service (`service.name`).")
 _LIMIT = _param("limit", "At most this many items (at most 1000 are returned).", {"type": "integer", "minimum": 0})
+_GROUP_ID = _param("group_id", "The group's id.", {"type": "integer", "minimum": 0,
+                                                    "maximum": 9_223_372_036_854_775_807}, "path", True)
 _LATENCY = {"requests": {"type": "integer"}, "errors": {"type": "integer"}, "error_rate": {"type": "number"},
             "p50_ms": NULLABLE_NUMBER, "p95_ms": NULLABLE_NUMBER, "p99_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER}
 _ERRORS = {
@@ -85,13 +87,24 @@ _CALL_ROW = _object({
     "category": NULLABLE_STRING, "count": {"type": "integer"}, "total_ms": {"type": "number"},
     "avg_ms": {"type": "number"}, "p95_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER,
     "slowest_trace_id": {"type": "string"}, "slowest_span_id": {"type": "string"},
-}, required=("service", "key", "count", "total_ms"))
+    "p95_series": {"type": "array", "description": "[unix seconds (a bucket's start), p95 ms or null], "
+                                                   "every bucket of the window", "items": {
+        "type": "array", "items": NULLABLE_NUMBER, "minItems": 2, "maxItems": 2}},
+}, required=("service", "key", "count", "total_ms", "p95_series"))
+_STATE = {
+    "state": {"type": "string", "enum": ["open", "resolved", "ignored"]},
+    "regression": {"type": "boolean", "description": "Resolved, then seen again in a later release (reopened)."},
+    "state_changed_ns": NULLABLE_INTEGER,
+    "resolved_release": {**NULLABLE_STRING, "description": "The release (`service.version`) of the latest event "
+                                                          "when it was resolved: events of that release or an "
+                                                          "earlier one leave it resolved."},
+}
 _GROUP_ROW = _object({
     "id": {"type": "integer"}, "service": {"type": "string"}, "fingerprint": {"type": "string"},
     "type": {"type": "string"}, "message": {"type": "string"}, "culprit": {"type": "string"},
     "first_seen_ns": {"type": "integer"}, "last_seen_ns": {"type": "integer"}, "count": {"type": "integer"},
-    "users": {"type": "integer"},
-}, required=("id", "service", "type", "message", "count", "last_seen_ns"))
+    "users": {"type": "integer"}, **_STATE,
+}, required=("id", "service", "type", "message", "count", "last_seen_ns", "state", "regression"))
 _GROUP = {**_GROUP_ROW, "properties": {
     **_GROUP_ROW["properties"],
     "latest_event": {"type": ["object", "null"], "properties": {"event": {"type": "object", "properties": {
@@ -101,7 +114,34 @@ _GROUP = {**_GROUP_ROW, "properties": {
         "breadcrumbs": {"type": "array", "items": {"type": "object"}}}}}},
     "events": {"type": "array", "items": {"type": "object"}},
     "logs": {"type": "array", "items": _LOG},
-}}
+    "since_ns": {"type": "integer"}, "step_ns": {"type": "integer"},
+    "frequency": {"type": "array", "description": "[unix seconds (a bucket's start), events], every bucket of "
+                                                  "the window", "items": {
+        "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
+    "breakdown": _object({name: {"type": "array", "items": _object({
+        "value": NULLABLE_STRING, "events": {"type": "integer"}})} for name in ("route", "release", "user")}),
+}, "required": [*_GROUP_ROW["required"], "frequency", "breakdown"]}
+_STATE_CHANGE = {"type": "object", "properties": {"state": {"type": "string", "enum": ["open", "resolved", "ignored"]}},
+                 "required": ["state"], "additionalProperties": False}
+
+
+def _post_state():
+    return {"post": {
+        "summary": "Change an error group's state: open, resolved or ignored",
+        "description": "A resolved group whose error happens again in a later release (by when the collector "
+                       "first saw each `service.version`) reopens with `regression` true; events of the "
+                       "release it was resolved in, or an earlier one, leave it resolved. Ignored groups are "
+                       "left out of `/api/errors` unless asked for.",
+        "parameters": [_GROUP_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _STATE_CHANGE}}},
+        "responses": {
+            "200": {"description": "The group's state now", "content": {"application/json": {"schema": _object(
+                {"id": {"type": "integer"}, **_STATE})}}},
+            **_ERRORS,
+            "404": {"$ref": "#/components/responses/NotFound", "description": "No such group"},
+            "413": {"$ref": "#/components/responses/BadRequest", "description": "A body over 4 KiB"},
+            "415": {"$ref": "#/components/responses/BadRequest", "description": "A body that is not JSON"},
+        }}}
 _METRIC_ROW = _object({
     "service": {"type": "string"}, "instance": {"type": "string"}, "name": {"type": "string"},
     "unit": NULLABLE_STRING, "kind": {"type": "string"}, "attributes": {"type": ["object", "null"]},
@@ -140,7 +180,8 @@ def openapi_document():
                                 [*_WINDOW, _SERVICE], _list_of("routes", _ROUTE_ROW)),
             "/api/traces": _get("Requests (local root spans), newest first", [
                 *_WINDOW, _SERVICE, _LIMIT,
-                _param("route", "Only this route (`http.route`) or root span name."),
+                _param("route", "Routes (`http.route`, else the root span's name) that contain this, case "
+                                "aside; placeholders match either form: `/users/{id}` finds `/users/<int:id>`."),
                 _param("status", "HTTP status: a code (404), a class (5xx) or `error`.",
                        {"type": "string", "pattern": "^(error|[1-5]xx|[1-5][0-9][0-9])$"}),
                 _param("min_duration_ms", "Only requests at least this long.",
@@ -155,7 +196,10 @@ def openapi_document():
                 *_WINDOW, _SERVICE, _LIMIT,
                 _param("sort", "Rank by `total` time (default), `count` or `p95`.",
                        {"type": "string", "enum": ["total", "count", "p95"]}),
-            ], _list_of("calls", _CALL_ROW, sort={"type": "string"})),
+                _param("all", "`1` or `true` for every call; by default only those at or over their slow "
+                              "threshold (`spyglass.slow`).", {"type": "boolean"}),
+            ], _list_of("calls", _CALL_ROW, sort={"type": "string"}, slow_only={"type": "boolean"},
+                        step_ns={"type": "integer"})),
             "/api/profile": _get(
                 "Stacks by samples (a flame graph's data): a trace's, a route's requests' "
                 "or a service's process-wide profiles", [
@@ -172,13 +216,16 @@ def openapi_document():
                                 "samples": {"type": "integer"}})}}),
                 "Give trace_id, route or service (else 400). `samples` in the answer counts all the "
                 "matching samples, also those of stacks beyond `limit`."),
-            "/api/errors": _get("Error groups by fingerprint, most recently seen first",
-                                [*_WINDOW, _SERVICE, _LIMIT], _list_of("groups", _GROUP_ROW)),
-            "/api/errors/{group_id}": _get(
-                "One error group with its latest event in full, recent events and logs",
-                [_param("group_id", "The group's id.", {"type": "integer", "minimum": 0,
-                                                        "maximum": 9_223_372_036_854_775_807}, "path", True)],
-                _GROUP, not_found="No such group"),
+            "/api/errors": _get("Error groups by fingerprint, most recently seen first", [
+                *_WINDOW, _SERVICE, _LIMIT,
+                _param("state", "Only groups in this state, or `all`; by default open and resolved ones "
+                                "(ignored ones are left out).",
+                       {"type": "string", "enum": ["open", "resolved", "ignored", "all"]}),
+            ], _list_of("groups", _GROUP_ROW)),
+            "/api/errors/{group_id}": {**_get(
+                "One error group with its latest event in full, recent events and logs; its events over the "
+                "window (`frequency`) and by route, release and user (`breakdown`)",
+                [_GROUP_ID, *_WINDOW], _GROUP, not_found="No such group"), **_post_state()},
             "/api/metrics": _get("The latest point of every metric series per service and process",
                                  [*_WINDOW, _SERVICE], _list_of("metrics", _METRIC_ROW)),
             "/api/metrics/{name}": _get(

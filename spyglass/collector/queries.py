@@ -195,9 +195,15 @@ SLOW_CALL_P95 = f"""
 """
 
 
+#: The most buckets a series over time may have (the API asks for tens).
+MAX_BUCKETS = 10_000
+
+
 def _buckets(since_ns, until_ns, step_ns):
     """The start of each bucket of ``step_ns`` from ``since_ns`` to ``until_ns``, in seconds."""
     count = max(1, -(-(until_ns - since_ns) // step_ns))
+    if count > MAX_BUCKETS:
+        raise ValueError(f"{count} buckets: at most {MAX_BUCKETS}, make the step longer")
     return [(since_ns + index * step_ns) / NS for index in range(count)]
 
 
@@ -335,7 +341,7 @@ class Queries:
         latest = self._rows("SELECT * FROM error_events WHERE id = ?", [group["latest_event_id"]])
         group["latest_event"] = _error_event(latest[0]) if latest else None
         group["events"] = [_handled(row) for row in self._rows(
-            "SELECT id, time_ns, trace_id, span_id, route, user_id, handled FROM error_events "
+            "SELECT id, time_ns, trace_id, span_id, route, user_id, handled, release FROM error_events "
             "WHERE group_id = ? ORDER BY time_ns DESC, id DESC LIMIT 50", [group["id"]])]
         trace_id = latest[0]["trace_id"] if latest else None
         group["logs"] = [_log(row) for row in self._rows(
@@ -349,10 +355,10 @@ class Queries:
         counts."""
         if not 0 < int(group_id) <= INT64_MAX:
             return None
+        starts = _buckets(since_ns, until_ns, step_ns)
         counts = {row["bucket"]: row["events"] for row in self._rows(
             ERROR_FREQUENCY, [since_ns, step_ns, int(group_id), since_ns, until_ns])}
-        frequency = [[start, int(counts.get(index, 0))]
-                     for index, start in enumerate(_buckets(since_ns, until_ns, step_ns))]
+        frequency = [[start, int(counts.get(index, 0))] for index, start in enumerate(starts)]
         breakdown = {name: [{"value": row["value"], "events": int(row["events"])} for row in self._rows(
             ERROR_BREAKDOWN.format(column=column), [int(group_id), since_ns, until_ns, int(breakdown_limit)])]
             for name, column in ERROR_BREAKDOWNS.items()}
@@ -364,6 +370,7 @@ class Queries:
         wanted = {(service, key) for service, key in calls}
         if not wanted:
             return {}
+        starts = _buckets(since_ns, until_ns, step_ns)
         parameters = [since_ns, step_ns, since_ns, until_ns]
         sql = SLOW_CALL_P95.format(keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
                                    slow_clause="AND is_slow" if slow_only else "")
@@ -371,7 +378,6 @@ class Queries:
         for row in self._rows(sql, parameters):
             if (row["service"], row["call_key"]) in wanted:
                 found.setdefault((row["service"], row["call_key"]), {})[row["bucket"]] = _ms(row["p95_ns"])
-        starts = _buckets(since_ns, until_ns, step_ns)
         return {call: [[start, found.get(call, {}).get(index)] for index, start in enumerate(starts)]
                 for call in wanted}
 

@@ -53,6 +53,15 @@ def _unit_label(unit):
     return {"By": "MB", "1": "%", "s": "ms", "": ""}.get(unit or "", (unit or "").strip("{}"))
 
 
+def _step_label(ns):
+    """A bucket's length, as round as it is: ``15 s``, ``5 min``, ``3 h``, ``2 d``."""
+    seconds = (ns or 0) / NS
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
 def _percent(ratio):
     return "-" if ratio is None else f"{100 * ratio:.1f}%"
 
@@ -88,7 +97,7 @@ class Ui:
             environment.filters.update(ms=format_duration_ms, when=_when, ago=_ago, percent=_percent,
                                        unit_label=_unit_label, metric=format_metric)
             environment.globals.update(windows=self.WINDOWS, urlencode=urlencode)
-            environment.filters["sparkline"] = sparkline
+            environment.filters.update(sparkline=sparkline, step=_step_label)
             self._environment = environment
         return self._environment
 
@@ -184,6 +193,7 @@ def sparkline(points, width=120, height=22):
         return Markup("")
     top = max(values) or 1
     step = width / max(1, len(points) - 1)
+    pad = 2  # a line at the top or bottom shows whole
     runs, run = [], []
     for index, (_, value) in enumerate(points + [[None, None]]):
         if value is None:
@@ -191,9 +201,11 @@ def sparkline(points, width=120, height=22):
                 runs.append(run)
             run = []
         else:
-            run.append((round(index * step, 1), round(height - height * value / top, 1)))
-    shapes = [f'<polyline points="{" ".join(f"{x},{y}" for x, y in run)}"/>' if len(run) > 1
-              else f'<circle cx="{run[0][0]}" cy="{run[0][1]}" r="1.5"/>' for run in runs]
+            run.append((round(index * step, 1), round(height - pad - (height - 2 * pad) * value / top, 1)))
+    # The baseline spans the whole window: where the line stands in it says when.
+    shapes = [f'<line class="base" x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}"/>']
+    shapes += [f'<polyline points="{" ".join(f"{x},{y}" for x, y in run)}"/>' if len(run) > 1
+               else f'<circle cx="{run[0][0]}" cy="{run[0][1]}" r="1.5"/>' for run in runs]
     title = f"p95 over time, highest {format_duration_ms(top)}"
     return Markup(f'<svg class="sparkline" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img">'
                   f'<title>{title}</title>{"".join(shapes)}</svg>')

@@ -41,3 +41,18 @@ def test_api_answers_as_its_openapi_document_says(api_schema, path):
         case.call_and_validate(checks=checks)
 
     answers()
+
+
+def test_state_changes_answer_as_the_openapi_document_says(api_schema):
+    """POST /api/errors/{group_id}: every body the schema allows is taken (200, or 404 for a
+    group that is not there), and the answers are as documented."""
+    operation = api_schema["/api/errors/{group_id}"]["POST"]
+    checks = [getattr(schemathesis.checks, name) for name in CHECKS if name != "positive_data_acceptance"]
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def answers(case):
+        response = case.call_and_validate(checks=checks)
+        assert response.status_code in (200, 404), response.text
+
+    answers()

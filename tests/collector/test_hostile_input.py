@@ -54,6 +54,8 @@ def _pages_showing(collector, service, signal, request):
         _get(collector, path, service=service)
     for sort in ("total", "count", "p95"):
         _get(collector, "/api/slow-calls", service=service, sort=sort)
+        _get(collector, "/api/slow-calls", service=service, sort=sort, all="1")
+    _get(collector, "/api/errors", service=service, state="all")
     _, traces = _get(collector, "/api/traces", service=service, limit=1000)
     trace_ids = {t["trace_id"] for t in traces["traces"]}
     if signal == "traces":
@@ -189,6 +191,8 @@ BAD_PARAMETERS = [
     ("/api/traces", {"status": "999x"}), ("/api/slow-calls", {"sort": "nan"}),
     ("/api/errors/" + "9" * 30, {}), ("/api/errors/99999999999999999999", {}),
     ("/api/metrics", {"service": "a\x00b"}),
+    ("/api/errors", {"state": "closed"}), ("/api/errors", {"state": "a\x00b"}), ("/api/errors/1", {"since": "nan"}),
+    ("/api/slow-calls", {"since": "inf", "all": "1"}),
 ]
 
 
@@ -228,3 +232,36 @@ def test_the_report_renders_whatever_is_stored(collector):
     for width in (40, 80, 200):
         text = render_report(collector.url, WINDOW["since"], width=width)
         assert "hostile" in text
+
+
+# -- what a POST to the API may carry ------------------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+_POST_BODIES = st.one_of(
+    _JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+    st.dictionaries(st.sampled_from(["state", "State", "", "\x00"]), _JSON_VALUES, max_size=2).map(
+        lambda value: json.dumps(value).encode()),
+    st.binary(max_size=200),
+    st.sampled_from(["open", "resolved", "ignored"]).map(lambda state: f'{{"state": "{state}"}}'.encode()),
+)
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(body=_POST_BODIES, content_type=st.sampled_from(["application/json", "application/json; charset=utf-8",
+                                                        "text/plain", "", "application/x-www-form-urlencoded"]),
+       target=st.sampled_from(["group", "missing", "huge", "text", "other"]))
+def test_no_post_body_breaks_a_state_change(collector, body, content_type, target):
+    """Whatever a POST to the API carries: a 2xx or a 4xx with a reason, and a group stays in a state."""
+    if not collector.api("/errors", service="hostile-post", state="all")["groups"]:
+        _stored(collector, "logs", payloads.error_logs("hostile-post", payloads.error_event_body(fingerprint="fp-post")))
+    (group,) = collector.api("/errors", service="hostile-post", state="all")["groups"]
+    path = {"group": f"/api/errors/{group['id']}", "missing": "/api/errors/99999999", "huge": "/api/errors/" + "9" * 40,
+            "text": "/api/errors/abc", "other": "/api/services"}[target]
+    status, headers, reply = collector.request("POST", path, body, {"Content-Type": content_type} if content_type else {})
+    assert status < 500 and headers["Content-Type"] == "application/json", (status, reply[:300])
+    answer = _strict_json(reply)
+    assert (status == 200) == ("error" not in answer), answer
+    assert collector.api(f"/errors/{group['id']}")["state"] in ("open", "resolved", "ignored")

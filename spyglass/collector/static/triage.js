@@ -42,6 +42,7 @@
                      points: { show: false } }],
     };
     plot.textContent = "";
-    new uPlot(options, [points.map((p) => p[0]), points.map((p) => p[1])], plot);
+    // An empty bucket draws no bar (a zero-height one would still draw its outline).
+    new uPlot(options, [points.map((p) => p[0]), points.map((p) => p[1] || null)], plot);
   });
 })();
