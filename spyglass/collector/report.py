@@ -233,7 +233,7 @@ def render_report(url, since="15m", service=None, api_key="", width=80):
     sections = [
         ("SERVICES", _services(ask("/api/services"), width, service)),
         ("ROUTES BY P95", _routes(ask("/api/routes"), width)),
-        ("SLOWEST CALLS BY TOTAL TIME", _calls(ask("/api/slow-calls", sort="total", limit=10), width)),
+        ("SLOWEST CALLS BY TOTAL TIME", _calls(ask("/api/slow-calls", sort="total", limit=10, all=1), width)),
         ("TOP ERROR GROUPS", _errors(ask("/api/errors", limit=10), width, now)),
         ("LATEST RUNTIME METRICS", _metrics(ask("/api/metrics"), width)),
     ]

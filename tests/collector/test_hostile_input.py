@@ -256,11 +256,13 @@ _POST_BODIES = st.one_of(
 def test_no_post_body_breaks_a_state_change(collector, body, content_type, target):
     """Whatever a POST to the API carries: a 2xx or a 4xx with a reason, and a group stays in a state."""
     if not collector.api("/errors", service="hostile-post", state="all")["groups"]:
-        _stored(collector, "logs", payloads.error_logs("hostile-post", payloads.error_event_body(fingerprint="fp-post")))
+        event = payloads.error_event_body(fingerprint="fp-post")
+        _stored(collector, "logs", payloads.error_logs("hostile-post", event))
     (group,) = collector.api("/errors", service="hostile-post", state="all")["groups"]
     path = {"group": f"/api/errors/{group['id']}", "missing": "/api/errors/99999999", "huge": "/api/errors/" + "9" * 40,
             "text": "/api/errors/abc", "other": "/api/services"}[target]
-    status, headers, reply = collector.request("POST", path, body, {"Content-Type": content_type} if content_type else {})
+    sent = {"Content-Type": content_type} if content_type else {}
+    status, headers, reply = collector.request("POST", path, body, sent)
     assert status < 500 and headers["Content-Type"] == "application/json", (status, reply[:300])
     answer = _strict_json(reply)
     assert (status == 200) == ("error" not in answer), answer

@@ -128,7 +128,9 @@ def test_the_frequency_chart_draws(page, collector):
         const canvas = document.querySelector("figure.frequency canvas");
         const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
         let count = 0;
-        for (let i = 0; i < pixels.length; i += 4) if (pixels[i] > 180 && pixels[i + 1] < 120 && pixels[i + 3] > 0) count++;
+        for (let i = 0; i < pixels.length; i += 4) {
+            if (pixels[i] > 180 && pixels[i + 1] < 120 && pixels[i + 3] > 0) count++;
+        }
         return count;
     }""")
     assert red > 50
