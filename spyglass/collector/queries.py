@@ -229,6 +229,12 @@ class Queries:
             })
         return result
 
+    def service_names(self, since_ns):
+        """The services a process of which reported since ``since_ns``, by name: what a
+        filter offers, without ranking any request."""
+        return [row["service"] for row in self._rows(
+            "SELECT DISTINCT service FROM resources WHERE last_seen_ns >= ? ORDER BY service", [since_ns])]
+
     def routes(self, since_ns, service=None):
         parameters = [since_ns]
         sql = ROUTES.format(service_clause=_service_clause(service, parameters))

@@ -38,6 +38,9 @@ class Store(Protocol):
     def services(self, since_ns: int) -> list:
         """Each service seen since ``since_ns``: requests, error rate, p50/p95/p99, instances."""
 
+    def service_names(self, since_ns: int) -> list:
+        """The names of the services seen since ``since_ns``, sorted."""
+
     def routes(self, since_ns: int, service: Optional[str] = None) -> list:
         """Per service and route: requests, error rate, p50/p95/p99."""
 

@@ -17,6 +17,8 @@ from .report import format_metric
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 #: What hints name when the server does not say where it listens.
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+#: How far back a service filter looks for services to offer.
+SERVICE_FILTER_DAYS = 30
 NS = 1_000_000_000
 #: Charted on the metrics page, in this order, when a process reports them.
 CHART_METRICS = (
@@ -143,8 +145,7 @@ class Ui:
         }
 
     def traces(self, query):
-        services = [s["service"] for s in self.api.get("/api/services", {"since": "30d"})["services"]]
-        return "traces.html", {"traces": self.api.get("/api/traces", query)["traces"], "services": services}
+        return "traces.html", {"traces": self.api.get("/api/traces", query)["traces"], "services": self.service_names()}
 
     def trace(self, query, trace_id):
         trace = self.api.handle_or_none(f"/api/traces/{trace_id}", query)
@@ -161,7 +162,7 @@ class Ui:
 
     def service_names(self):
         """The services a filter offers: those seen in the last 30 days."""
-        return [s["service"] for s in self.api.get("/api/services", {"since": "30d"})["services"]]
+        return self.api.store.service_names(time.time_ns() - SERVICE_FILTER_DAYS * 86400 * NS)
 
     def slow_calls(self, query):
         return "slow_calls.html", {"data": self.api.get("/api/slow-calls", query), "services": self.service_names()}

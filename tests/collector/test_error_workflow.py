@@ -151,6 +151,8 @@ def test_route_filters_match_by_substring_and_by_template(make_store):
     assert found("GET /orders") == ["/Orders"]  # the root span's name
     assert found("a_b%") == ["/a_b%c"]  # LIKE's wildcards are literal
     assert found("a%c") == [] and found("/posts/{id}") == []
+    assert store.service_names(now - 60 * NS) == ["routes"]  # what the service filters offer
+    assert store.service_names(time.time_ns() + 60 * NS) == []
 
 
 def test_a_schema_2_database_is_migrated_with_its_data(db_url, postgres_or_none):
