@@ -11,7 +11,7 @@ import sys
 import threading
 
 from . import config as config_module
-from . import process
+from . import process, service_name
 
 log = logging.getLogger("spyglass")
 
@@ -46,6 +46,17 @@ class Agent:
             self.reporter.add_periodic(self._profile, 1.0)
             self.reporter.add_final(self._stop_profiling)
         self._tracer = None
+        self._service_name_settled = False
+
+    def settle_service_name(self):
+        """A derived service name, derived once more before anything is sent (on the
+        reporter thread): uWSGI's options and a DJANGO_SETTINGS_MODULE set by manage.py or
+        a wsgi.py exist only after start."""
+        if self._service_name_settled:
+            return
+        self._service_name_settled = True
+        if self.config.sources.get("service_name") == "derived":
+            self.config.service_name = service_name.derived()
 
     def _add_process_snapshot(self):
         """Sent a second after start (or a fork), when the app has imported its libraries,
@@ -57,6 +68,7 @@ class Agent:
             if snapshot is None:
                 from .metrics.snapshot import ProcessSnapshot
 
+                self.settle_service_name()
                 snapshot = ProcessSnapshot(self)
             return snapshot.collect()
 
@@ -91,6 +103,7 @@ class Agent:
         # On the reporter thread, when first needed: platform and socket stay off startup.
         from .report.resource import resource_attributes
 
+        self.settle_service_name()
         return resource_attributes(self.config)
 
     @property
@@ -142,6 +155,10 @@ def start(started_by="code", config_file=None, on_start=None, **settings):
                 _enable_debug_logging()
             if not config.enabled:
                 log.info("spyglass: disabled by configuration (%s)", config.sources["enabled"])
+                return None
+            if service_name.is_reloader_parent():
+                log.debug("spyglass: a development server's reloader, which only restarts "
+                          "its child (the child runs the app, and the sensor)")
                 return None
             running = process.agent = Agent(config, started_by)
             if on_start is not None:

@@ -6,8 +6,9 @@ validation all derive from it. A value that does not parse gives one warning on 
 """
 import logging
 import os
-import sys
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+from .service_name import derived as derived_service_name
 
 log = logging.getLogger("spyglass")
 
@@ -205,9 +206,11 @@ TIMING = {
 
 KEYS: Tuple[Key, ...] = (
     _key("enabled", parse_bool, True, "Master switch: false leaves the process untouched."),
-    _key("service_name", parse_str, "", "Service name on every export. Empty: derived from "
-         "OTEL_SERVICE_NAME, the uWSGI/gunicorn app, the Celery app (`celery -A proj` -> `proj`), "
-         "`rq` for `rq worker`, the Django settings module, the Flask app, else the script name."),
+    _key("service_name", parse_str, "", "Service name on every export. Empty: "
+         "OTEL_SERVICE_NAME, else derived from how the process was started: the uWSGI, "
+         "gunicorn, uvicorn or hypercorn app (`app:app` -> `app`), the Flask app, the Django "
+         "project, the Celery app (`celery -A proj` -> `proj`), `rq`, else the script's name "
+         "(see [How the service name is derived](#how-the-service-name-is-derived))."),
     _key("environment", parse_str, "", "Deployment environment (`deployment.environment.name`)."),
     _key("release", parse_str, "", "Version of the app (`service.version`)."),
     _key("endpoint", parse_endpoint, "http://127.0.0.1:4318", "OTLP/HTTP base URL; "
@@ -466,67 +469,6 @@ def load(config_file: Optional[str] = None, environ=None, **overrides) -> Config
         config.set(name.replace("timing_", "timing.", 1) if name.startswith("timing_") else name,
                    value, "code")
     if not config.service_name:
-        config.service_name = default_service_name(environ)
+        config.service_name = derived_service_name(environ)
         config.sources["service_name"] = "derived"
     return config
-
-
-def default_service_name(environ=None) -> str:
-    """The best name we can find without the user telling us."""
-    environ = os.environ if environ is None else environ
-    uwsgi = sys.modules.get("uwsgi")
-    if uwsgi is not None:
-        for option in (b"module", b"wsgi", b"wsgi-file", b"file", b"procname"):
-            value = getattr(uwsgi, "opt", {}).get(option.decode()) or getattr(uwsgi, "opt", {}).get(option)
-            if value:
-                return _clean_app_name(value)
-    if "gunicorn" in sys.modules or "gunicorn" in os.path.basename(sys.argv[0] if sys.argv else ""):
-        for arg in (sys.argv or [])[1:]:
-            if ":" in arg and not arg.startswith("-"):
-                return _clean_app_name(arg)
-    worker = _task_worker_name(sys.argv or [])
-    if worker:
-        return worker
-    settings = environ.get("DJANGO_SETTINGS_MODULE")
-    if settings:
-        return settings.split(".")[0]
-    flask_app = environ.get("FLASK_APP")
-    if flask_app:
-        return _clean_app_name(flask_app)
-    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
-    if script:
-        base = os.path.basename(script)
-        return base[:-3] if base.endswith(".py") else base
-    return "python"
-
-
-def _task_worker_name(argv) -> str:
-    """``celery -A proj worker`` (or beat, or ``python -m celery``) -> ``proj``, the app's
-    top package; ``rq worker`` -> ``rq``; anything else -> ""."""
-    script = str(argv[0]) if argv else ""
-    command = os.path.basename(script)
-    if command == "rq" or script.endswith(os.path.join("rq", "cli", "__main__.py")):
-        return "rq"
-    if command != "celery" and not script.endswith(os.path.join("celery", "__main__.py")):
-        return ""
-    args = [str(arg) for arg in argv[1:]]
-    for index, arg in enumerate(args):
-        if arg in ("-A", "--app") and index + 1 < len(args):
-            app = args[index + 1]
-        elif arg.startswith("--app="):
-            app = arg[len("--app="):]
-        elif arg.startswith("-A") and len(arg) > 2:
-            app = arg[2:].lstrip("=")
-        else:
-            continue
-        return app.split(":")[0].split(".")[0] or "celery"
-    return "celery"
-
-
-def _clean_app_name(value) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    value = str(value).split(":")[0]
-    base = os.path.basename(value)
-    base = base[:-3] if base.endswith(".py") else base
-    return base or "python"

@@ -3,7 +3,6 @@ Configuration.md held equal to the code's table."""
 import logging
 import os
 import re
-import sys
 
 import pytest
 
@@ -129,20 +128,6 @@ def test_unreadable_ini_file_warns_and_continues(caplog, tmp_path):
 def test_derived_service_names(environ, expected):
     config = load(environ=environ)
     assert config.service_name == expected and config.sources["service_name"] == "derived"
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["/venv/bin/celery", "-A", "proj", "worker"], "proj"),
-    (["/venv/bin/celery", "--app=proj.celery:app", "beat"], "proj"),
-    (["/venv/bin/celery", "-Aproj", "worker"], "proj"),
-    (["/venv/lib/celery/__main__.py", "--app", "shop.tasks", "worker"], "shop"),
-    (["/venv/bin/celery", "worker"], "celery"),
-    (["/venv/bin/rq", "worker", "--burst"], "rq"),
-])
-def test_task_workers_are_named_by_their_app(monkeypatch, argv, expected):
-    monkeypatch.setattr(sys, "argv", argv)
-    config = load(environ={"DJANGO_SETTINGS_MODULE": "other.settings"})
-    assert config.service_name == expected
 
 
 def test_disabled_sensor_does_not_start(receiver):
