@@ -133,6 +133,13 @@ def _runserver(receiver):
                    DJANGO_PROJECT, "django", PYTHONPATH=DJANGO_PROJECT)(receiver)
 
 
+def _manage_command(receiver):
+    # manage.py sets DJANGO_SETTINGS_MODULE after the sensor started: the name settles later.
+    require_installed("django")
+    return Server([sys.executable, "manage.py", "check"], receiver, cwd=DJANGO_PROJECT,
+                  AUTOWRAPT_BOOTSTRAP="django", PYTHONPATH=DJANGO_PROJECT)
+
+
 def _celery(receiver):
     require_installed("celery")
     return Server([_program("celery"), "-A", "taskproj", "worker", "--pool", "solo",
@@ -189,6 +196,7 @@ def cases(tmp_path_factory):
         "flask --debug": Case(_flask("--app", "flask_app", "--debug", "run", cwd=APPS),
                               "flask_app"),
         "runserver": Case(_runserver, "config"),
+        "manage.py check": Case(_manage_command, "config", served=False),
         "celery": Case(_celery, "taskproj", served=False),
         "rq": Case(_rq, "rq", served=False),
         "testini": Case(_testini(ini_dir, """
@@ -249,12 +257,13 @@ def test_a_task_worker_is_named_by_its_app(cases, name):
     assert names(case.receiver) == {case.expected}
 
 
-@pytest.mark.parametrize("name", ["testini", "testini plain", "script"])
+@pytest.mark.parametrize("name", ["testini", "testini plain", "script", "manage.py check"])
 def test_a_command_is_named_by_what_it_runs(cases, name):
     case = cases[name]
     command = case.ready()
     assert command.process.wait(60) == 0, command.output()
-    assert case.receiver.wait_for(lambda r: r.spans(), 10), command.output()
+    # what it sent before it exited (a trace, or its last metrics at exit)
+    assert case.receiver.wait_for(resources, 10), command.output()
     assert names(case.receiver) == {case.expected}
 
 
