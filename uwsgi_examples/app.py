@@ -4,8 +4,9 @@ traced by ``AUTOWRAPT_BOOTSTRAP=flask`` alone.
 
 Routes: ``/`` (fast), ``/users/<int:uid>`` (a lookup), ``/slow-sql`` (a slow SQLite
 query), ``/n-plus-one`` (one query per order: the classic N+1 loop), ``/error`` (an
-unhandled exception, so a 500), ``/outbound`` (an HTTP call to this app's own ``/``),
-``/slow`` (a request over spyglass's slow_request_time).
+unhandled exception, so a 500), ``/outbound`` (an HTTP call to ``EXAMPLE_UPSTREAM`` — the
+demo's second service, inventory.py — else to this app's own ``/``), ``/slow`` (a request
+over spyglass's slow_request_time).
 """
 import os
 import sqlite3

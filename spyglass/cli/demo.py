@@ -1,11 +1,14 @@
 """``spyglass demo``: the whole product in one command.
 
 It starts a collector on a temporary SQLite file, runs uwsgi_examples' Flask app under
-uWSGI with the sensor on, drives a mixed workload (fast requests, slow SQL, an N+1 loop,
-outbound calls, errors, a slow request), prints ``spyglass report`` and the UI's address,
-and keeps serving the UI until Ctrl-C (or ends there with ``--no-wait``). Everything it
-started is stopped on the way out, Ctrl-C included.
+uWSGI with the sensor on (service ``demo-shop``) and a second small service beside it
+(``inventory.py``, service ``inventory``, also under the sensor), drives a mixed workload
+(fast requests, slow SQL, an N+1 loop, outbound calls to the inventory, errors, a slow
+request), prints ``spyglass report``, one trace that spans both services, and the UI's
+address, and keeps serving the UI until Ctrl-C (or ends there with ``--no-wait``).
+Everything it started is stopped on the way out, Ctrl-C included.
 """
+import json
 import os
 import shutil
 import signal
@@ -15,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +28,7 @@ WORKLOAD = (
     ("/users/7", 30, "a route with a parameter"),
     ("/slow-sql", 6, "slow SQL"),
     ("/n-plus-one", 6, "an N+1 query loop"),
-    ("/outbound", 10, "outbound HTTP calls"),
+    ("/outbound", 10, "calls to the inventory service"),
     ("/error", 8, "unhandled errors"),
     ("/slow", 2, "a slow request"),
 )
@@ -49,6 +53,7 @@ def demo_command(args):
             demo.start()
             demo.drive()
             demo.report()
+            demo.show_distributed_trace()
             if args.no_wait:
                 return 0
             print(f"\nThe UI is at {demo.collector_url}/ — press Ctrl-C to stop.")
@@ -77,10 +82,13 @@ class Demo:
         self.tmp = tempfile.mkdtemp(prefix="spyglass-demo-")
         self.collector_port = port or free_port()
         self.app_port = free_port()
+        self.inventory_port = free_port()
         self.collector_url = f"http://127.0.0.1:{self.collector_port}"
         self.app_url = f"http://127.0.0.1:{self.app_port}"
+        self.inventory_url = f"http://127.0.0.1:{self.inventory_port}"
         self.collector = None
         self.app = None
+        self.inventory = None
 
     def __enter__(self):
         return self
@@ -97,20 +105,27 @@ class Demo:
                                                    "--db", db])
         wait_for_http(self.collector_url + "/api/services", "the collector", self.collector,
                       self._log("collector"))
-        print(f"starting the demo app under uWSGI on {self.app_url} (4 workers) …")
-        env = {
-            "PORT": str(self.app_port),
+        sensor = {
             "SPYGLASS_ENDPOINT": self.collector_url,
-            "SPYGLASS_SERVICE_NAME": "demo-shop",
             "SPYGLASS_METRICS_INTERVAL": "2",
             "SPYGLASS_FLUSH_INTERVAL": "0.5",
-            # Outbound calls go to the collector's health check: another server, so the
-            # workers never wait on each other.
-            "EXAMPLE_UPSTREAM": self.collector_url + "/api/health",
         }
+        # The two services start side by side.
+        print(f"starting the inventory service on {self.inventory_url} …")
+        self.inventory = self._spawn(
+            "inventory", [sys.executable, os.path.join(self.app_dir, "inventory.py")],
+            dict(sensor, PORT=str(self.inventory_port), AUTOWRAPT_BOOTSTRAP="flask"),
+            cwd=self.app_dir)
+        print(f"starting the demo app under uWSGI on {self.app_url} (4 workers) …")
         self.app = self._spawn("app", [self.uwsgi_binary, "--ini",
-                                       os.path.join(self.app_dir, "uwsgi.ini")], env,
+                                       os.path.join(self.app_dir, "uwsgi.ini")],
+                               dict(sensor, PORT=str(self.app_port),
+                                    SPYGLASS_SERVICE_NAME="demo-shop",
+                                    # /outbound asks the inventory: a trace across two services
+                                    EXAMPLE_UPSTREAM=self.inventory_url + "/stock/7"),
                                cwd=os.path.dirname(self.app_dir))
+        wait_for_http(self.inventory_url + "/health", "the inventory service", self.inventory,
+                      self._log("inventory"))
         wait_for_http(self.app_url + "/", "the demo app", self.app, self._log("app"))
 
     def drive(self):
@@ -129,11 +144,34 @@ class Demo:
         subprocess.run([sys.executable, "-m", "spyglass.cli", "report",
                         "--url", self.collector_url, "--since", "15m"], check=False)
 
+    def show_distributed_trace(self):
+        """One trace of ``GET /outbound``, as the collector stored it: the services it spans
+        (the shop's request, its outbound call, the inventory's request and query)."""
+        try:
+            found = self._api("/api/traces?" + urllib.parse.urlencode(
+                {"service": "demo-shop", "route": "GET /outbound", "since": "15m", "limit": 1}))
+            traces = found.get("traces") or []
+            trace = self._api(f"/api/traces/{traces[0]['trace_id']}") if traces else None
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"\n(no distributed trace to show: {exc})")
+            return
+        if not trace:
+            print("\n(no trace of GET /outbound reached the collector)")
+            return
+        print(f"\nDISTRIBUTED TRACE\n  trace {trace['trace_id']} spans services "
+              f"{', '.join(trace['services'])} ({len(trace['spans'])} spans, "
+              f"{trace['duration_ms']:.1f} ms): {self.collector_url}/traces/{trace['trace_id']}")
+
+    def _api(self, path):
+        with urllib.request.urlopen(self.collector_url + path, timeout=10) as response:
+            return json.loads(response.read())
+
     def stop(self):
-        for name, process in (("app", self.app), ("collector", self.collector)):
+        for name, process in (("app", self.app), ("inventory", self.inventory),
+                              ("collector", self.collector)):
             if process is None or process.poll() is not None:
                 continue
-            # uWSGI stops gracefully on SIGINT; the collector on SIGTERM.
+            # uWSGI stops gracefully on SIGINT; the others on SIGTERM.
             process.send_signal(signal.SIGINT if name == "app" else signal.SIGTERM)
             try:
                 process.wait(timeout=15)
