@@ -210,7 +210,7 @@ KEYS: Tuple[Key, ...] = (
          "OTEL_SERVICE_NAME, else derived from how the process was started: the uWSGI, "
          "gunicorn, uvicorn or hypercorn app (`app:app` -> `app`), the Flask app, the Django "
          "project, the Celery app (`celery -A proj` -> `proj`), `rq`, else the script's name "
-         "(see [How the service name is derived](#how-the-service-name-is-derived))."),
+         "(the rules, in order: Configuration.md, \"How the service name is derived\")."),
     _key("environment", parse_str, "", "Deployment environment (`deployment.environment.name`)."),
     _key("release", parse_str, "", "Version of the app (`service.version`)."),
     _key("endpoint", parse_endpoint, "http://127.0.0.1:4318", "OTLP/HTTP base URL; "
