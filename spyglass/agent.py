@@ -156,9 +156,10 @@ def start(started_by="code", config_file=None, on_start=None, **settings):
             if not config.enabled:
                 log.info("spyglass: disabled by configuration (%s)", config.sources["enabled"])
                 return None
-            if service_name.is_reloader_parent():
-                log.debug("spyglass: a development server's reloader, which only restarts "
-                          "its child (the child runs the app, and the sensor)")
+            if service_name.sends_nothing():
+                log.debug("spyglass: off in a helper process (a development server's "
+                          "reloader, multiprocessing's resource tracker): the processes it "
+                          "serves run the app, and the sensor")
                 return None
             running = process.agent = Agent(config, started_by)
             if on_start is not None:

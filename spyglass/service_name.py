@@ -1,4 +1,5 @@
-"""The service name when the user gives none, and the processes that send nothing.
+"""The service name when the user gives none, and the processes that send nothing (a
+development server's reloader parent, multiprocessing's resource tracker).
 
 ``derive`` tries these rules in order; the first that knows a name wins (Configuration.md,
 "How the service name is derived", lists them for users):
@@ -83,33 +84,43 @@ def derived(environ=None) -> str:
 
 def command_line(orig_argv=None, argv=None):
     """(program, arguments) of this process: the script's path, or ``-m``'s module, or ""
-    (``-c``, stdin, an embedding server such as uWSGI), and what follows it. Read from
-    ``sys.orig_argv`` (Python 3.10+), which holds the full command line even while
-    ``sys.argv`` is still ``['-m']`` at start."""
+    (``-c``, stdin, an embedding server such as uWSGI), and what follows it.
+
+    Read from ``sys.orig_argv`` (Python 3.10+), which holds the full command line even while
+    ``sys.argv`` is still ``['-m']`` at start; for ``-c`` (or with no command line), from
+    ``sys.argv`` once something has set it: multiprocessing's spawn gives a child (uvicorn's
+    workers, a pool's) its parent's by the time it first exports."""
     if orig_argv is None:
         orig_argv = getattr(sys, "orig_argv", None)
     if orig_argv:
-        args = [str(arg) for arg in orig_argv[1:]]
-        index = 0
-        while index < len(args):
-            arg = args[index]
-            if arg == "-m":
-                return (args[index + 1], args[index + 2:]) if index + 1 < len(args) else ("", [])
-            if arg.startswith("-m"):
-                return arg[2:], args[index + 1:]
-            if arg.startswith("-c") or arg == "-":
-                return "", args[index + 1:]
-            if arg in _PYTHON_OPTIONS_WITH_VALUE:
-                index += 2
-            elif arg.startswith("-"):
-                index += 1
-            else:
-                return arg, args[index + 1:]
-        return "", []
-    argv = [str(arg) for arg in (sys.argv if argv is None else argv) or []]
+        program, args = _interpreter_command([str(arg) for arg in orig_argv[1:]])
+        if program:
+            return program, args
+    argv = [str(arg) for arg in (getattr(sys, "argv", None) if argv is None else argv) or []]
     if not argv or argv[0] in ("", "-c", "-m", "-"):
         return "", argv[1:]
     return argv[0], argv[1:]
+
+
+def _interpreter_command(args):
+    """(program, arguments) from the interpreter's arguments: past its own options, the
+    script or ``-m``'s module; ("", …) for ``-c`` and stdin."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "-m":
+            return (args[index + 1], args[index + 2:]) if index + 1 < len(args) else ("", [])
+        if arg.startswith("-m"):
+            return arg[2:], args[index + 1:]
+        if arg.startswith("-c") or arg == "-":
+            return "", args[index + 1:]
+        if arg in _PYTHON_OPTIONS_WITH_VALUE:
+            index += 2
+        elif arg.startswith("-"):
+            index += 1
+        else:
+            return arg, args[index + 1:]
+    return "", []
 
 
 def program_name(program) -> str:
@@ -293,19 +304,39 @@ def _file_stem(path) -> str:
     return base.rpartition(".")[0] or base
 
 
-# -- a development server's reloader parent ---------------------------------------------------
+# -- processes that send nothing ----------------------------------------------------------------
+
+def sends_nothing(environ=None) -> bool:
+    """A helper process that only serves the app's own processes, where the sensor stays
+    off: a development server's reloader parent, multiprocessing's resource tracker."""
+    return is_reloader_parent(environ) or is_resource_tracker()
+
+
+def is_resource_tracker(orig_argv=None) -> bool:
+    """multiprocessing's resource tracker (``python -c 'from multiprocessing.resource_tracker
+    import main; …'``), which a program using spawn or shared memory starts beside itself."""
+    orig_argv = getattr(sys, "orig_argv", None) if orig_argv is None else orig_argv
+    for index, arg in enumerate(orig_argv or []):
+        if arg == "-c":
+            code = orig_argv[index + 1] if index + 1 < len(orig_argv) else ""
+            return code.startswith("from multiprocessing.resource_tracker import")
+    return False
+
 
 def is_reloader_parent(environ=None) -> bool:
-    """True in the process of ``manage.py runserver`` or ``flask run --debug``/``--reload``
-    that only watches files and restarts its child: the child (RUN_MAIN /
-    WERKZEUG_RUN_MAIN=true in its environment) serves the app and has the sensor, so the
-    parent sends nothing of its own."""
+    """True in the process of ``manage.py runserver``, ``flask run --debug``/``--reload`` or
+    ``uvicorn --reload`` that only watches files and restarts its child: the child
+    (RUN_MAIN / WERKZEUG_RUN_MAIN=true in its environment; uvicorn's, spawned by
+    multiprocessing) serves the app and has the sensor, so the parent sends nothing of its
+    own. Decided at start, from the command line: a spawned child's is ``-c`` then."""
     environ = os.environ if environ is None else environ
     program, args = command_line()
     name = program_name(program)
     if name in ("manage", "django-admin", "django"):
         return (_subcommand(args) == "runserver" and "--noreload" not in args
                 and environ.get("RUN_MAIN") != "true")
+    if name == "uvicorn":  # its reloader spawns the server (multiprocessing: ``-c`` there)
+        return "--reload" in args
     if name == "flask":
         if _subcommand(args, ("-A", "--app", "-e", "--env-file")) != "run" or \
                 environ.get("WERKZEUG_RUN_MAIN") == "true":

@@ -114,10 +114,12 @@ def _gunicorn(spec, cwd, bootstrap):
     return start
 
 
-def _uvicorn(receiver):
-    require_installed("fastapi")
-    return _server([_program("uvicorn"), "--port", "{port}", "app:app"],
-                   os.path.join(APPS, "fastapi_quickstart"), "fastapi")(receiver)
+def _uvicorn(*options):
+    def start(receiver):
+        require_installed("fastapi")
+        return _server([_program("uvicorn"), *options, "--port", "{port}", "app:app"],
+                       os.path.join(APPS, "fastapi_quickstart"), "fastapi")(receiver)
+    return start
 
 
 def _flask(*args, **env):
@@ -190,7 +192,9 @@ def cases(tmp_path_factory):
         "gunicorn app:app": Case(_gunicorn("app:app", EXAMPLES, "flask"), "app"),
         "gunicorn config.wsgi": Case(_gunicorn("config.wsgi:application", DJANGO_PROJECT,
                                                "django"), "config"),
-        "uvicorn": Case(_uvicorn, "app"),
+        "uvicorn": Case(_uvicorn(), "app"),
+        # the server runs in a child that multiprocessing spawned (python -c …)
+        "uvicorn --reload": Case(_uvicorn("--reload"), "app"),
         "flask --app": Case(_flask("--app", "app", "run", cwd=EXAMPLES), "app"),
         "FLASK_APP": Case(_flask("run", cwd=APPS, FLASK_APP="flask_app"), "flask_app"),
         "flask --debug": Case(_flask("--app", "flask_app", "--debug", "run", cwd=APPS),
@@ -229,7 +233,7 @@ def test_a_server_is_named_by_its_app(cases, name):
     assert names(case.receiver) == {case.expected}
 
 
-@pytest.mark.parametrize("name", ["runserver", "flask --debug"])
+@pytest.mark.parametrize("name", ["runserver", "flask --debug", "uvicorn --reload"])
 def test_a_reloader_parent_sends_nothing_of_its_own(cases, name):
     case = cases[name]
     server = case.ready()
@@ -296,7 +300,16 @@ def test_a_command_is_named_by_what_it_runs(cases, name):
     (["python", "-c", "pass"], {}, "python"),
 ])
 def test_the_rules_in_order(orig_argv, environ, expected):
-    assert derive(*command_line(orig_argv), environ) == expected
+    assert derive(*command_line(orig_argv, argv=["-c"]), environ) == expected
+
+
+def test_a_spawned_child_is_named_by_the_command_line_its_parent_gave_it():
+    spawned = ["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()",
+               "--multiprocessing-fork"]
+    assert command_line(spawned, argv=["-c", "--multiprocessing-fork"])[0] == ""
+    # multiprocessing has set sys.argv to the parent's
+    assert derive(*command_line(spawned, argv=["/v/bin/uvicorn", "--workers", "2", "app:app"]),
+                  {}) == "app"
 
 
 @pytest.mark.parametrize("options, expected", [
