@@ -141,11 +141,11 @@ def app_name(spec, environ) -> str:
     if isinstance(spec, (bytes, bytearray)):
         spec = spec.decode("utf-8", "replace")
     module = str(spec).strip().split(":")[0]
-    if module.endswith(".py") or "/" in module:
-        path = module[:-3] if module.endswith(".py") else module
-        parent, stem = os.path.split(path.rstrip("/"))
-        module = f"{os.path.basename(parent)}.{stem}" if parent and stem in _DJANGO_ENTRY_MODULES \
-            else stem
+    if module.endswith(".py") or "/" in module:  # a file: its stem, or mysite/wsgi.py's project
+        parent, stem = os.path.split(module[:-3] if module.endswith(".py") else module)
+        if stem not in _DJANGO_ENTRY_MODULES:
+            return stem
+        module = f"{os.path.basename(parent)}.{stem}" if parent else stem
     package, _, last = module.rpartition(".")
     if last in _DJANGO_ENTRY_MODULES:
         settings = environ.get("DJANGO_SETTINGS_MODULE")
@@ -278,7 +278,9 @@ def _uwsgi_app_in_ini(path, environ) -> str:
     parser = configparser.RawConfigParser(strict=False)
     try:
         parser.read(path, encoding="utf-8")
-        return _uwsgi_app(dict(parser.items("uwsgi")), environ) if parser.has_section("uwsgi") else ""
+        if not parser.has_section("uwsgi"):
+            return ""
+        return _uwsgi_app(dict(parser.items("uwsgi")), environ)
     except (configparser.Error, OSError, UnicodeDecodeError):
         return ""
 
