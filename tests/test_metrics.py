@@ -55,6 +55,7 @@ def test_request_and_db_histograms_by_route_method_and_status_class():
         metrics.record_request("/users/<id>", "GET", 200, 0.004)
         metrics.record_request("/users/<id>", "GET", 204, 0.2)
         metrics.record_request("/users/<id>", "GET", 503, 3.0)
+        metrics.record_request("", "GET", 404, 0.001)  # no route matched
         metrics.record_db_call("postgresql", "SELECT", 0.02)
 
     got = recorded(registry(), calls)
@@ -62,6 +63,8 @@ def test_request_and_db_histograms_by_route_method_and_status_class():
     by_class = {p["attrs"]["http.response.status_class"]: p for p in requests}
     assert by_class["2xx"]["attrs"] == {"http.route": "/users/<id>", "http.request.method": "GET",
                                          "http.response.status_class": "2xx"}
+    assert by_class["4xx"]["attrs"] == {"http.request.method": "GET",  # no http.route at all
+                                         "http.response.status_class": "4xx"}
     assert by_class["2xx"]["count"] == "2" and abs(by_class["2xx"]["sum"] - 0.204) < 1e-9
     assert by_class["2xx"]["min"] == 0.004 and by_class["2xx"]["max"] == 0.2
     # (…, 0.005] holds 0.004; (0.1, 0.25] holds 0.2; (2.5, 5] holds 3.0

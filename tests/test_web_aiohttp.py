@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from support.services import require_installed
-from support.web import drive, echoed_as_plain, serve
+from support.web import assert_no_route, drive, echoed_as_plain, serve
 
 pytest.importorskip("aiohttp")
 
@@ -55,7 +55,7 @@ DRIVER = """
         base = "http://127.0.0.1:%d" % runner.addresses[0][1]
         async with aiohttp.ClientSession() as session:
             for path in ["/users/7?token=tok-SECRET-1", "/boom", "/missing", "/api/items/x",
-                         "/call", "/nowhere", "/static/echoed.py"]:
+                         "/call", "/nowhere", "/static/echoed.py", "/subscribe"]:
                 async with session.get(base + path,
                                        headers={"Authorization": "Bearer auth-SECRET-2"}) as r:
                     print(json.dumps({"path": path, "status": r.status, "body": await r.text()}))
@@ -91,8 +91,12 @@ def test_requests_are_server_spans_named_by_the_route_template(run):
     missing = spans["GET /missing"]
     assert missing["attrs"]["http.response.status_code"] == 404
     assert missing.get("status", {}).get("code", 0) == 0
-    assert "GET" in spans  # no route matched: named by the method alone
     assert run.receiver.schema_errors == []
+
+
+def test_requests_no_route_matched_are_named_by_their_method_without_a_route(run):
+    assert_no_route(run.spans(), "/nowhere", 404)
+    assert_no_route(run.spans(), "/subscribe", 405)  # the route is POST's
 
 
 def test_a_handlers_exception_marks_its_span_and_is_reported_once(run):

@@ -2,7 +2,7 @@
 async views through Django's own test clients, checked at a real OTLP receiver."""
 import pytest
 
-from support.web import drive
+from support.web import assert_no_route, drive
 
 DRIVER = """
     import asyncio, json, os
@@ -18,7 +18,8 @@ DRIVER = """
                           "headers": sorted(response.headers.items())}))
 
     client = Client(raise_request_exception=False)
-    for path in ["/users/7?token=tok-SECRET-1", "/boom", "/missing", "/stream", "/async/bob"]:
+    for path in ["/users/7?token=tok-SECRET-1", "/boom", "/missing", "/stream", "/async/bob",
+                 "/nowhere", "/subscribe"]:
         show(path, client.get(path, HTTP_AUTHORIZATION="Bearer auth-SECRET-2"))
     show("/login", client.post("/login", {"password": "pw-SECRET-3", "user": "x"}))
 
@@ -45,6 +46,15 @@ def test_spans_are_named_by_url_pattern(run):
     assert span["attrs"]["http.response.status_code"] == 200
     assert span["attrs"]["url.path"] == "/users/7"
     assert span["attrs"]["server.address"] == "testserver"
+
+
+def test_a_request_no_url_pattern_matched_is_named_by_its_method_without_a_route(run):
+    assert_no_route(run.spans(), "/nowhere", 404)
+    # Django's URL patterns do not match methods: a 405 comes from the view of the pattern
+    # that matched, and the request is named by it.
+    subscribe = run.span("GET /subscribe")
+    assert subscribe["attrs"]["http.route"] == "/subscribe"
+    assert subscribe["attrs"]["http.response.status_code"] == 405
 
 
 def test_sync_and_async_exceptions_are_reported_once(run):

@@ -9,7 +9,7 @@ import pytest
 
 from support.processes import clean_env
 from support.services import free_port
-from support.web import APPS, drive, wait_for_port
+from support.web import APPS, assert_no_route, drive, wait_for_port
 
 DRIVER = """
     import asyncio, json
@@ -20,7 +20,7 @@ DRIVER = """
         transport = httpx.ASGITransport(app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             for path in ["/users/7?token=tok-SECRET-1", "/boom", "/sync-boom", "/missing",
-                         "/stream", "/background"]:
+                         "/stream", "/background", "/nowhere", "/items"]:
                 response = await client.get(path, headers={"Authorization": "Bearer auth-SECRET-2"})
                 print(json.dumps({"path": path, "status": response.status_code,
                                   "body": response.text,
@@ -42,6 +42,13 @@ def test_spans_are_named_by_path_template(run):
     assert span["attrs"]["http.response.status_code"] == 200
     assert span["attrs"]["user_agent.original"].startswith("python-httpx")
     assert run.span("GET /missing").get("status", {}).get("code", 0) == 0
+
+
+def test_requests_no_route_matched_are_named_by_their_method_without_a_route(run):
+    assert_no_route(run.spans(), "/nowhere", 404)
+    assert_no_route(run.spans(), "/items", 405)  # the route is POST's: its path alone matched
+    statuses = {o["path"]: o["status"] for o in run.outputs if "path" in o}
+    assert (statuses["/nowhere"], statuses["/items"]) == (404, 405)
 
 
 def test_async_and_sync_endpoint_exceptions_mark_the_span_and_are_reported(run):

@@ -8,12 +8,12 @@ import httpx
 import pytest
 
 from support.services import require_installed
-from support.web import serve
+from support.web import assert_no_route, serve
 
 pytest.importorskip("pyramid")
 
 PATHS = ["/users/7?token=tok-SECRET-1", "/boom", "/invalid", "/broken", "/missing", "/stream",
-         "/nowhere"]
+         "/nowhere", "/subscribe"]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}",
             "pyramid_app:app"]
 
@@ -24,7 +24,8 @@ def answers(receiver, bootstrap):
         with httpx.Client(base_url=base, headers={"Authorization": "Bearer auth-SECRET-2"}) as client:
             found = [(path, client.get(path).status_code, client.get(path).text) for path in PATHS]
         if bootstrap:
-            receiver.wait_for(lambda r: len([s for s in r.spans() if s["kind"] == 2]) >= 14)
+            receiver.wait_for(lambda r: len([s for s in r.spans() if s["kind"] == 2])
+                              >= 2 * len(PATHS))
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=20)[0]
@@ -41,7 +42,7 @@ def runs(module_receiver):
 def test_the_answers_are_the_apps(runs):
     traced, plain, _ = runs
     assert traced == plain
-    assert [status for _, status, _ in traced] == [200, 500, 400, 500, 404, 200, 404]
+    assert [status for _, status, _ in traced] == [200, 500, 400, 500, 404, 200, 404, 404]
 
 
 def test_requests_are_named_by_the_route_pattern(runs):
@@ -55,6 +56,15 @@ def test_requests_are_named_by_the_route_pattern(runs):
     assert spans["GET /missing"].get("status", {}).get("code", 0) == 0
     assert spans["GET /invalid"].get("status", {}).get("code", 0) == 0
     assert receiver.schema_errors == []
+
+
+def test_requests_no_route_matched_are_named_by_their_method_without_a_route(runs):
+    *_, receiver = runs
+    for path in ("/nowhere", "/subscribe"):  # /subscribe's route takes POST only
+        spans = [s for s in receiver.spans() if s["attrs"].get("url.path") == path]
+        assert len(spans) == 2  # each path is asked for twice
+        for span in spans:
+            assert_no_route([span], path, 404)
 
 
 def test_exceptions_are_reported_once_each(runs):

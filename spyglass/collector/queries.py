@@ -111,10 +111,14 @@ def _json(text):
 
 def route_name(method, route):
     """How a route is shown: ``GET /users/{id}``; a span name that already starts with its
-    method (``GET /users/{id}`` as a name fallback) is not prefixed twice."""
+    method (``GET /users/{id}`` as a name fallback) is not prefixed twice. A request no
+    route matched has no ``http.route`` and is named by its method alone (``GET``, stored
+    as its route): ``GET (no route)``."""
     route = "" if route is None else str(route)
+    if method and route in ("", method):
+        return f"{method} (no route)"
     if method and not route.startswith(f"{method} "):
-        return f"{method} {route}".rstrip()
+        return f"{method} {route}"
     return route or "-"
 
 

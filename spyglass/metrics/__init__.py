@@ -156,7 +156,7 @@ class Registry:
         self.runtime = runtime
         self.requests = aggregate.Histogram(
             "http.server.request.duration", "s", "Duration of HTTP server requests",
-            _named("http.route", "http.request.method", "http.response.status_class"),
+            _request_attributes,
             self.max_series, self.temporality, aggregate.DURATION_BOUNDARIES)
         self.db_calls = aggregate.Histogram(
             "db.client.operation.duration", "s", "Duration of database client operations",
@@ -262,6 +262,15 @@ class Registry:
         """What was recorded since the last export (no runtime metrics: a process that
         recorded nothing sends nothing at exit)."""
         return self.collect(runtime=False, lock_timeout=EXIT_LOCK_TIMEOUT)
+
+
+def _request_attributes(key):
+    """A request series' attributes: no ``http.route`` for a request no route matched."""
+    route, method, status_class = key
+    attributes = {"http.request.method": method, "http.response.status_class": status_class}
+    if route:
+        attributes["http.route"] = route
+    return attributes
 
 
 def _named(*names):

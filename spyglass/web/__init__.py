@@ -13,7 +13,12 @@ app inside it::
 ``finish()`` names and marks the span, decides slow and error, releases or drops held log
 records, and records the request metric.
 
-Per-request options (AppEnlight's environ keys, and ``spyglass.set_request_options``):
+A request no route matched (a 404, a 405 where the router matches methods) keeps the name
+its span started with, the method alone (``GET``), and gets no ``http.route``, as
+OpenTelemetry does; the collector shows it as ``GET (no route)``.
+
+Per-request options (AppEnlight's environ keys, ``spyglass.*`` in the WSGI environ or the
+ASGI scope, and ``spyglass.set_request_options``):
 
 ==================  ==================================================================
 username            the user's id for this request
@@ -43,6 +48,9 @@ METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
                      "PATCH", "QUERY"))
 MAX_HELD_LOGS = 200
 NO_OPTIONS = types.MappingProxyType({})
+# The keys an app may set in the WSGI environ or the ASGI scope: ``spyglass.view_name`` …
+CARRIED_KEYS = {name: "spyglass." + name for name in OPTIONS}
+CARRIED_KEY_SET = frozenset(CARRIED_KEYS.values())
 
 _time_ns = time.time_ns
 _current_scope, _set_scope, _reset_scope = scopes.current, scopes.set_current, scopes.reset_current
@@ -245,6 +253,44 @@ class RequestTrace:
             return False
         prefixes = config.ignore_slow_paths
         return not (prefixes and self.path.startswith(prefixes))
+
+
+def carried_options(carrier, options):
+    """The options of a request whose app may set ``spyglass.*`` keys in ``carrier`` (the
+    WSGI environ, the ASGI scope): ``options`` (from ``set_request_options``) over those."""
+    if carrier.keys().isdisjoint(CARRIED_KEY_SET):  # looks up the few keys, in C
+        return options or NO_OPTIONS
+    found = {name: carrier[key] for name, key in CARRIED_KEYS.items() if key in carrier}
+    if options:
+        found.update(options)
+    return found
+
+
+def hooked_route(hook, carrier):
+    """The route template the middleware's naming hook ``route=`` gives for ``carrier``
+    (the environ or scope), or None (no route, or the hook failed: logged once)."""
+    try:
+        route = hook(carrier)
+    except Exception:
+        _log_once_per(hook, "spyglass: the route hook %r raised; the request is named by "
+                            "its method", hook, exc_info=True)
+        return None
+    if route is None or route == "":
+        return None
+    if not isinstance(route, str):
+        _log_once_per(hook, "spyglass: the route hook %r returned %r, not a str; the request "
+                            "is named by its method", hook, type(route).__name__)
+        return None
+    return route
+
+
+_hooks_logged = set()
+
+
+def _log_once_per(hook, message, *args, **kwargs):
+    if id(hook) not in _hooks_logged:
+        _hooks_logged.add(id(hook))
+        log.warning(message, *args, **kwargs)
 
 
 def check_options(options):

@@ -9,9 +9,15 @@ The span ends when the last body chunk has been sent, so background tasks that r
 afterwards do not count in the request's duration; a 5xx response's span ends when the
 app returns instead, so the exception Starlette re-raises after sending its 500 is
 recorded on it. Only ``http`` scopes are traced; ``websocket`` and ``lifespan`` pass.
-Per-request options: ``spyglass.set_request_options(...)`` inside the request.
+Per-request options: ``spyglass.set_request_options(...)`` inside the request, or
+``spyglass.*`` keys the app sets in the scope (``scope["spyglass.view_name"] = ...``).
+
+A request is named by the route Starlette's router matched (FastAPI's too), else by
+``middleware(app, route=hook)``'s ``hook(scope)`` (the route template or None, asked when
+the request is done), else by its method alone, without ``http.route``: a 404, and a 405
+(Starlette's partial match, the path matched but not the method), have no route.
 """
-from . import METHODS, RequestTrace, error_block, host_only
+from . import METHODS, RequestTrace, carried_options, error_block, hooked_route, host_only
 from .. import agent as agent_module
 from ..errors.scope import current_request
 from ..trace.context import suppressed
@@ -19,13 +25,15 @@ from ..trace.context import suppressed
 _get_agent = agent_module.get
 
 
-def middleware(app):
-    """Wrap an ASGI app so that every HTTP request is traced."""
-    return SpyglassMiddleware(app)
+def middleware(app, route=None):
+    """Wrap an ASGI app so that every HTTP request is traced. ``route``: ``route(scope)``
+    -> the request's route template or None, asked when the request is done."""
+    return SpyglassMiddleware(app, route)
 
 
 class ASGIRequest(RequestTrace):
     host = ""
+    route_hook = None  # the middleware's ``route=``: scope -> route template
 
     def __init__(self, agent, tracer, span, method, scope):
         RequestTrace.__init__(self, agent, tracer, span, method)
@@ -34,17 +42,26 @@ class ASGIRequest(RequestTrace):
 
     def read_route(self):
         """Starlette and FastAPI leave the matched route in the scope (with the mount
-        prefixes in ``root_path``)."""
+        prefixes in ``root_path``), also one that matched the path but not the method
+        (answered 405), which is no match. Else the middleware's hook names it."""
         scope = self.scope
         route = scope.get("route")
         path = getattr(route, "path", None)
-        if not isinstance(path, str):
-            return
-        prefix = scope.get("root_path", "")[len(self.root_path):]
-        template = prefix + path
-        if type(route).__name__ == "Mount":  # an app mounted as a whole: static files …
-            template = template.rstrip("/") + "/{path}"
-        self.route = template or "/"
+        if isinstance(path, str):
+            methods = getattr(route, "methods", None)
+            if not methods or scope.get("method") in methods:
+                prefix = scope.get("root_path", "")[len(self.root_path):]
+                template = prefix + path
+                if type(route).__name__ == "Mount":  # an app mounted as a whole: static files …
+                    template = template.rstrip("/") + "/{path}"
+                self.route = template or "/"
+                return
+        if self.route_hook is not None:
+            hook, self.route_hook = self.route_hook, None  # asked once
+            self.route = hooked_route(hook, scope)
+
+    def current_options(self):
+        return carried_options(self.scope, self.options)
 
     def fail(self, exc):
         self.read_route()
@@ -102,8 +119,9 @@ def start(agent, scope):
 
 
 class SpyglassMiddleware:
-    def __init__(self, app):
+    def __init__(self, app, route=None):
         self.app = app
+        self.route_hook = route
 
     async def __call__(self, scope, receive, send):
         app = self.app
@@ -118,6 +136,7 @@ class SpyglassMiddleware:
             request = None
         if request is None:
             return await app(scope, receive, send)
+        request.route_hook = self.route_hook
 
         async def traced_send(message):
             kind = message.get("type")

@@ -1,9 +1,12 @@
 """The WSGI adapter of the request lifecycle: ``app = spyglass.wsgi.middleware(app)``.
 
 Flask and Django are traced without it (``AUTOWRAPT_BOOTSTRAP=flask`` / ``django``); this
-is for other WSGI frameworks. Each request gets a SERVER span named by its method (and
-``spyglass.view_name`` when the app sets it, as there is no route template at this
-level), continuing the W3C trace context of the incoming headers.
+is for other WSGI frameworks. Each request gets a SERVER span, continuing the W3C trace
+context of the incoming headers, named by its method alone (``GET``, no ``http.route``: no
+route template is known at this level) unless the app tells its route:
+``middleware(app, route=hook)``, where ``hook(environ)`` returns the route template
+(``"/users/{id}"``) or None when the request is done, or ``environ["spyglass.view_name"]``
+set by the app during the request (it wins over the hook).
 
 What the app and the server see is unchanged: the same environ, the same
 ``start_response`` result (the server's ``write``), the same response iterable contents
@@ -15,23 +18,25 @@ applies; its span ends when the app returns it.
 import functools
 import logging
 
-from . import METHODS as _METHODS, NO_OPTIONS, OPTIONS, RequestTrace, error_block, host_only
+from . import (METHODS as _METHODS, RequestTrace, carried_options, error_block, hooked_route,
+               host_only)
 from .. import agent as agent_module
 from ..errors.scope import current as current_scope
 from ..trace.context import suppressed
 
 _get_agent = agent_module.get
 _is_suppressed = suppressed.get
-_ENVIRON_KEYS = {name: "spyglass." + name for name in OPTIONS}
-_ENVIRON_KEY_SET = frozenset(_ENVIRON_KEYS.values())
 
 
-def middleware(app):
-    """Wrap a WSGI app so that every request is traced (a no-op without a running agent)."""
+def middleware(app, route=None):
+    """Wrap a WSGI app so that every request is traced (a no-op without a running agent).
+    ``route``: ``route(environ)`` -> the request's route template or None, asked when the
+    request is done (after the app routed it); the span is then ``METHOD route`` with
+    ``http.route``."""
 
     @functools.wraps(app)
     def traced_app(environ, start_response):
-        return call(app, environ, start_response)
+        return call(app, environ, start_response, route)
 
     return traced_app
 
@@ -50,6 +55,7 @@ def traced_method(original):
 
 class WSGIRequest(RequestTrace):
     status = None
+    route_hook = None  # the middleware's ``route=``: environ -> route template
 
     def __init__(self, agent, tracer, span, method, environ, start_response):
         # RequestTrace.__init__, written out: one of these is made per request
@@ -66,6 +72,11 @@ class WSGIRequest(RequestTrace):
         return self._start_response(status, headers, exc_info) if exc_info is not None \
             else self._start_response(status, headers)
 
+    def fail(self, exc):
+        if self.route_hook is not None:
+            self._name_by_hook()  # before the error event, which tells the route
+        RequestTrace.fail(self, exc)
+
     def finish(self):
         status = self.status
         if status is not None and not self.status_code:
@@ -73,16 +84,17 @@ class WSGIRequest(RequestTrace):
                 self.status_code = int(status[:3])
             except (TypeError, ValueError):
                 pass
+        if self.route_hook is not None:
+            self._name_by_hook()
         RequestTrace.finish(self)
 
+    def _name_by_hook(self):
+        hook, self.route_hook = self.route_hook, None  # asked once
+        if self.route is None:
+            self.route = hooked_route(hook, self.environ)
+
     def current_options(self):
-        environ = self.environ
-        if environ.keys().isdisjoint(_ENVIRON_KEY_SET):  # looks up the few keys, in C
-            return self.options or NO_OPTIONS
-        found = {name: environ[key] for name, key in _ENVIRON_KEYS.items() if key in environ}
-        if self.options:
-            found.update(self.options)
-        return found
+        return carried_options(self.environ, self.options)
 
     def _remote_user(self):
         return self.environ.get("REMOTE_USER")
@@ -128,8 +140,9 @@ def start(agent, environ, start_response, kind=WSGIRequest):
     return request
 
 
-def call(app, environ, start_response):
-    """Call the WSGI ``app`` for one request, traced."""
+def call(app, environ, start_response, route_hook=None):
+    """Call the WSGI ``app`` for one request, traced (named by ``route_hook(environ)``
+    when given)."""
     agent = _get_agent()
     if agent is None or _is_suppressed():
         return app(environ, start_response)
@@ -143,6 +156,8 @@ def call(app, environ, start_response):
         request = None
     if request is None:
         return app(environ, start_response)
+    if route_hook is not None:
+        request.route_hook = route_hook
     with request:
         result = app(environ, request.start_response)
     result_type = type(result)

@@ -32,6 +32,11 @@ async def missing(request):
     raise web.HTTPNotFound(text="nope")
 
 
+@routes.post("/subscribe")
+async def subscribe(request):
+    return web.Response(text="subscribed")
+
+
 @routes.get("/echo")
 async def echo(request):
     return web.json_response([[name, value] for name, value in request.headers.items()])

@@ -43,6 +43,11 @@ async def background(tasks: BackgroundTasks):
     return {"scheduled": True}
 
 
+@app.post("/items")
+async def add_item():
+    return {"added": True}
+
+
 @app.get("/health")
 async def health():
     return "ok"

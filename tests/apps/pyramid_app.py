@@ -37,6 +37,11 @@ def stream(request):
     return response
 
 
+@view_config(route_name="subscribe")
+def subscribe(request):
+    return Response("subscribed")
+
+
 @view_config(route_name="health")
 def health(request):
     return Response("ok")
@@ -58,6 +63,7 @@ def make_app():
                               ("broken", "/broken"), ("missing", "/missing"),
                               ("stream", "/stream"), ("health", "/health")]:
             config.add_route(name, pattern)
+        config.add_route("subscribe", "/subscribe", request_method="POST")  # a GET matches no route
         config.scan(__name__)
         return config.make_wsgi_app()
 

@@ -34,6 +34,11 @@ class Missing(RequestHandler):
         raise HTTPError(404)
 
 
+class Subscribe(RequestHandler):
+    def post(self):  # a GET is answered 405 by the handler its URL spec routed to
+        self.write("subscribed")
+
+
 class Echo(RequestHandler):
     def get(self):
         self.write(json.dumps(list(self.request.headers.get_all())))
@@ -54,6 +59,7 @@ def make_app():
         (r"/boom", Boom),
         (r"/missing", Missing),
         (r"/echo", Echo),
+        (r"/subscribe", Subscribe),
         (r"/call", Call),
     ])
 

@@ -47,6 +47,24 @@ class Run:
                 if record["attrs"].get("event.name") is None]
 
 
+def server_span_at(spans, path, method="GET"):
+    """The one SERVER span of the request ``method path`` among ``spans``."""
+    found = [span for span in spans if span["kind"] == 2 and span["attrs"].get("url.path") == path
+             and span["attrs"].get("http.request.method") == method]
+    assert len(found) == 1, f"{len(found)} SERVER spans of {method} {path}"
+    return found[0]
+
+
+def assert_no_route(spans, path, status, method="GET"):
+    """The request ``method path``, which no route matched, answered ``status``: its span
+    is named by the method alone and has no ``http.route``, as OpenTelemetry's are."""
+    span = server_span_at(spans, path, method)
+    assert span["name"] == method, span["name"]
+    assert "http.route" not in span["attrs"], span["attrs"]["http.route"]
+    assert span["attrs"]["http.response.status_code"] == status
+    return span
+
+
 def drive(code, bootstrap="flask", receiver=None, timeout=60, **env):
     """Run ``code`` (with tests/apps on the path) under the sensor; flush at its end."""
     own = receiver is None

@@ -12,4 +12,5 @@ urlpatterns = [
     path("missing", views.missing),
     path("whoami", views.whoami),
     path("quiet", views.quiet),
+    path("subscribe", views.subscribe),
 ]

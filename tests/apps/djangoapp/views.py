@@ -2,6 +2,7 @@ import asyncio
 
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 
 def user(request, uid):
@@ -44,3 +45,10 @@ def whoami(request):
 def quiet(request):
     """Never looks at request.user."""
     raise RuntimeError("quiet")
+
+
+@csrf_exempt
+@require_POST
+def subscribe(request):
+    """POST only: a GET is answered 405 by this view, its URL pattern matched."""
+    return HttpResponse("subscribed")
