@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+from support.web import drive
+
 from .conftest import REPO
 from . import demo_data, payloads
 
@@ -42,6 +44,34 @@ def test_report_of_one_service_and_narrow_terminals(collector):
     assert max(len(line) for line in result.stdout.splitlines()) <= 60
     assert "narrow-service-with-a-long-name" in result.stdout
     assert "shop" not in result.stdout
+
+
+UNROUTED = """
+    from flask_app import app
+    client = app.test_client()
+    for path in ("/nowhere", "/login", "/users/7"):  # 404, 405 (/login takes POST), 200
+        client.get(path)
+"""
+
+
+def test_requests_no_route_matched_show_as_their_method_and_no_route(start_collector):
+    """A Flask app under the sensor, sending to a collector of its own: its 404 and 405
+    are one route, ``GET (no route)``, in the API, the report and the services page."""
+    collector = start_collector()
+    # One export, at the end: nothing sent while the collector may still be warming up.
+    drive(UNROUTED, receiver=collector, SPYGLASS_SERVICE_NAME="unrouted",
+          SPYGLASS_FLUSH_INTERVAL="60")
+    routes = {row["name"]: row for row in collector.api("/routes", service="unrouted")["routes"]}
+    assert sorted(routes) == ["GET (no route)", "GET /users/<int:uid>"]
+    assert routes["GET (no route)"]["requests"] == 2
+    traces = collector.api("/traces", service="unrouted", route=routes["GET (no route)"]["route"])
+    assert sorted(t["http_status"] for t in traces["traces"]) == [404, 405]  # the page's link
+    report = _spyglass("report", "--url", collector.url, "--service", "unrouted")
+    assert report.returncode == 0, report.stderr
+    assert "unrouted · GET (no route)" in report.stdout and "GET GET" not in report.stdout
+    status, _, page = collector.request("GET", "/?service=unrouted")
+    assert status == 200
+    assert "GET (no route)" in page.decode() and "GET GET" not in page.decode()
 
 
 def test_report_says_why_when_the_collector_is_unreachable():
