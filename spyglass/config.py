@@ -331,10 +331,16 @@ def format_default(value) -> str:
     return str(value)
 
 
+def format_value(key: Key, value) -> str:
+    """A value of ``key`` as written in an ini file: a logging level by its name."""
+    if key.parse is parse_level and isinstance(value, int):
+        name = logging.getLevelName(value)
+        return name if not name.startswith("Level ") else str(value)  # a level with no name
+    return format_default(value)
+
+
 def format_key_default(key: Key) -> str:
-    if key.parse is parse_level:
-        return logging.getLevelName(key.default)
-    return format_default(key.default)
+    return format_value(key, key.default)
 
 
 def keys_markdown_table() -> str:
@@ -344,6 +350,42 @@ def keys_markdown_table() -> str:
         rows.append(f"| `{key.name}` | `{key.env}` | `{key.ini}` | {key.type_name} | "
                     f"`{format_key_default(key)}` | {key.doc} |")
     return "\n".join(rows)
+
+# SPYGLASS_* variables that are not settings, never called unknown: the ini file's path,
+# what `spyglass run` tells the command it starts (SPYGLASS_LAUNCHER, SPYGLASS_RUN_*),
+# `spyglass serve`'s own settings, and those of the tests and benchmarks.
+NOT_SETTINGS = frozenset(("SPYGLASS_INI", "SPYGLASS_LAUNCHER"))
+NOT_SETTINGS_PREFIXES = ("SPYGLASS_RUN_", "SPYGLASS_COLLECTOR_", "SPYGLASS_TEST_",
+                         "SPYGLASS_REQUIRE_", "SPYGLASS_BENCH_")
+_unknown_warned = set()
+
+
+def unknown_variables(environ):
+    """``(variable, the closest setting's variable or None)`` for each ``SPYGLASS_*``
+    variable in ``environ`` that is no setting (a typo, most likely)."""
+    known = {key.env for key in KEYS}
+    unknown = sorted(name for name in environ if name.startswith(ENV_PREFIX)
+                     and name not in known and name not in NOT_SETTINGS
+                     and not name.startswith(NOT_SETTINGS_PREFIXES))
+    if not unknown:
+        return []
+    import difflib  # only when there is a typo to name
+
+    # Compared without the prefix they all share, which would make anything look close.
+    suffixes = {env[len(ENV_PREFIX):]: env for env in known}
+    closest = (difflib.get_close_matches(name[len(ENV_PREFIX):], suffixes, n=1) for name in unknown)
+    return [(name, suffixes[found[0]] if found else None) for name, found in zip(unknown, closest)]
+
+
+def _note_unknown_variables(config, environ):
+    """Each unknown ``SPYGLASS_*`` variable: a problem, and one warning per process."""
+    for name, closest in unknown_variables(environ):
+        hint = f"; did you mean {closest}?" if closest else ""
+        config.problems.append((f"env:{name}", "", f"unknown variable, ignored{hint}"))
+        if name not in _unknown_warned:
+            _unknown_warned.add(name)
+            log.warning("spyglass: unknown environment variable %s ignored%s", name, hint)
+
 
 # OpenTelemetry's standard variables, honoured when spyglass's own are not set.
 OTEL_FALLBACKS = {
@@ -465,6 +507,7 @@ def load(config_file: Optional[str] = None, environ=None, **overrides) -> Config
             config.set(key.name, environ[key.env], "env:" + key.env)
         elif otel_var and environ.get(otel_var) and config.sources[key.name] == "default":
             config.set(key.name, environ[otel_var], "env:" + otel_var)
+    _note_unknown_variables(config, environ)
     for name, value in overrides.items():
         config.set(name.replace("timing_", "timing.", 1) if name.startswith("timing_") else name,
                    value, "code")

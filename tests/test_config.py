@@ -5,6 +5,7 @@ import os
 import re
 
 import pytest
+from support.processes import run_python
 
 from spyglass import config as config_module
 from spyglass.config import KEYS, format_key_default, load
@@ -149,3 +150,48 @@ def test_the_slow_call_table_lists_every_timing_key_with_its_default():
     for name, default, env in rows:
         assert float(default) == config_module.TIMING[name][0]
         assert env == "SPYGLASS_TIMING_" + name.upper()
+
+
+UNKNOWN = {"SPYGLASS_SAMPLE_RTE": "SPYGLASS_SAMPLE_RATE",
+           "SPYGLASS_FLUSH_INTERVALL": "SPYGLASS_FLUSH_INTERVAL",
+           "SPYGLASS_ZZZ": None}  # like no setting: named without a guess
+
+
+def test_an_unknown_spyglass_variable_gets_one_warning_naming_the_closest_key(tmp_path):
+    ini = tmp_path / "s.ini"
+    ini.write_text("[spyglass]\n")
+    not_settings = {"SPYGLASS_INI": str(ini), "SPYGLASS_LAUNCHER": "spyglass run",
+                    "SPYGLASS_RUN_TRACE": "1", "SPYGLASS_COLLECTOR_PORT": "4318",
+                    "SPYGLASS_REQUIRE_SERVICES": "1", "SPYGLASS_TEST_REDIS": "127.0.0.1:6379",
+                    "SPYGLASS_BENCH_POSTGRES_URL": "postgresql://x"}
+    result = run_python("""
+        import logging, spyglass
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        spyglass.init(enabled=False)
+        spyglass.init(enabled=False)  # loads the configuration again: no second warning
+        print("the app goes on")
+    """, **UNKNOWN.fromkeys(UNKNOWN, "1"), **not_settings)
+    assert result.stdout == "the app goes on\n"
+    assert result.stderr.splitlines() == [
+        f"WARNING spyglass: spyglass: unknown environment variable {name} ignored"
+        + (f"; did you mean {closest}?" if closest else "")
+        for name, closest in sorted(UNKNOWN.items())]
+
+
+def test_every_spyglass_variable_the_code_and_docs_name_is_a_setting_or_known_not_to_be():
+    """A variable spyglass itself reads (or its tests, benchmarks and collector) must never
+    be warned about as unknown: each is a setting's or listed in config.NOT_SETTINGS(_PREFIXES)."""
+    typos = {"SPYGLASS_ENDPIONT", *UNKNOWN}  # the tests' deliberate ones
+    found = set()
+    for top in ("spyglass", "tests", "benchmarks", "tools", "scripts", "docs", "uwsgi_examples"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                if name.endswith((".py", ".md", ".ini", ".sh", ".yaml", ".html")) or "." not in name:
+                    with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as handle:
+                        found.update(re.findall(r"\bSPYGLASS_[A-Z0-9_]*[A-Z0-9]\b", handle.read()))
+    for name in ("README.md", "Configuration.md"):
+        with open(os.path.join(ROOT, name), encoding="utf-8") as handle:
+            found.update(re.findall(r"\bSPYGLASS_[A-Z0-9_]*[A-Z0-9]\b", handle.read()))
+    assert len(found) > 40
+    called_unknown = {name for name, _ in config_module.unknown_variables(dict.fromkeys(found, ""))}
+    assert called_unknown == typos & found

@@ -3,6 +3,7 @@ response read to its end, read in part and closed (werkzeug stops at Content-Len
 failing while it streams, or dropped unread; and how spyglass.wsgi's and spyglass.asgi's
 middleware name requests (the method alone, a route hook, the app's view name). What
 reached the receiver is checked."""
+from support.processes import run_python
 from support.web import drive
 
 DRIVER = """
@@ -173,3 +174,12 @@ def test_the_plain_middleware_names_by_the_method_the_route_hook_or_the_view_nam
     assert error["request"]["route"] == error["_attrs"]["http.route"] == "/users/{id}"
     assert "the hook's own bug" not in run.stderr  # logged on the spyglass logger, quiet
     assert run.receiver.schema_errors == []
+
+
+def test_import_spyglass_then_the_middleware_as_readme_shows_it_imported_only_then():
+    result = run_python("""
+        import sys, spyglass
+        print([name for name in ("spyglass.wsgi", "spyglass.asgi", "spyglass.web") if name in sys.modules])
+        print(spyglass.wsgi.middleware.__module__, spyglass.asgi.middleware.__module__)
+    """)
+    assert result.stdout.splitlines() == ["[]", "spyglass.web.wsgi spyglass.web.asgi"]

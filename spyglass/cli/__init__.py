@@ -46,7 +46,10 @@ COMMANDS = [
 
 
 def build_parser():
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="spyglass", description="spyglass: zero-code APM for Python")
+    parser.add_argument("--version", action="version", version=f"spyglass {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         subparser = subcommands.add_parser(command.name, help=command.help, description=command.help)

@@ -3,6 +3,7 @@
 Each has an ``*_arguments(parser)`` and a ``*_command(args) -> exit status`` that
 ``spyglass.cli`` lists in its table.
 """
+import argparse
 import os
 import sys
 import textwrap
@@ -18,8 +19,10 @@ def run_arguments(parser):
     parser.add_argument("--groups", default="spyglass",
                         help="autowrapt groups to bootstrap, comma-separated "
                              f"({', '.join(GROUPS)}; default %(default)s)")
-    parser.add_argument("argv", nargs="+", metavar="CMD",
-                        help="the command to run, after --: spyglass run -- python app.py")
+    # Everything from the first word that is not one of run's options is the command, its
+    # own options included: `spyglass run python -m app --port 8000` needs no `--`.
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD ...",
+                        help="the command to run: spyglass run python app.py (or after --)")
 
 
 def run_command(args):
@@ -30,6 +33,8 @@ def run_command(args):
         return _fail("run", f"unknown group {', '.join(unknown) or '(none)'}; "
                             f"choose from {', '.join(GROUPS)}")
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        return _fail("run", "give the command to run: spyglass run python app.py")
     env = dict(os.environ, AUTOWRAPT_BOOTSTRAP=",".join(groups), SPYGLASS_LAUNCHER="spyglass run")
     try:
         os.execvpe(argv[0], argv, env)
@@ -54,17 +59,22 @@ def makeini_command(args):
             handle.write(ini_template())
     except OSError as exc:
         return _fail("makeini", f"cannot write {args.file}: {exc.strerror}")
-    print(f"wrote {args.file}: every setting at its default; point SPYGLASS_INI at it "
-          f"and check it with: spyglass testini {args.file}")
+    print(f"wrote {args.file}: every setting, commented out at its default; uncomment "
+          f"what you set, point SPYGLASS_INI at it, and check it with: spyglass testini "
+          f"{args.file}")
     return 0
 
 
 def ini_template() -> str:
-    """Every key of ``config.KEYS`` with its meaning, at its default."""
+    """Every key of ``config.KEYS`` with its meaning, commented out at its default: only
+    the lines a person uncomments set anything, so the environment and the OTEL_*
+    variables still apply to the rest."""
     lines = [
         "# spyglass configuration. Point SPYGLASS_INI at this file, or pass it to",
-        "# spyglass.init(config_file=...). Environment variables (SPYGLASS_<KEY>) override it.",
-        "# Every key is listed at its default; see Configuration.md.",
+        "# spyglass.init(config_file=...). Every setting is listed commented out, at its",
+        "# default: uncomment (remove the '; ') the ones you set. A value set here wins over",
+        "# OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_* and OTEL_RESOURCE_ATTRIBUTES; the",
+        "# environment's SPYGLASS_<KEY> variables win over it. See Configuration.md.",
         "",
         f"[{config_module.INI_SECTION}]",
     ]
@@ -73,7 +83,7 @@ def ini_template() -> str:
         for line in textwrap.wrap(key.doc.replace("`", ""), 88):
             lines.append(f"# {line}")
         lines.append(f"# ({key.type_name}; environment: {key.env})")
-        lines.append(f"{key.ini} = {config_module.format_key_default(key)}")
+        lines.append(f"; {key.ini} = {config_module.format_key_default(key)}")
     return "\n".join(lines) + "\n"
 
 
@@ -108,11 +118,11 @@ def _check(path, send):
         config = config_module.load(config_file=path)
     finally:
         quiet.level = level
-    problems = list(config.problems) + _unknown_environment_variables()
+    problems = config.problems  # unknown SPYGLASS_* variables among them
     print("effective configuration:")
     width = max(len(key.name) for key in config_module.KEYS)
     for key in config_module.KEYS:
-        value = config_module.format_default(config.get(key.name))
+        value = config_module.format_value(key, config.get(key.name))
         if key.name == "headers" and config.headers:
             value = ",".join(f"{name}=***" for name in config.headers)
         print(f"  {key.name:<{width}}  {value or '(empty)':<24} [{config.sources[key.name]}]")
@@ -128,13 +138,6 @@ def _check(path, send):
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     return 1 if problems else 0
-
-
-def _unknown_environment_variables():
-    known = {key.env for key in config_module.KEYS} | {"SPYGLASS_INI", "SPYGLASS_LAUNCHER"}
-    return [(f"env:{name}", "", "unknown variable (a typo?)") for name in sorted(os.environ)
-            if name.startswith(config_module.ENV_PREFIX) and name not in known
-            and not name.startswith(("SPYGLASS_COLLECTOR_", "SPYGLASS_TEST_", "SPYGLASS_REQUIRE_"))]
 
 
 def send_test_telemetry(config):
@@ -217,7 +220,7 @@ def _fail(command, message):
 
 # (name, help, add_arguments, run): rows of spyglass.cli's table.
 COMMANDS = [
-    ("run", "run a command with the sensor bootstrapped (spyglass run -- python app.py)",
+    ("run", "run a command with the sensor bootstrapped (spyglass run python app.py)",
      run_arguments, run_command),
     ("makeini", "write a commented ini file with every setting", makeini_arguments,
      makeini_command),

@@ -225,13 +225,28 @@ def _metrics(data, width):
         for header, _name in PROCESS_COLUMNS], width)
 
 
+def check_service(url, service, api_key="", services=None):
+    """ReportError unless the collector knows ``service`` (it sent something, at any time
+    still kept): the names it knows instead. ``services``: the answer of ``/api/services``
+    for the report's window, where it usually is."""
+    in_window = (services or {}).get("services", ())
+    if not service or any(row["service"] == service for row in in_window):
+        return
+    known = [row["service"] for row in fetch(url, "/api/services", api_key, start=0)["services"]]
+    if service not in known:
+        raise ReportError(f"no service {service!r} at {url}; "
+                          + (f"its services: {', '.join(known)}" if known else "it has none yet"))
+
+
 def render_report(url, since="15m", service=None, api_key="", width=80):
     """The whole report as text, at most ``width`` columns wide."""
     parse_duration(since)  # refuse a bad window before asking the collector
     now = time.time()
     ask = lambda path, **params: fetch(url, path, api_key, since=since, service=service, **params)  # noqa: E731
+    services = ask("/api/services")
+    check_service(url, service, api_key, services)
     sections = [
-        ("SERVICES", _services(ask("/api/services"), width, service)),
+        ("SERVICES", _services(services, width, service)),
         ("ROUTES BY P95", _routes(ask("/api/routes"), width)),
         ("SLOWEST CALLS BY TOTAL TIME", _calls(ask("/api/slow-calls", sort="total", limit=10, all=1), width)),
         ("TOP ERROR GROUPS", _errors(ask("/api/errors", limit=10), width, now)),
@@ -249,6 +264,7 @@ def render_profile(url, route, since="15m", service=None, api_key="", width=80, 
     the profiles linked to its traces: the functions most often innermost (self time), then
     the stacks most often seen, innermost frame first."""
     parse_duration(since)
+    check_service(url, service, api_key)
     profile = fetch(url, "/api/profile", api_key, since=since, service=service, route=route,
                     limit=5000)
     total = profile["samples"]

@@ -74,6 +74,24 @@ def test_requests_no_route_matched_show_as_their_method_and_no_route(start_colle
     assert "GET (no route)" in page.decode() and "GET GET" not in page.decode()
 
 
+def test_report_of_a_service_the_collector_does_not_know_names_those_it_does(start_collector):
+    collector = start_collector()
+    empty = _spyglass("report", "--url", collector.url, "--service", "nosuch")
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.strip() == f"spyglass report: no service 'nosuch' at {collector.url}; it has none yet"
+    for service in ("shop", "billing"):
+        _, spans = payloads.request_trace(service, "/a")
+        collector.post_json("traces", payloads.traces(service, spans))
+    for args in ([], ["--profile", "GET /a"]):
+        result = _spyglass("report", "--url", collector.url, "--service", "nosuch", *args)
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.strip() == (f"spyglass report: no service 'nosuch' at {collector.url}; "
+                                         f"its services: billing, shop")
+    # A service known, but quiet in the window: the report, saying so.
+    quiet = _spyglass("report", "--url", collector.url, "--service", "shop", "--since", "1ms")
+    assert quiet.returncode == 0 and "(no services reported in this window)" in quiet.stdout
+
+
 def test_report_says_why_when_the_collector_is_unreachable():
     result = _spyglass("report", "--url", "http://127.0.0.1:9")
     assert result.returncode == 1
