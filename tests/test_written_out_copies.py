@@ -11,7 +11,7 @@ from spyglass.report.reporter import LOGS, Reporter
 from spyglass.trace import context
 from spyglass.trace.span import INTERNAL, RootSpan, new_span
 from spyglass.trace.tracer import Tracer
-from spyglass.web import RequestTrace
+from spyglass.web import RequestTrace, carried_options
 from spyglass.web.wsgi import WSGIRequest
 
 IDS_AND_TIMES = ("trace_id", "span_id", "parent_id", "start_ns", "end_ns", "_token")
@@ -131,6 +131,20 @@ def test_a_wsgi_request_is_made_as_a_request_trace_is():
     theirs = vars(RequestTrace(agent, tracer, span, "GET"))
     ours = vars(WSGIRequest(agent, tracer, span, "GET", {}, None))
     assert {name: ours[name] for name in theirs} == theirs
+
+
+# -- WSGIRequest.current_options: web.carried_options ------------------------------------------
+
+@pytest.mark.parametrize("environ, options", [
+    ({"PATH_INFO": "/"}, None),
+    ({"PATH_INFO": "/"}, {"ignore_slow": True}),
+    ({"spyglass.view_name": "v", "spyglass.username": "u"}, None),
+    ({"spyglass.view_name": "v", "spyglass.username": "u"}, {"view_name": "w"}),
+])
+def test_a_wsgi_requests_options_are_carried_options(environ, options):
+    request = WSGIRequest(object(), Tracer(), object(), "GET", environ, None)
+    request.options = options
+    assert request.current_options() == carried_options(environ, options)
 
 
 # -- Reporter.submit_root: _submit ------------------------------------------------------------

@@ -18,8 +18,8 @@ applies; its span ends when the app returns it.
 import functools
 import logging
 
-from . import (METHODS as _METHODS, RequestTrace, carried_options, error_block, hooked_route,
-               host_only)
+from . import (CARRIED_KEY_SET as _CARRIED_KEY_SET, CARRIED_KEYS, METHODS as _METHODS,
+               NO_OPTIONS, RequestTrace, error_block, hooked_route, host_only)
 from .. import agent as agent_module
 from ..errors.scope import current as current_scope
 from ..trace.context import suppressed
@@ -94,7 +94,15 @@ class WSGIRequest(RequestTrace):
             self.route = hooked_route(hook, self.environ)
 
     def current_options(self):
-        return carried_options(self.environ, self.options)
+        # carried_options(self.environ, self.options), written out: it runs once or more
+        # per request (tests/test_written_out_copies.py holds the two equal).
+        environ = self.environ
+        if environ.keys().isdisjoint(_CARRIED_KEY_SET):  # looks up the few keys, in C
+            return self.options or NO_OPTIONS
+        found = {name: environ[key] for name, key in CARRIED_KEYS.items() if key in environ}
+        if self.options:
+            found.update(self.options)
+        return found
 
     def _remote_user(self):
         return self.environ.get("REMOTE_USER")
