@@ -109,6 +109,9 @@ def _json(text):
     return json.loads(text) if text else None
 
 
+NO_ROUTE = " (no route)"
+
+
 def route_name(method, route):
     """How a route is shown: ``GET /users/{id}``; a span name that already starts with its
     method (``GET /users/{id}`` as a name fallback) is not prefixed twice. A request no
@@ -116,7 +119,7 @@ def route_name(method, route):
     as its route): ``GET (no route)``."""
     route = "" if route is None else str(route)
     if method and route in ("", method):
-        return f"{method} (no route)"
+        return method + NO_ROUTE
     if method and not route.startswith(f"{method} "):
         return f"{method} {route}"
     return route or "-"
