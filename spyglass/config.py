@@ -351,6 +351,7 @@ def keys_markdown_table() -> str:
                     f"`{format_key_default(key)}` | {key.doc} |")
     return "\n".join(rows)
 
+
 # SPYGLASS_* variables that are not settings, never called unknown: the ini file's path,
 # what `spyglass run` tells the command it starts (SPYGLASS_LAUNCHER, SPYGLASS_RUN_*),
 # `spyglass serve`'s own settings, and those of the tests and benchmarks.

@@ -181,7 +181,8 @@ def openapi_document():
             "/api/traces": _get("Requests (local root spans), newest first", [
                 *_WINDOW, _SERVICE, _LIMIT,
                 _param("route", "Routes (`http.route`, else the root span's name) that contain this, case "
-                                "aside; placeholders match either form: `/users/{id}` finds `/users/<int:id>`."),
+                                "aside; placeholders match either form: `/users/{id}` finds `/users/<int:id>`. "
+                                "`GET (no route)`: the GET requests no route matched."),
                 _param("status", "HTTP status: a code (404), a class (5xx) or `error`.",
                        {"type": "string", "pattern": "^(error|[1-5]xx|[1-5][0-9][0-9])$"}),
                 _param("min_duration_ms", "Only requests at least this long.",
@@ -208,7 +209,8 @@ def openapi_document():
                            {"type": "integer", "minimum": 0}),
                     _param("trace_id", "The trace's profile (32 hex digits); the window does not apply.",
                            {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
-                    _param("route", "The profiles of this route's (or root span name's) requests in the window."),
+                    _param("route", "The profiles of this route's (or root span name's) requests in the "
+                                    "window; `GET (no route)`: those of the GET requests no route matched."),
                 ], _object({"since_ns": {"type": "integer"}, "samples": {"type": "integer"},
                             "stacks": {"type": "array", "items": _object({
                                 "frames": {"type": "array", "items": {"type": "string"},

@@ -116,13 +116,30 @@ def route_name(method, route):
     """How a route is shown: ``GET /users/{id}``; a span name that already starts with its
     method (``GET /users/{id}`` as a name fallback) is not prefixed twice. A request no
     route matched has no ``http.route`` and is named by its method alone (``GET``, stored
-    as its route): ``GET (no route)``."""
+    as its route): ``GET (no route)``, which the route filters take for those requests."""
     route = "" if route is None else str(route)
     if method and route in ("", method):
         return method + NO_ROUTE
     if method and not route.startswith(f"{method} "):
         return f"{method} {route}"
     return route or "-"
+
+
+def _unrouted_clause(route, parameters):
+    """SQL for the route filter ``GET (no route)``: exactly the requests of that method no
+    route matched (stored under their name, the method); None for any other filter."""
+    if not (isinstance(route, str) and route.endswith(NO_ROUTE)):
+        return None
+    method = route[:-len(NO_ROUTE)]
+    parameters += [method, method]
+    return "(http_method = ? AND route = ?)"
+
+
+def _route_and_name(row):
+    """A routes row's ``route`` (what the route filters take for its requests: the label
+    for those no route matched) and ``name`` (how it is shown)."""
+    name = route_name(row["http_method"], row["route"])
+    return {"route": name if name.endswith(NO_ROUTE) else row["route"], "name": name}
 
 
 def _service_clause(service, parameters, column="service"):
@@ -158,6 +175,9 @@ def route_clause(route, parameters):
     """SQL for a route filter: a substring of a request's route (or root span name), case
     aside, whose placeholders match placeholders of either form: ``/users/{id}`` finds
     ``/users/<int:id>`` and ``GET /users/{user_id}/posts``, ``users`` finds both."""
+    unrouted = _unrouted_clause(route, parameters)
+    if unrouted:
+        return unrouted
     parts = [_like_escaped(part) for part in _PLACEHOLDER.split(str(route).lower())]
     if len(parts) == 1:
         patterns = [f"%{parts[0]}%"]
@@ -246,8 +266,7 @@ class Queries:
         parameters = [since_ns]
         sql = ROUTES.format(service_clause=_service_clause(service, parameters))
         return [{
-            "service": row["service"], "method": row["http_method"], "route": row["route"],
-            "name": route_name(row["http_method"], row["route"]),
+            "service": row["service"], "method": row["http_method"], **_route_and_name(row),
             "requests": row["requests"], "errors": row["errors"], "error_rate": row["errors"] / row["requests"],
             "total_ms": _ms(row["total_ns"]), **_latency(row),
         } for row in self._rows(sql, parameters)]
@@ -308,9 +327,13 @@ class Queries:
         if trace_id:
             where, parameters = "trace_id = ?", [trace_id.lower()]
         elif route:
-            parameters = [since_ns, route, route]
+            parameters = [since_ns]
+            exact = _unrouted_clause(route, parameters)
+            if exact is None:
+                exact = "(route = ? OR name = ?)"
+                parameters += [route, route]
             where = ("trace_id IN (SELECT trace_id FROM spans WHERE is_root AND start_ns >= ? "
-                     f"AND (route = ? OR name = ?) {_service_clause(service, parameters)}) "
+                     f"AND {exact} {_service_clause(service, parameters)}) "
                      "AND time_ns >= ?")
             parameters.append(since_ns)
         else:

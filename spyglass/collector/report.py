@@ -12,7 +12,6 @@ from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 from .durations import format_duration_ms, parse_duration
-from .queries import NO_ROUTE
 
 RUNTIME_PREFIXES = ("process.", "cpython.")
 
@@ -266,9 +265,8 @@ def render_profile(url, route, since="15m", service=None, api_key="", width=80, 
     the stacks most often seen, innermost frame first."""
     parse_duration(since)
     check_service(url, service, api_key)
-    # "GET (no route)", as the report lists them, are the requests named "GET".
-    profile = fetch(url, "/api/profile", api_key, since=since, service=service,
-                    route=route.removesuffix(NO_ROUTE), limit=5000)
+    profile = fetch(url, "/api/profile", api_key, since=since, service=service, route=route,
+                    limit=5000)
     total = profile["samples"]
     header = textwrap.wrap(f"spyglass report — {url} — profile of {route} — last {since} — "
                            f"{total} samples", width)

@@ -61,8 +61,12 @@ def test_requests_no_route_matched_show_as_their_method_and_no_route(collector):
     routes = {row["name"]: row for row in collector.api("/routes", service="unrouted")["routes"]}
     assert sorted(routes) == ["GET (no route)", "GET /users/<int:uid>"]
     assert routes["GET (no route)"]["requests"] == 2
-    traces = collector.api("/traces", service="unrouted", route=routes["GET (no route)"]["route"])
-    assert sorted(t["http_status"] for t in traces["traces"]) == [404, 405]  # the page's link
+    unrouted = routes["GET (no route)"]["route"]  # what the services page's links filter by
+    traces = collector.api("/traces", service="unrouted", route=unrouted)
+    assert sorted(t["http_status"] for t in traces["traces"]) == [404, 405]
+    assert collector.api("/profile", service="unrouted", route=unrouted)["samples"] == 0
+    profile = _spyglass("report", "--url", collector.url, "--service", "unrouted", "--profile", unrouted)
+    assert profile.returncode == 0 and "profile of GET (no route)" in profile.stdout
     report = _spyglass("report", "--url", collector.url, "--service", "unrouted")
     assert report.returncode == 0, report.stderr
     assert "unrouted · GET (no route)" in report.stdout and "GET GET" not in report.stdout
