@@ -124,6 +124,16 @@ def set_request_options(**options):
     return True
 
 
+def background_task(name):
+    """A unit of work as a trace of its own (a root span; a child span inside an active
+    trace), its calls folded and capped as a request's: ``@spyglass.background_task("sync")``
+    on a function or an ``async def``, or ``with spyglass.background_task("sync"):`` (also
+    ``async with``). Outside it, and outside requests, only slow or failed calls are traces."""
+    from .work import BackgroundTask
+
+    return BackgroundTask(name)
+
+
 def __getattr__(name):
     """``spyglass.wsgi`` and ``spyglass.asgi`` (the middleware), imported when first used:
     ``import spyglass; app = spyglass.wsgi.middleware(app)``."""

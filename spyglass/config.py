@@ -245,6 +245,11 @@ KEYS: Tuple[Key, ...] = (
          "number dropped is recorded on the local root."),
     _key("metrics_interval", parse_float, 10.0, "Seconds between exports of metrics (runtime, "
          "requests, custom, and the sensor's own counters)."),
+    _key("trace_run", parse_bool, False, "Make the whole run of the process one trace, its "
+         "root span named by the script, ended and sent at exit (`spyglass run --trace`): for "
+         "short programs. Its calls fold and are capped as a request's. Off (long-running "
+         "workers): calls outside a trace are counted in the metrics, and only a slow or failed "
+         "one is sent, as a trace of its own."),
     _key("debug", parse_bool, False, "Log the sensor's own activity at DEBUG on the `spyglass` "
          "logger (to stderr if nothing else handles it)."),
     # -- requests and errors (web frameworks) ---------------------------------------------

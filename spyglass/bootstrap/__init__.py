@@ -62,6 +62,10 @@ def _instrument(running):
     from ..instrument import register_hooks
 
     register_hooks(running)
+    if running.config.trace_run:  # spyglass run --trace: the whole run, one trace
+        from ..work import trace_the_run
+
+        trace_the_run(running)
     if agent.inside_uwsgi():
         from ..instrument import uwsgi
 

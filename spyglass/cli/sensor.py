@@ -19,6 +19,9 @@ def run_arguments(parser):
     parser.add_argument("--groups", default="spyglass",
                         help="autowrapt groups to bootstrap, comma-separated "
                              f"({', '.join(GROUPS)}; default %(default)s)")
+    parser.add_argument("--trace", action="store_true",
+                        help="make the whole run one trace (for short programs: a script, "
+                             "a cron job); sets SPYGLASS_TRACE_RUN=true")
     # Everything from the first word that is not one of run's options is the command, its
     # own options included: `spyglass run python -m app --port 8000` needs no `--`.
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD ...",
@@ -36,6 +39,8 @@ def run_command(args):
     if not argv:
         return _fail("run", "give the command to run: spyglass run python app.py")
     env = dict(os.environ, AUTOWRAPT_BOOTSTRAP=",".join(groups), SPYGLASS_LAUNCHER="spyglass run")
+    if args.trace:
+        env["SPYGLASS_TRACE_RUN"] = "true"
     try:
         os.execvpe(argv[0], argv, env)
     except FileNotFoundError:

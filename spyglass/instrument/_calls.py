@@ -16,6 +16,12 @@ nothing):
 Calls whose span must exist before they run (outbound HTTP injects its id) use
 ``CallRecorder.finish`` on a span started with the tracer instead.
 
+Outside any trace (a script, a worker's loop) a call's parent is ``OUTSIDE``: the
+instrumentations time the call as in a trace (and feed the same metrics); a fast one ends
+there, at the cost of the timing; a slow or failed one becomes a trace of its own, a root
+span of the call's kind with its stack (``Outside.add``). A blocking wait the app asked
+for (Redis' BLPOP in a worker's loop) is never slow: its library names it in ``waits``.
+
 Errors here are the sensor's: ``CallRecorder.failed`` logs the first one per library and
 the app's call goes on untouched.
 """
@@ -27,7 +33,9 @@ import time
 
 from ..errors.event import in_app
 from ..redact.scrub import mask_string_literals
-from ..trace.span import CLIENT, RootSpan
+from .. import process
+from ..process import _getrandbits
+from ..trace.span import CLIENT, RootSpan, new_root_span, new_span
 
 log = logging.getLogger("spyglass")
 
@@ -37,10 +45,59 @@ MAX_STACK_FRAMES = 30
 time_ns = time.time_ns
 
 
-class CallRecorder:
-    """The calls of one instrumented library: its threshold, category and span kind."""
+class Outside:
+    """The parent of the calls made outside any trace, and the local trace of their spans
+    (``local`` is itself, as a RootSpan's): unsampled, counting nothing, so that a fast call
+    costs its timing and no more; a call kept (slow or failed) is exported alone."""
 
-    def __init__(self, agent, timing_key, category, kind=CLIENT, quoted_errors=True):
+    __slots__ = ()
+    sampled = False
+    span_id = 0
+    baggage = None
+    spans = None
+
+    @property
+    def local(self):
+        return self
+
+    def count_call(self, category, duration_ns):
+        pass
+
+    def add(self, span):
+        """A finished call span under ``OUTSIDE`` that must be seen (``keep``): exported
+        as a trace of its own, its root (made on the slow or failed path only)."""
+        tracer = span._tracer
+        process.check_fork()
+        root = new_root_span(tracer, _getrandbits(128) or 1, True, span.span_id, span.name,
+                             span.start_ns, span.kind)
+        root.attributes = span.attributes
+        root.events = span.events
+        root.status, root.status_message = span.status, span.status_message
+        root.end_ns = span.end_ns
+        root.keep = True
+        root.spans = None  # closed
+        tracer.export_lone_root(root)
+
+
+OUTSIDE = Outside()
+
+
+class OutsideScope:
+    """What the instrumentations take for the active scope when there is none."""
+
+    __slots__ = ()
+    span = OUTSIDE
+
+
+OUTSIDE_SCOPE = OutsideScope()
+
+
+class CallRecorder:
+    """The calls of one instrumented library: its threshold, category and span kind;
+    ``waits``, the names of its calls that block as long as the app asked (never slow)."""
+
+    def __init__(self, agent, timing_key, category, kind=CLIENT, quoted_errors=True,
+                 waits=frozenset()):
         config = agent.config
         threshold = config.threshold(timing_key)
         self.agent = agent
@@ -56,6 +113,7 @@ class CallRecorder:
         # False: the library's errors quote the app's data (memcached clients' name the key):
         # only their type and frames leave.
         self.quoted_errors = quoted_errors
+        self.waits = waits
         self._logged = False
         self._scrubber = None  # made at the first slow call
 
@@ -69,7 +127,8 @@ class CallRecorder:
         duration = end_ns - start_ns
         local = parent if parent.__class__ is RootSpan else parent.local  # its property, skipped
         attributes["spyglass.category"] = self.category
-        if error is None and duration < self.slow_ns:  # the common case, in one step
+        # The common case in one step (a blocking wait is tested for only when it is long).
+        if error is None and (duration < self.slow_ns or name in self.waits):
             if not local.sampled:
                 local.count_call(self.category, duration)
                 return None
@@ -77,13 +136,27 @@ class CallRecorder:
                                        self.category, repeat_key if self.compress else None,
                                        self.min_ns)
         local.count_call(self.category, duration)
-        if duration >= self.slow_ns:
+        if duration >= self.slow_ns and name not in self.waits:
             self.mark_slow(attributes)
-        span = parent._tracer.record_call(parent, name, self.kind, start_ns, end_ns,
-                                          attributes, keep=True)
+        if local is OUTSIDE:
+            span = self.start_outside(name, start_ns, attributes)
+            span.end_ns = end_ns
+        else:
+            span = parent._tracer.record_call(parent, name, self.kind, start_ns, end_ns,
+                                              attributes, keep=True)
         if error is not None:
             span.record_exception(error, quoted=self.quoted_errors)
+        if local is OUTSIDE:
+            OUTSIDE.add(span)
         return span
+
+    def start_outside(self, name, start_ns=None, attributes=None):
+        """The span of a call about to run outside any trace, for ``finish`` (its library
+        propagates nothing from it: it becomes a trace only if it is kept)."""
+        process.check_fork()  # a fork that skipped the at-fork hooks (uWSGI): new ids
+        return new_span(self.agent.tracer, OUTSIDE, _getrandbits(64) or 1, None, name,
+                        time_ns() if start_ns is None else start_ns, self.kind, None,
+                        attributes)
 
     def finish(self, span, error=None):
         """Finish a call's span that was started beforehand (and whose id may have been
@@ -93,7 +166,7 @@ class CallRecorder:
         span.local.count_call(self.category, duration)
         attributes = span.attributes
         attributes["spyglass.category"] = self.category
-        if duration >= self.slow_ns:
+        if duration >= self.slow_ns and span.name not in self.waits:
             self.mark_slow(attributes)
             span.keep = True
         if error is not None:

@@ -10,12 +10,12 @@ Drivers are instrumented in one of two ways, both keeping the app's objects the 
   the driver's own classes, declared as patches made by the ``traced_*`` factories at the
   end of this module: ``type(cursor)`` is exactly what it was.
 
-Either way a wrapped method does one ContextVar read when no span is active, and calls the
-driver's method directly.
+Either way a wrapped method is timed whether or not a span is active: outside any trace
+its parent is ``OUTSIDE`` (see ``_calls``), where a fast call ends at its metric.
 """
 import contextvars
 
-from ._calls import SQL, CallRecorder, db_call_metric, time_ns
+from ._calls import OUTSIDE, OUTSIDE_SCOPE, SQL, CallRecorder, db_call_metric, time_ns
 from ._patch import like
 from ..trace.context import get_active_scope
 from ..redact.sql import normalize
@@ -109,6 +109,13 @@ class DriverInstrumentation:
             described = self._statements.get(statement) if type(statement) is str else None
             if described is None:
                 described = self._describe_statement(statement, cursor)
+            elif parent is OUTSIDE and error is None and end_ns - start_ns < self.calls.slow_ns:
+                # Fast, outside any trace: its metric is all there is to it (the cheap path
+                # of scripts and workers' loops).
+                if self._record_db_call is not None:
+                    self._record_db_call(self.system, described.operation,
+                                         (end_ns - start_ns) / 1e9)
+                return
             connection = cursor.connection
             try:
                 base = connection._spyglass_db
@@ -238,8 +245,8 @@ class DriverInstrumentation:
 
         if batch:
             def traced(cursor, *args, **kwargs):
-                scope = get_active_scope()
-                if scope is None or _inside_call.get():
+                scope = get_active_scope() or OUTSIDE_SCOPE
+                if _inside_call.get():
                     return method(cursor, *args, **kwargs)
                 token = _inside_call.set(True)
                 start = time_ns()
@@ -255,8 +262,8 @@ class DriverInstrumentation:
                 return result
         else:
             def traced(cursor, *args, **kwargs):
-                scope = get_active_scope()
-                if scope is None or _inside_call.get():
+                scope = get_active_scope() or OUTSIDE_SCOPE
+                if _inside_call.get():
                     return method(cursor, *args, **kwargs)
                 start = time_ns()
                 try:
@@ -276,8 +283,8 @@ class DriverInstrumentation:
         is_callproc = operation == "CALL"
 
         def traced(target, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None or _inside_call.get():
+            scope = get_active_scope() or OUTSIDE_SCOPE
+            if _inside_call.get():
                 return method(target, *args, **kwargs)
             connection = connection_of(target) if connection_of is not None else target
             extra = _procedure(args, kwargs) if is_callproc else None
@@ -302,8 +309,8 @@ class DriverInstrumentation:
 
         if batch:
             async def traced(cursor, *args, **kwargs):
-                scope = get_active_scope()
-                if scope is None or _inside_call.get():
+                scope = get_active_scope() or OUTSIDE_SCOPE
+                if _inside_call.get():
                     return await method(cursor, *args, **kwargs)
                 token = _inside_call.set(True)
                 start = time_ns()
@@ -321,8 +328,8 @@ class DriverInstrumentation:
             return like(traced, method)
 
         async def traced(cursor, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None or _inside_call.get():
+            scope = get_active_scope() or OUTSIDE_SCOPE
+            if _inside_call.get():
                 return await method(cursor, *args, **kwargs)
             start = time_ns()
             try:
@@ -341,8 +348,8 @@ class DriverInstrumentation:
         is_callproc = operation == "CALL"
 
         async def traced(target, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None or _inside_call.get():
+            scope = get_active_scope() or OUTSIDE_SCOPE
+            if _inside_call.get():
                 return await method(target, *args, **kwargs)
             connection = connection_of(target) if connection_of is not None else target
             extra = _procedure(args, kwargs) if is_callproc else None
@@ -366,9 +373,7 @@ class DriverInstrumentation:
         record = self.operation
 
         async def traced_connect(*args, **kwargs):
-            scope = get_active_scope()
-            if scope is None:
-                return await connect(*args, **kwargs)
+            scope = get_active_scope() or OUTSIDE_SCOPE
             token = _inside_call.set(True)  # what the driver queries to connect is part of it
             start = time_ns()
             try:
@@ -396,9 +401,7 @@ class DriverInstrumentation:
                     args, kwargs = prepare(args, kwargs)
                 except Exception:
                     calls.failed()
-            scope = get_active_scope()
-            if scope is None:
-                return connect(*args, **kwargs)
+            scope = get_active_scope() or OUTSIDE_SCOPE
             start = time_ns()
             try:
                 connection = connect(*args, **kwargs)

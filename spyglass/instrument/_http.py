@@ -3,7 +3,8 @@
 URLs scrubbed of credentials and secret parameters, and no second span when one library
 runs on another (requests on urllib3 on http.client): the outermost one traces.
 
-Nothing is traced on spyglass's own threads (``suppressed``) or to its own endpoint.
+Outside any trace a request is timed (a trace of its own if slow or failed) and carries
+nothing. Nothing is traced on spyglass's own threads (``suppressed``) or to its own endpoint.
 
 The app's requests change by the three headers and nothing else (docs/Telemetry.md says what
 an app can see). When no span starts, no header object is read, copied or replaced. When one
@@ -16,7 +17,7 @@ carries each send's own context).
 import contextvars
 import copy
 
-from ._calls import REMOTE, CallRecorder
+from ._calls import OUTSIDE, REMOTE, CallRecorder
 from ..trace import propagation
 from ..trace.context import get_active_scope, suppressed
 from ..trace.span import CLIENT
@@ -47,17 +48,21 @@ class OutboundHTTP:
 
     def start(self, method, url):
         """The span of a request about to go out (with the token ``finish`` takes), or None:
-        no active span, a library above already traces it, or it is spyglass's own."""
-        scope = get_active_scope()
-        if scope is None or _in_request.get() or suppressed.get():
+        a library above already traces it, or it is spyglass's own. Outside any trace the
+        span is ``OUTSIDE``'s (see ``_calls``): it carries no context."""
+        if _in_request.get() or suppressed.get():
             return None
         try:
             url = str(url)
             if url.startswith(self.own_endpoint):
                 return None
             method = str(method.decode() if isinstance(method, bytes) else method).upper()
-            parent = scope.span
-            span = parent._tracer.start_child(method, CLIENT, parent)
+            scope = get_active_scope()
+            if scope is None:  # timed, and a trace of its own if slow or failed
+                span = self.calls.start_outside(method)
+            else:
+                parent = scope.span
+                span = parent._tracer.start_child(method, CLIENT, parent)
             attributes = span.attributes
             attributes["http.request.method"] = method
             attributes["url.full"] = self.scrubber.url(url)
@@ -92,6 +97,8 @@ class OutboundHTTP:
         """A copy of the app's ``headers``, of their own type and with every field (repeated
         ones too), plus the trace context; None when no such copy can be made (then the app's
         headers go out as they are)."""
+        if started[0].local is OUTSIDE:
+            return None
         try:
             outgoing = copy_headers(headers)
             if outgoing is not None:
@@ -181,6 +188,8 @@ class Sending:
 def inject(headers, span):
     """Write the trace context into ``headers``, leaving any of the three headers the app
     set itself as it is; returns the headers written (name -> value)."""
+    if span.local is OUTSIDE:  # outside any trace: the app's request goes as it is
+        return {}
     present = {str(key).lower() for key in headers.keys()} & _HEADERS
     context = span.context
     fresh = {}

@@ -1,7 +1,7 @@
 """What the memcached clients' instrumentations share (pymemcache, python-memcached): a
 CLIENT span per command, named by it, with ``db.system`` = ``memcached``. As Redis's: the
 command and how many keys, never a key or a value."""
-from ._calls import NOSQL, CallRecorder, db_call_metric, time_ns
+from ._calls import NOSQL, OUTSIDE_SCOPE, CallRecorder, db_call_metric, time_ns
 from ..trace.context import get_active_scope
 
 TIMING = "memcache"  # AppEnlight's name and default (0.1 s), for both clients
@@ -48,9 +48,7 @@ class MemcachedCalls:
         record = self.record
 
         def traced(client, *args, **kwargs):
-            scope = get_active_scope()
-            if scope is None:
-                return method(client, *args, **kwargs)
+            scope = get_active_scope() or OUTSIDE_SCOPE
             start = time_ns()
             try:
                 result = method(client, *args, **kwargs)

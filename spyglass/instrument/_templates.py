@@ -47,7 +47,8 @@ class Renders:
 
 
 class Rendering:
-    """``with``: the span of one render, active while it renders (none outside a trace).
+    """``with``: the span of one render, active while it renders (outside any trace it is
+    ``OUTSIDE``'s, not activated: exported only if slow or failed, see ``_calls``).
     A template renders in tens of microseconds at the least: a context manager's cost is
     nothing beside it."""
 
@@ -60,18 +61,20 @@ class Rendering:
 
     def __enter__(self):
         active = get_active_scope()
-        if active is None:
-            return self
         renders = self.renders
         try:
             name = renders.name_of(self.template) or "template"
-            tracer = active.span._tracer
-            span = tracer.start_child(f"render {name}", INTERNAL, active.span)
+            if active is None:  # timed, and a trace of its own if slow or failed
+                span = renders.calls.start_outside(f"render {name}")
+                self.scope = None
+            else:
+                tracer = active.span._tracer
+                span = tracer.start_child(f"render {name}", INTERNAL, active.span)
+                self.scope = tracer.scope_manager.activate(span, False)
             attributes = span.attributes
             attributes["code.function.name"] = f"{renders.engine}.render"
             attributes["spyglass.template.name"] = name
             attributes["spyglass.template.engine"] = renders.engine
-            self.scope = tracer.scope_manager.activate(span, False)
             self.span = span
         except Exception:
             renders.calls.failed()
@@ -82,7 +85,8 @@ class Rendering:
             return False
         calls = self.renders.calls
         try:
-            self.scope.close()
+            if self.scope is not None:
+                self.scope.close()
             calls.finish(self.span, exc if isinstance(exc, Exception) else None)
         except Exception:
             calls.failed()

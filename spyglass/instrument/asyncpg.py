@@ -21,7 +21,7 @@ introspection, ``explain``'s query is the exception: it is the app's) is part of
 """
 import contextvars
 
-from ._calls import time_ns
+from ._calls import OUTSIDE_SCOPE, time_ns
 from ._dbapi import DriverInstrumentation, _inside_call, _length
 from ._patch import Patch, Supports, alias
 from ..trace.context import get_active_scope
@@ -213,8 +213,8 @@ def _traced(original, asyncpg, locate, rows=None, outer=False):
     record = asyncpg.record
 
     async def traced(target, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None or _inside_call.get():
+        scope = get_active_scope() or OUTSIDE_SCOPE
+        if _inside_call.get():
             return await original(target, *args, **kwargs)
         token = _inside_call.set(True) if outer else None
         start = time_ns()
@@ -300,8 +300,8 @@ def traced_prepare(prepare, asyncpg):
     prepared = asyncpg.prepared
 
     async def traced(connection, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None or _inside_call.get():
+        scope = get_active_scope() or OUTSIDE_SCOPE
+        if _inside_call.get():
             return await prepare(connection, *args, **kwargs)
         query = args[0] if args else kwargs.get("query")
         start = time_ns()
@@ -320,9 +320,7 @@ def traced_acquire(acquire, asyncpg):
     acquired = asyncpg.acquired
 
     async def traced(pool, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None:
-            return await acquire(pool, *args, **kwargs)
+        scope = get_active_scope() or OUTSIDE_SCOPE
         start = time_ns()
         try:
             connection = await acquire(pool, *args, **kwargs)

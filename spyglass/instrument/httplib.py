@@ -9,7 +9,6 @@ import weakref
 
 from ._http import OutboundHTTP
 from ._patch import Patch
-from ..trace.context import get_active_scope
 
 SUPPORTS = None  # the standard library's own
 TIMING = "httplib"
@@ -34,8 +33,6 @@ def traced_request(original_request, http):
     pending = http.pending
 
     def request(self, method, url, body=None, headers={}, **kwargs):  # noqa: B006 (the driver's default)
-        if get_active_scope() is None:
-            return original_request(self, method, url, body, headers, **kwargs)
         started = http.start(method, _full_url(self, url))
         if started is None:
             return original_request(self, method, url, body, headers, **kwargs)

@@ -9,7 +9,7 @@ pysolr makes underneath (requests) is part of it, not a span of its own.
 """
 from urllib.parse import urlsplit
 
-from ._calls import NOSQL, CallRecorder, time_ns
+from ._calls import NOSQL, OUTSIDE_SCOPE, CallRecorder, time_ns
 from ._http import _in_request
 from ._patch import Patch, Supports
 from ..redact.solr import obfuscate_query
@@ -32,9 +32,7 @@ def traced_operation(method, calls):
     operation = method.__name__
 
     def traced(self, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None:
-            return method(self, *args, **kwargs)
+        scope = get_active_scope() or OUTSIDE_SCOPE
         token = _in_request.set(True)  # requests underneath: part of this span
         start = time_ns()
         try:

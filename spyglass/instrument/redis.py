@@ -5,7 +5,7 @@ named by the command; only command names and key counts are recorded, never a va
 ``Pipeline.execute`` one span for the pipeline, with its commands' names; the asyncio
 client's the same, awaited.
 """
-from ._calls import NOSQL, CallRecorder, db_call_metric, time_ns
+from ._calls import NOSQL, OUTSIDE_SCOPE, CallRecorder, db_call_metric, time_ns
 from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
 
@@ -19,13 +19,19 @@ PATCHES = (
 )
 
 MAX_PIPELINE_NAMES = 20
+# Commands that wait as long as the app asked, for data to arrive (a worker's loop: RQ's
+# BLPOP, a broker's BRPOP): timed and counted, never slow.
+BLOCKING_COMMANDS = frozenset((
+    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
+    "XREAD", "XREADGROUP", "WAIT", "WAITAOF",
+))
 
 
 class RedisCalls:
     """The calls of redis-py (sync and asyncio alike) and the metric they feed."""
 
     def __init__(self, agent, module):
-        self.calls = CallRecorder(agent, TIMING, NOSQL)
+        self.calls = CallRecorder(agent, TIMING, NOSQL, waits=BLOCKING_COMMANDS)
         self.metric = db_call_metric()
 
     def before(self, describe, client, args):
@@ -95,9 +101,7 @@ def _traced(original, redis, describe):
     before, record = redis.before, redis.record
 
     def traced(self, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None:
-            return original(self, *args, **kwargs)
+        scope = get_active_scope() or OUTSIDE_SCOPE
         described = before(describe, self, args)
         start = time_ns()
         try:
@@ -115,9 +119,7 @@ def _traced_async(original, redis, describe):
     before, record = redis.before, redis.record
 
     async def traced(self, *args, **kwargs):
-        scope = get_active_scope()
-        if scope is None:
-            return await original(self, *args, **kwargs)
+        scope = get_active_scope() or OUTSIDE_SCOPE
         described = before(describe, self, args)
         start = time_ns()
         try:

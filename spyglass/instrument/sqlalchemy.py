@@ -21,7 +21,7 @@ repeated fast call does.
 """
 import contextvars
 
-from ._calls import time_ns
+from ._calls import OUTSIDE_SCOPE, time_ns
 from ._dbapi import DriverInstrumentation, StatementNote, statement_note
 from ._patch import Patch, Supports
 from ..trace.context import get_active_scope
@@ -66,9 +66,7 @@ class Engines:
     # -- the listeners ---------------------------------------------------------------------
 
     def before(self, conn, cursor, statement, parameters, context, executemany):
-        scope = get_active_scope()
-        if scope is None:
-            return
+        scope = get_active_scope() or OUTSIDE_SCOPE
         try:
             engine = conn.engine
             attributes = dict(self.engine_attributes(engine.dialect, engine.url))
@@ -178,8 +176,6 @@ def listening_to_errors(flag, engines):
 
 def timed_checkout(connect, engines):
     def checkout(pool, *args, **kwargs):
-        if get_active_scope() is None:
-            return connect(pool, *args, **kwargs)
         start = time_ns()
         connection = connect(pool, *args, **kwargs)
         _checkout_wait.set(time_ns() - start)

@@ -4,7 +4,6 @@ part of it, and http.client below records nothing more. Under requests, requests
 """
 from ._http import OutboundHTTP
 from ._patch import Patch, Supports
-from ..trace.context import get_active_scope
 
 SUPPORTS = Supports("urllib3", "1.25")
 TIMING = "urllib3"
@@ -16,8 +15,6 @@ setup = OutboundHTTP.setup_for(TIMING)  # what the patches share: spans, context
 
 def traced_urlopen(original, http):
     def urlopen(self, method, url, *args, **kwargs):
-        if get_active_scope() is None:
-            return original(self, method, url, *args, **kwargs)
         with http.sending(method, _full_url(self, url)) as call:
             # urlopen(method, url, body=None, headers=None, …); None means the pool's
             # headers. The app's object may be shared (the pool's, a module's constant): it
