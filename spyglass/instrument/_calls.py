@@ -20,7 +20,8 @@ Outside any trace (a script, a worker's loop) a call's parent is ``OUTSIDE``: th
 instrumentations time the call as in a trace (and feed the same metrics); a fast one ends
 there, at the cost of the timing; a slow or failed one becomes a trace of its own, a root
 span of the call's kind with its stack (``Outside.add``). A blocking wait the app asked
-for (Redis' BLPOP in a worker's loop) is never slow: its library names it in ``waits``.
+for (Redis' BLPOP in a worker's loop) is never slow, and outside a trace never a trace even
+when it fails (a worker told to stop raises in it): its library names it in ``waits``.
 
 Errors here are the sensor's: ``CallRecorder.failed`` logs the first one per library and
 the app's call goes on untouched.
@@ -139,6 +140,8 @@ class CallRecorder:
         if duration >= self.slow_ns and name not in self.waits:
             self.mark_slow(attributes)
         if local is OUTSIDE:
+            if name in self.waits:  # a worker's wait, ended by its stop as often as not
+                return None
             span = self.start_outside(name, start_ns, attributes)
             span.end_ns = end_ns
         else:
