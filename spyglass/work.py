@@ -8,7 +8,6 @@ which calls fold and are capped as in a request's trace.
 """
 import functools
 import inspect
-import os
 import sys
 
 
@@ -91,29 +90,12 @@ def trace_the_run(running):
     return scope
 
 
-def run_name(argv=None):
-    """What this process runs: the script's stem, the module of ``-m``, ``python -c``."""
-    argv = [str(arg) for arg in (argv if argv is not None else
-                                 getattr(sys, "orig_argv", None) or sys.argv or [])]
-    args = argv[1:]
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "-m" and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith("-m") and len(arg) > 2:
-            return arg[2:]
-        if arg.startswith("-c"):
-            return "python -c"
-        index += 2 if arg in ("-W", "-X") else 1
-        if not arg.startswith("-"):
-            return _stem(arg)
-    return _stem(argv[0]) if argv else "python"
+def run_name():
+    """What this process runs: the script's stem, the module of ``-m``, else ``python``."""
+    from .service_name import command_line, program_name
 
-
-def _stem(path):
-    base = os.path.basename(path)
-    return (base[:-3] if base.endswith(".py") else base) or "python"
+    program, _ = command_line()
+    return program_name(program) if program else "python"
 
 
 _logged = []

@@ -63,9 +63,14 @@ def _instrument(running):
 
     register_hooks(running)
     if running.config.trace_run:  # spyglass run --trace: the whole run, one trace
-        from ..work import trace_the_run
+        try:
+            from ..work import trace_the_run
 
-        trace_the_run(running)
+            trace_the_run(running)
+        except Exception:  # the sensor runs on without it
+            import logging
+
+            logging.getLogger("spyglass").exception("spyglass: cannot trace the whole run")
     if agent.inside_uwsgi():
         from ..instrument import uwsgi
 
