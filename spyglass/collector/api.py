@@ -13,6 +13,7 @@ from .error_event import clean_event
 from .error_states import STATES
 from .model import INT64_MAX
 from .openapi import openapi_document
+from .series import ServiceSeries
 
 NS = 1_000_000_000
 DEFAULT_WINDOW = "1h"
@@ -97,6 +98,7 @@ class Api:
 
     def __init__(self, store):
         self.store = store
+        self.series = ServiceSeries(store)
         self._routes = [
             (re.compile(r"/api/?"), self.index),
             (re.compile(r"/api/openapi\.json"), lambda query: openapi_document()),
@@ -111,6 +113,11 @@ class Api:
             (re.compile(r"/api/errors/(?P<group_id>[0-9]+)"), self.error_group),
             (re.compile(r"/api/metrics"), self.latest_metrics),
             (re.compile(r"/api/metrics/(?P<name>[^/]+)"), self.metric_series),
+            # A service over time (series.py); names may hold any character but NUL.
+            (re.compile(r"/api/services/(?P<service>.+)/series"), self.service_series),
+            (re.compile(r"/api/services/(?P<service>.+)/releases"), self.service_releases),
+            (re.compile(r"/api/services/(?P<service>.+)/metrics"), self.service_metrics),
+            (re.compile(r"/api/services/(?P<service>.+)/metrics/(?P<name>[^/]+)"), self.service_metric),
         ]
 
     def handle(self, path, query):
@@ -256,6 +263,58 @@ class Api:
         series = self.store.metric_series(name, since_ns, service=query.get("service") or None,
                                           instance=query.get("instance") or None)
         return {"since_ns": since_ns, "name": name, "series": series}
+
+    # -- a service over time (series.py) -------------------------------------------------
+
+    def service_series(self, query, service):
+        """Requests over the window in buckets of ``step``, of one ``route`` (and ``method``)
+        or all, and the service's releases (for the charts' markers)."""
+        since_ns, until_ns = _closed_window(query)
+        series = self.series.requests(service, since_ns, until_ns, step_s=_step(query),
+                                      route=query.get("route") or None, method=query.get("method") or None)
+        releases = self.series.releases(service, since_ns, until_ns)
+        return {"service": service, "since_ns": since_ns, "until_ns": until_ns, **series,
+                "releases": [_release(release) for release in releases]}
+
+    def service_releases(self, query, service):
+        """The service's releases in the window and the latest compared with the one before."""
+        since_ns, until_ns = _closed_window(query)
+        releases = self.series.releases(service, since_ns, until_ns)
+        return {"service": service, "since_ns": since_ns, "until_ns": until_ns,
+                "releases": [_release(release) for release in releases],
+                "comparison": self.series.compare(service, since_ns, until_ns, releases)}
+
+    def service_metrics(self, query, service):
+        since_ns, until_ns = _closed_window(query)
+        return {"service": service, "since_ns": since_ns, "until_ns": until_ns,
+                "metrics": self.series.metric_names(service, since_ns, until_ns)}
+
+    def service_metric(self, query, service, name):
+        since_ns, until_ns = _closed_window(query)
+        return {"since_ns": since_ns, "until_ns": until_ns,
+                **self.series.metric(name, service, since_ns, until_ns, step_s=_step(query))}
+
+
+def _closed_window(query):
+    """``_window`` with its end: now where not given."""
+    since_ns, until_ns = _window(query)
+    return since_ns, time.time_ns() if until_ns is None else until_ns
+
+
+def _step(query):
+    """``step``: a bucket's length in seconds (a duration: 60, 30s, 5m), or ``None``."""
+    if not query.get("step"):
+        return None
+    try:
+        step = parse_duration(query["step"])
+    except ValueError as exc:
+        raise ApiError(400, f"step: {exc}") from None
+    return step or None  # 0: the default
+
+
+def _release(release):
+    """A release as the API shows it: without its resource keys (internal)."""
+    return {key: value for key, value in release.items() if key not in ("resource_keys", "first_seen_ns")}
 
 
 #: Buckets of an error group's frequency chart, and points of a slow call's sparkline.

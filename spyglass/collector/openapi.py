@@ -155,6 +155,72 @@ _SERIES = _object({
     "rate": _POINTS,
 }, required=("service", "instance", "kind", "points"))
 
+_SERVICE_PATH = _param("service", "The service (`service.name`).", {"type": "string", "pattern": "^[^\\u0000]+$"},
+                       "path", True)
+_STEP = _param("step", "Bucket length: 60 (seconds), 30s, 5m, 1h. Default and minimum: what keeps the "
+                       "window within 360 buckets.",
+               {"type": "string", "pattern": "^[0-9]{1,15}(\\.[0-9]{1,9})?(ms|s|m|h|d|w)?$"})
+_RELEASE = _object({
+    "version": {"type": "string", "description": "`service.version`; empty where the processes had none."},
+    "first_ns": {"type": "integer"}, "last_ns": {"type": "integer"}, "requests": {"type": "integer"},
+    "marker": {"type": "boolean", "description": "The release started inside the window."}})
+_COLUMN = {"type": "array", "items": NULLABLE_NUMBER}
+_RELEASE_SIDE = {"type": ["object", "null"], "properties": {
+    "requests": {"type": "integer"}, "error_rate": {"type": "number"}, "p95_ms": {"type": "number"}}}
+#: A service over time (collector/series.py).
+_SERVICE_OVER_TIME = {
+    "/api/services/{service}/series": _get(
+        "A service's requests over time in buckets: throughput, error rate, p50/p95/p99; its releases",
+        [_SERVICE_PATH, *_WINDOW, _STEP,
+         _param("route", "Only this route (`http.route`) or root span name."),
+         _param("method", "Only this HTTP method (with `route`).")],
+        _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
+                 "step_s": {"type": "integer"},
+                 "series": _object({name: _COLUMN for name in (
+                     "t", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms")}),
+                 "releases": {"type": "array", "items": _RELEASE}}),
+        "Columns of equal length, one entry per bucket; `t` is the bucket's start in unix seconds. "
+        "Buckets without requests have null latencies and error rate."),
+    "/api/services/{service}/releases": _get(
+        "A service's releases (`service.version`) and the latest compared with the one before: p95 and "
+        "error rate per route, new error groups",
+        [_SERVICE_PATH, *_WINDOW],
+        _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
+                 "releases": {"type": "array", "items": _RELEASE},
+                 "comparison": _object({
+                     "current": NULLABLE_STRING, "previous": NULLABLE_STRING,
+                     "routes": {"type": "array", "items": _object({
+                         "method": NULLABLE_STRING, "route": NULLABLE_STRING, "name": {"type": "string"},
+                         "current": _RELEASE_SIDE, "previous": _RELEASE_SIDE, "slower": {"type": "boolean"},
+                         "more_errors": {"type": "boolean"}, "p95_change": NULLABLE_NUMBER})},
+                     "new_errors": {"type": "array", "items": _object({
+                         "id": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
+                         "culprit": {"type": "string"}, "events": {"type": "integer"}})}})})),
+    "/api/services/{service}/metrics": _get(
+        "The metrics a service reported in the window, each with how its processes add up",
+        [_SERVICE_PATH, *_WINDOW],
+        _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
+                 "metrics": {"type": "array", "items": _object({
+                     "name": {"type": "string"}, "unit": NULLABLE_STRING, "kind": {"type": "string"},
+                     "instances": {"type": "integer"}, "last_ns": {"type": "integer"},
+                     "aggregation": {"type": "string", "enum": ["sum", "mean"]}})}})),
+    "/api/services/{service}/metrics/{name}": _get(
+        "One metric of a service over time, its processes summed or averaged as the metric means; "
+        "cumulative counters as a per-second rate",
+        [_SERVICE_PATH, _param("name", "Metric name, e.g. process.memory.usage.",
+                               {"type": "string", "pattern": "^[^/\\u0000]+$"}, "path", True),
+         *_WINDOW, _STEP],
+        _object({"name": {"type": "string"}, "service": {"type": "string"}, "since_ns": {"type": "integer"},
+                 "until_ns": {"type": "integer"}, "step_s": {"type": "integer"}, "unit": NULLABLE_STRING,
+                 "kind": NULLABLE_STRING, "aggregation": {"type": "string", "enum": ["sum", "mean"]},
+                 "as_rate": {"type": "boolean"},
+                 "series": {"type": "array", "items": _object({
+                     "attributes": {"type": ["object", "null"]}, "instances": {"type": "integer"},
+                     "points": _POINTS})}}),
+        "Sum for shares of the processes (CPU time, memory, threads), mean for ratios and durations "
+        "(utilization, request duration); see `aggregation` in the answer."),
+}
+
 
 @lru_cache(maxsize=1)
 def openapi_document():
@@ -237,6 +303,7 @@ def openapi_document():
                         {"type": "string", "pattern": "^[^/\\u0000]+$"}, "path", True),
                  *_WINDOW, _SERVICE, _param("instance", "Only this process (`host:pid` or service.instance.id).")],
                 _list_of("series", _SERIES, name={"type": "string"}), not_found="No metric by that name"),
+            **_SERVICE_OVER_TIME,
         },
         "components": {"responses": {
             "BadRequest": {"description": "A parameter is invalid: `error` says which and why",

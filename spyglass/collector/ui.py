@@ -29,6 +29,10 @@ CHART_METRICS = (
     "spyglass.queue.queued", "spyglass.queue.dropped",
 )
 
+#: Metric name prefixes of what the sensor reports by itself; other names are custom metrics
+#: (``spyglass.metrics.counter/gauge/histogram`` or any OTLP sender's).
+RUNTIME_PREFIXES = ("process.", "cpython.", "python.", "spyglass.", "http.server.", "db.client.")
+
 
 def _when(ns):
     """A unix-ns instant as local date and time; what is not one, as it is."""
@@ -85,6 +89,7 @@ class Ui:
             (re.compile(r"/errors/(?P<group_id>[0-9]+)"), self.error),
             (re.compile(r"/metrics"), self.metrics),
             (re.compile(r"/profile"), self.profile),
+            (re.compile(r"/services/(?P<service>.+)"), self.service),
         ]
 
     @property
@@ -176,12 +181,32 @@ class Ui:
         return "error_detail.html", group and {"group": group}
 
     def metrics(self, query):
+        """Per service: the runtime metrics in ``CHART_METRICS`` order, then its custom
+        metrics, each summed or averaged over its processes; the latest values per process."""
         latest = self.api.get("/api/metrics", query)["metrics"]
-        processes = {}
+        services = {}
         for metric in latest:
-            names = processes.setdefault((metric["service"], metric["instance"]), {})
-            names.setdefault(metric["name"], metric)
-        return "metrics.html", {"processes": processes, "chart_names": CHART_METRICS}
+            processes = services.setdefault(metric["service"], {})
+            processes.setdefault(metric["instance"], {}).setdefault(metric["name"], metric)
+        charts = {}
+        for service in services:
+            names = {m["name"]: m for m in self.api.get(f"/api/services/{service}/metrics", query)["metrics"]}
+            runtime = [names[name] for name in CHART_METRICS if name in names]
+            custom = [metric for name, metric in names.items() if not name.startswith(RUNTIME_PREFIXES)]
+            charts[service] = {"runtime": runtime, "custom": custom}
+        return "metrics.html", {"services": services, "charts": charts}
+
+    def service(self, query, service):
+        """One service over the window: its charts (drawn from ``/api/services/{service}/series``),
+        routes, releases and the latest release against the one before."""
+        routes = self.api.get("/api/routes", {**query, "service": service})["routes"]
+        summary = [s for s in self.api.get("/api/services", query)["services"] if s["service"] == service]
+        if not summary and not routes:
+            return "service.html", None
+        releases = self.api.get(f"/api/services/{service}/releases", query)
+        return "service.html", {"service": service, "summary": summary[0] if summary else None,
+                                "routes": routes, "releases": releases["releases"],
+                                "comparison": releases["comparison"]}
 
 
 def sparkline(points, width=120, height=22):
