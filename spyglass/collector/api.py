@@ -114,10 +114,10 @@ class Api:
             (re.compile(r"/api/metrics"), self.latest_metrics),
             (re.compile(r"/api/metrics/(?P<name>[^/]+)"), self.metric_series),
             # A service over time (series.py); names may hold any character but NUL.
-            (re.compile(r"/api/services/(?P<service>.+)/series"), self.service_series),
-            (re.compile(r"/api/services/(?P<service>.+)/releases"), self.service_releases),
-            (re.compile(r"/api/services/(?P<service>.+)/metrics"), self.service_metrics),
-            (re.compile(r"/api/services/(?P<service>.+)/metrics/(?P<name>[^/]+)"), self.service_metric),
+            (re.compile(r"/api/services/(?P<service>[^\0]+)/series"), self.service_series),
+            (re.compile(r"/api/services/(?P<service>[^\0]+)/releases"), self.service_releases),
+            (re.compile(r"/api/services/(?P<service>[^\0]+)/metrics"), self.service_metrics),
+            (re.compile(r"/api/services/(?P<service>[^\0]+)/metrics/(?P<name>[^/]+)"), self.service_metric),
         ]
 
     def handle(self, path, query):

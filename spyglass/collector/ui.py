@@ -89,7 +89,7 @@ class Ui:
             (re.compile(r"/errors/(?P<group_id>[0-9]+)"), self.error),
             (re.compile(r"/metrics"), self.metrics),
             (re.compile(r"/profile"), self.profile),
-            (re.compile(r"/services/(?P<service>.+)"), self.service),
+            (re.compile(r"/services/(?P<service>[^\0]+)"), self.service),
         ]
 
     @property

@@ -71,6 +71,20 @@ def _pages_showing(collector, service, signal, request):
         for name in {metric["name"] for metric in request["items"]}:
             if name and "/" not in name:
                 _get(collector, f"/api/metrics/{name}", service=service)
+                _get(collector, f"/api/services/{service}/metrics/{name}")
+    _pages_of_the_service(collector, service)
+
+
+def _pages_of_the_service(collector, service):
+    """The service page and its API routes (collector/series.py), on a short and a long window."""
+    for window in ({}, {"since": "15m", "step": "1"}):
+        _get(collector, f"/services/{service}", **window)
+        for route in ("series", "releases", "metrics"):
+            _get(collector, f"/api/services/{service}/{route}", **window)
+    _, metrics = _get(collector, f"/api/services/{service}/metrics")
+    for metric in metrics["metrics"]:
+        if "/" not in metric["name"]:
+            _get(collector, f"/api/services/{service}/metrics/{metric['name']}")
 
 
 @st.composite
@@ -193,6 +207,12 @@ BAD_PARAMETERS = [
     ("/api/metrics", {"service": "a\x00b"}),
     ("/api/errors", {"state": "closed"}), ("/api/errors", {"state": "a\x00b"}), ("/api/errors/1", {"since": "nan"}),
     ("/api/slow-calls", {"since": "inf", "all": "1"}),
+    ("/api/services/x/series", {"step": "nan"}), ("/api/services/x/series", {"step": "inf"}),
+    ("/api/services/x/series", {"step": "-1"}), ("/api/services/x/series", {"step": "5 parsecs"}),
+    ("/api/services/x/series", {"since": "nan"}), ("/api/services/x/series", {"end": "1e300"}),
+    ("/api/services/x/releases", {"since": "inf"}), ("/api/services/x/metrics", {"start": "-inf"}),
+    ("/api/services/x/metrics/process.cpu.time", {"step": "1e9"}),
+    ("/api/services/x/metrics/process.cpu.time", {"since": "9" * 400}),
 ]
 
 
@@ -209,6 +229,11 @@ def test_huge_but_valid_parameters_are_answered(collector):
                    {"min_duration_ms": "9000000000000"}):
         status, _, body = collector.request("GET", f"/api/traces?{urlencode(params)}")
         assert status == 200, (params, body)
+    for params in ({"step": "9" * 400}, {"step": "999999999999999w"}, {"step": "0"}, {"since": "9" * 30},
+                   {"start": "0", "end": str(int(time.time())), "step": "1ms"}):
+        for path in ("/api/services/x/series", "/api/services/x/metrics/process.cpu.time"):
+            status, _, body = collector.request("GET", f"{path}?{urlencode(params)}")
+            assert status == 200, (path, params, body)
     assert collector.request("GET", "/api/errors/12345678")[0] == 404
 
 
