@@ -29,6 +29,10 @@ def _demo_arguments(parser):
                         help="the collector's (and UI's) port (default: a free one)")
     parser.add_argument("--app-dir", help="where uwsgi_examples is (default: found from the "
                                           "current directory or the source checkout)")
+    parser.add_argument("--collector", metavar="URL",
+                        help="send to this running collector (spyglass serve) instead of starting one")
+    parser.add_argument("--release", metavar="VERSION",
+                        help="the demo app's release (service.version), e.g. to run it twice and compare")
 
 
 def _demo(args):

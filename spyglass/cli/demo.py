@@ -48,7 +48,8 @@ def demo_command(args):
     # (Set explicitly: a shell starts background jobs with SIGINT ignored.)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    with Demo(app_dir, uwsgi, args.port) as demo:
+    with Demo(app_dir, uwsgi, args.port, collector_url=getattr(args, "collector", None),
+              release=getattr(args, "release", None)) as demo:
         try:
             demo.start()
             demo.drive()
@@ -57,7 +58,7 @@ def demo_command(args):
             if args.no_wait:
                 return 0
             print(f"\nThe UI is at {demo.collector_url}/ — press Ctrl-C to stop.")
-            while demo.collector.poll() is None:
+            while demo.collector is None or demo.collector.poll() is None:
                 time.sleep(0.5)
             return _fail("the collector stopped unexpectedly")
         except KeyboardInterrupt:
@@ -76,14 +77,17 @@ def _interrupt(signum, frame):
 
 
 class Demo:
-    def __init__(self, app_dir, uwsgi, port):
+    def __init__(self, app_dir, uwsgi, port, collector_url=None, release=None):
         self.app_dir = app_dir
         self.uwsgi_binary = uwsgi
         self.tmp = tempfile.mkdtemp(prefix="spyglass-demo-")
         self.collector_port = port or free_port()
         self.app_port = free_port()
         self.inventory_port = free_port()
-        self.collector_url = f"http://127.0.0.1:{self.collector_port}"
+        #: A collector already running (``--collector``): the demo starts none of its own.
+        self.external_collector = bool(collector_url)
+        self.collector_url = collector_url.rstrip("/") if collector_url else f"http://127.0.0.1:{self.collector_port}"
+        self.release = release
         self.app_url = f"http://127.0.0.1:{self.app_port}"
         self.inventory_url = f"http://127.0.0.1:{self.inventory_port}"
         self.collector = None
@@ -98,18 +102,24 @@ class Demo:
         return False
 
     def start(self):
-        db = os.path.join(self.tmp, "demo.db")
-        print(f"starting the collector on {self.collector_url} (database {db}) …")
-        self.collector = self._spawn("collector", [sys.executable, "-m", "spyglass.cli", "serve",
-                                                   "--port", str(self.collector_port),
-                                                   "--db", db])
-        wait_for_http(self.collector_url + "/api/services", "the collector", self.collector,
-                      self._log("collector"))
+        if self.external_collector:
+            print(f"sending to the collector at {self.collector_url} …")
+            wait_for_http(self.collector_url + "/api/services", "the collector", None, self._log("collector"))
+        else:
+            db = os.path.join(self.tmp, "demo.db")
+            print(f"starting the collector on {self.collector_url} (database {db}) …")
+            self.collector = self._spawn("collector", [sys.executable, "-m", "spyglass.cli", "serve",
+                                                       "--port", str(self.collector_port),
+                                                       "--db", db])
+            wait_for_http(self.collector_url + "/api/services", "the collector", self.collector,
+                          self._log("collector"))
         sensor = {
             "SPYGLASS_ENDPOINT": self.collector_url,
             "SPYGLASS_METRICS_INTERVAL": "2",
             "SPYGLASS_FLUSH_INTERVAL": "0.5",
         }
+        if self.release:
+            sensor["SPYGLASS_RELEASE"] = self.release
         # The two services start side by side.
         print(f"starting the inventory service on {self.inventory_url} …")
         self.inventory = self._spawn(
@@ -243,7 +253,7 @@ def find_app_dir():
 def wait_for_http(url, what, process, log_path, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise DemoError(f"{what} exited with status {process.returncode} while starting; "
                             f"the end of its output:\n{_tail(log_path)}")
         try:

@@ -115,9 +115,9 @@ class Api:
             (re.compile(r"/api/metrics/(?P<name>[^/]+)"), self.metric_series),
             # A service over time (series.py); names may hold any character but NUL.
             (re.compile(r"/api/services/(?P<service>[^\0]+)/series"), self.service_series),
-            (re.compile(r"/api/services/(?P<service>[^\0]+)/releases"), self.service_releases),
-            (re.compile(r"/api/services/(?P<service>[^\0]+)/metrics"), self.service_metrics),
             (re.compile(r"/api/services/(?P<service>[^\0]+)/metrics/(?P<name>[^/]+)"), self.service_metric),
+            (re.compile(r"/api/services/(?P<service>[^\0]+)"), self.service),  # after the longer ones
+            (re.compile(r"/api/metric-names"), self.metric_names),
         ]
 
     def handle(self, path, query):
@@ -276,18 +276,20 @@ class Api:
         return {"service": service, "since_ns": since_ns, "until_ns": until_ns, **series,
                 "releases": [_release(release) for release in releases]}
 
-    def service_releases(self, query, service):
-        """The service's releases in the window and the latest compared with the one before."""
+    def service(self, query, service):
+        """One service over the window: requests, errors, percentiles, processes; its releases
+        and the latest compared with the one before."""
         since_ns, until_ns = _closed_window(query)
         releases = self.series.releases(service, since_ns, until_ns)
         return {"service": service, "since_ns": since_ns, "until_ns": until_ns,
+                **self.series.summary(service, since_ns, until_ns),
                 "releases": [_release(release) for release in releases],
                 "comparison": self.series.compare(service, since_ns, until_ns, releases)}
 
-    def service_metrics(self, query, service):
+    def metric_names(self, query):
         since_ns, until_ns = _closed_window(query)
-        return {"service": service, "since_ns": since_ns, "until_ns": until_ns,
-                "metrics": self.series.metric_names(service, since_ns, until_ns)}
+        return {"since_ns": since_ns, "until_ns": until_ns,
+                "metrics": self.series.metric_names(since_ns, until_ns, query.get("service") or None)}
 
     def service_metric(self, query, service, name):
         since_ns, until_ns = _closed_window(query)

@@ -181,11 +181,13 @@ _SERVICE_OVER_TIME = {
                  "releases": {"type": "array", "items": _RELEASE}}),
         "Columns of equal length, one entry per bucket; `t` is the bucket's start in unix seconds. "
         "Buckets without requests have null latencies and error rate."),
-    "/api/services/{service}/releases": _get(
-        "A service's releases (`service.version`) and the latest compared with the one before: p95 and "
-        "error rate per route, new error groups",
+    "/api/services/{service}": _get(
+        "One service: requests, error rate, p50/p95/p99 and processes over the window; its releases "
+        "(`service.version`) and the latest compared with the one before: p95 and error rate per route, "
+        "new error groups",
         [_SERVICE_PATH, *_WINDOW],
         _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
+                 **_LATENCY, "instances": {"type": "integer"},
                  "releases": {"type": "array", "items": _RELEASE},
                  "comparison": _object({
                      "current": NULLABLE_STRING, "previous": NULLABLE_STRING,
@@ -196,13 +198,14 @@ _SERVICE_OVER_TIME = {
                      "new_errors": {"type": "array", "items": _object({
                          "id": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"},
                          "culprit": {"type": "string"}, "events": {"type": "integer"}})}})})),
-    "/api/services/{service}/metrics": _get(
-        "The metrics a service reported in the window, each with how its processes add up",
-        [_SERVICE_PATH, *_WINDOW],
-        _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
+    "/api/metric-names": _get(
+        "The metrics each service reported in the window, with how its processes add up",
+        [*_WINDOW, _SERVICE],
+        _object({"since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
                  "metrics": {"type": "array", "items": _object({
-                     "name": {"type": "string"}, "unit": NULLABLE_STRING, "kind": {"type": "string"},
-                     "instances": {"type": "integer"}, "last_ns": {"type": "integer"},
+                     "service": {"type": "string"}, "name": {"type": "string"}, "unit": NULLABLE_STRING,
+                     "kind": {"type": "string"}, "instances": {"type": "integer"}, "last_ns": {"type": "integer"},
+                     "monotonic": {"type": "boolean"},
                      "aggregation": {"type": "string", "enum": ["sum", "mean"]}})}})),
     "/api/services/{service}/metrics/{name}": _get(
         "One metric of a service over time, its processes summed or averaged as the metric means; "

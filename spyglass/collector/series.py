@@ -69,11 +69,19 @@ METRIC_BUCKETS = """
     GROUP BY instance, attributes, bucket
     ORDER BY bucket
 """
+SUMMARY = f"""
+    SELECT count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, max(duration_ns) AS max_ns,
+           {", ".join(_percentile_column(p) for p in PERCENTILES)}
+    FROM (SELECT duration_ns, is_error, row_number() OVER (ORDER BY duration_ns) AS rank_asc,
+                 count(*) OVER () AS n
+          FROM spans WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?) AS ranked
+"""
+INSTANCES = "SELECT count(*) AS instances FROM resources WHERE service = ? AND last_seen_ns >= ?"
 SERVICE_METRIC_NAMES = """
-    SELECT name, max(unit) AS unit, max(kind) AS kind, count(DISTINCT instance) AS instances,
-           max(time_ns) AS last_ns
-    FROM metric_points WHERE service = ? AND time_ns >= ? AND time_ns < ?
-    GROUP BY name ORDER BY name
+    SELECT service, name, max(unit) AS unit, max(kind) AS kind, count(DISTINCT instance) AS instances,
+           max(time_ns) AS last_ns, max(CASE WHEN monotonic THEN 1 ELSE 0 END) AS monotonic
+    FROM metric_points WHERE time_ns >= ? AND time_ns < ? {service_clause}
+    GROUP BY service, name ORDER BY service, name
 """
 
 #: How a metric of a service's processes adds up to the service's: ``sum`` where each process
@@ -220,11 +228,27 @@ class ServiceSeries:
         return {"current": current["version"], "previous": previous["version"], "routes": ordered,
                 "new_errors": [{**row, "events": int(row["events"])} for row in new_errors]}
 
-    def metric_names(self, service, since_ns, until_ns):
-        """The metrics ``service`` reported in the window, each with how it is aggregated."""
-        return [{**row, "instances": int(row["instances"]),
+    def summary(self, service, since_ns, until_ns):
+        """The service's requests, error rate and p50/p95/p99 over the window, and its processes."""
+        row = self.store._rows(SUMMARY, [service, since_ns, until_ns])[0]
+        requests = int(row["requests"])
+        instances = self.store._rows(INSTANCES, [service, since_ns])[0]["instances"]
+        return {"requests": requests, "errors": int(row["errors"] or 0),
+                "error_rate": int(row["errors"] or 0) / requests if requests else 0.0,
+                **{f"p{p}_ms": None if row[f"p{p}_ns"] is None else row[f"p{p}_ns"] / 1e6 for p in PERCENTILES},
+                "max_ms": None if row["max_ns"] is None else row["max_ns"] / 1e6, "instances": int(instances)}
+
+    def metric_names(self, since_ns, until_ns, service=None):
+        """The metrics reported in the window per service (of ``service`` only where given),
+        each with how its processes add up and how many reported it."""
+        parameters = [since_ns, until_ns]
+        service_clause = ""
+        if service:
+            service_clause = "AND service = ?"
+            parameters.append(service)
+        return [{**row, "instances": int(row["instances"]), "monotonic": bool(row["monotonic"]),
                  "aggregation": aggregation_of(row["name"], row["unit"], row["kind"])}
-                for row in self.store._rows(SERVICE_METRIC_NAMES, [service, since_ns, until_ns])]
+                for row in self.store._rows(SERVICE_METRIC_NAMES.format(service_clause=service_clause), parameters)]
 
     def metric(self, name, service, since_ns, until_ns, step_s=None):
         """Metric ``name`` of ``service``, its processes summed or averaged (``aggregation_of``)

@@ -181,32 +181,27 @@ class Ui:
         return "error_detail.html", group and {"group": group}
 
     def metrics(self, query):
-        """Per service: the runtime metrics in ``CHART_METRICS`` order, then its custom
-        metrics, each summed or averaged over its processes; the latest values per process."""
-        latest = self.api.get("/api/metrics", query)["metrics"]
+        """Per service: the runtime metrics in ``CHART_METRICS`` order, then its custom metrics,
+        each summed or averaged over its processes (the latest values per process on demand)."""
         services = {}
-        for metric in latest:
-            processes = services.setdefault(metric["service"], {})
-            processes.setdefault(metric["instance"], {}).setdefault(metric["name"], metric)
-        charts = {}
-        for service in services:
-            names = {m["name"]: m for m in self.api.get(f"/api/services/{service}/metrics", query)["metrics"]}
-            runtime = [names[name] for name in CHART_METRICS if name in names]
-            custom = [metric for name, metric in names.items() if not name.startswith(RUNTIME_PREFIXES)]
-            charts[service] = {"runtime": runtime, "custom": custom}
-        return "metrics.html", {"services": services, "charts": charts}
+        for metric in self.api.get("/api/metric-names", query)["metrics"]:
+            services.setdefault(metric["service"], {})[metric["name"]] = metric
+        charts = {service: {
+            "instances": max(m["instances"] for m in names.values()),
+            "runtime": [names[name] for name in CHART_METRICS if name in names],
+            "custom": [m for name, m in names.items() if not name.startswith(RUNTIME_PREFIXES)],
+        } for service, names in services.items()}
+        return "metrics.html", {"charts": charts}
 
     def service(self, query, service):
         """One service over the window: its charts (drawn from ``/api/services/{service}/series``),
-        routes, releases and the latest release against the one before."""
+        its routes, releases and the latest release against the one before."""
+        overview = self.api.get(f"/api/services/{service}", query)
         routes = self.api.get("/api/routes", {**query, "service": service})["routes"]
-        summary = [s for s in self.api.get("/api/services", query)["services"] if s["service"] == service]
-        if not summary and not routes:
+        if not overview["requests"] and not overview["instances"]:
             return "service.html", None
-        releases = self.api.get(f"/api/services/{service}/releases", query)
-        return "service.html", {"service": service, "summary": summary[0] if summary else None,
-                                "routes": routes, "releases": releases["releases"],
-                                "comparison": releases["comparison"]}
+        return "service.html", {"service": service, "summary": overview, "routes": routes,
+                                "releases": overview["releases"], "comparison": overview["comparison"]}
 
 
 def sparkline(points, width=120, height=22):

@@ -79,9 +79,9 @@ def _pages_of_the_service(collector, service):
     """The service page and its API routes (collector/series.py), on a short and a long window."""
     for window in ({}, {"since": "15m", "step": "1"}):
         _get(collector, f"/services/{service}", **window)
-        for route in ("series", "releases", "metrics"):
-            _get(collector, f"/api/services/{service}/{route}", **window)
-    _, metrics = _get(collector, f"/api/services/{service}/metrics")
+        _get(collector, f"/api/services/{service}", **window)
+        _get(collector, f"/api/services/{service}/series", **window)
+    _, metrics = _get(collector, "/api/metric-names", service=service)
     for metric in metrics["metrics"]:
         if "/" not in metric["name"]:
             _get(collector, f"/api/services/{service}/metrics/{metric['name']}")
@@ -210,7 +210,7 @@ BAD_PARAMETERS = [
     ("/api/services/x/series", {"step": "nan"}), ("/api/services/x/series", {"step": "inf"}),
     ("/api/services/x/series", {"step": "-1"}), ("/api/services/x/series", {"step": "5 parsecs"}),
     ("/api/services/x/series", {"since": "nan"}), ("/api/services/x/series", {"end": "1e300"}),
-    ("/api/services/x/releases", {"since": "inf"}), ("/api/services/x/metrics", {"start": "-inf"}),
+    ("/api/services/x", {"since": "inf"}), ("/api/metric-names", {"start": "-inf"}),
     ("/api/services/x/metrics/process.cpu.time", {"step": "1e9"}),
     ("/api/services/x/metrics/process.cpu.time", {"since": "9" * 400}),
 ]

@@ -74,7 +74,9 @@ def test_requests_are_bucketed_with_nearest_rank_percentiles(two_releases):
 
 def test_releases_have_markers_and_the_latest_is_compared_with_the_one_before(two_releases):
     store, _ = two_releases
-    body = Api(store).get("/api/services/rel/releases", {"since": "15m"})
+    body = Api(store).get("/api/services/rel", {"since": "15m"})
+    assert (body["requests"], body["errors"], body["instances"]) == (85, 5, 2)
+    assert (body["p50_ms"], body["p99_ms"], body["max_ms"]) == (10.0, 30.0, 30.0)
     assert [(r["version"], r["requests"], r["marker"]) for r in body["releases"]] == [
         ("1.0", 40, True), ("2.0", 45, True)]
     comparison = body["comparison"]
@@ -95,10 +97,10 @@ def test_releases_have_markers_and_the_latest_is_compared_with_the_one_before(tw
 def test_one_release_or_none_has_nothing_to_compare(make_store):
     store = make_store()
     _requests(store, "single", "", "/x", [5.0] * 3, time.time_ns() - 10 * NS)
-    body = Api(store).get("/api/services/single/releases", {"since": "5m"})
+    body = Api(store).get("/api/services/single", {"since": "5m"})
     assert [(r["version"], r["marker"]) for r in body["releases"]] == [("", False)]
     assert body["comparison"] == {"current": "", "previous": None, "routes": [], "new_errors": []}
-    nothing = Api(store).get("/api/services/nobody/releases", {"since": "5m"})
+    nothing = Api(store).get("/api/services/nobody", {"since": "5m"})
     assert nothing["releases"] == [] and nothing["comparison"]["current"] is None
     assert sum(Api(store).get("/api/services/nobody/series", {"since": "5m"})["series"]["requests"]) == 0
 
@@ -123,7 +125,8 @@ def test_metrics_are_summed_or_averaged_across_processes(make_store):
     _metrics(store, "workers", 2, 60_000_000, 0.4, 0.25, start + 3 * NS)  # reports 3 s after the first
     api = Api(store)
     window = {"start": str(start / NS - 1), "end": str(start / NS + 120), "step": "10"}
-    names = {m["name"]: m for m in api.get("/api/services/workers/metrics", window)["metrics"]}
+    names = {m["name"]: m for m in api.get("/api/metric-names", {**window, "service": "workers"})["metrics"]}
+    assert {m["service"] for m in api.get("/api/metric-names", window)["metrics"]} == {"workers"}
     assert names["process.memory.usage"]["aggregation"] == "sum" and names["process.memory.usage"]["instances"] == 2
     assert names["process.cpu.utilization"]["aggregation"] == "mean"
 

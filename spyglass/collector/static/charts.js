@@ -31,12 +31,32 @@
     return { factor: 1, suffix: (name ? ` ${name}` : "") + rate };
   }
 
+  // The decimals that write ``step`` exactly (2.5 -> 1, 0.25 -> 2, 50 -> 0), at most 6.
+  function decimalsOf(step) {
+    for (let d = 0; d < 6; d++) {
+      const scaled = step * 10 ** d;
+      if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
+    }
+    return 6;
+  }
+
   // Tick labels with as many decimals as the tick step needs: neighbours never read the same.
   function ticks(suffix) {
     return (u, splits, axisIdx, space, increment) => {
-      const decimals = Math.min(6, Math.max(0, Math.ceil(-Math.log10(increment || 1) - 1e-9)));
+      const decimals = decimalsOf(increment || 1);
       return splits.map((v) => (v == null ? "" : `${v.toFixed(decimals)}${suffix}`));
     };
+  }
+
+  // Time ticks on one line: seconds where ticks are seconds apart, the date where days apart.
+  const pad = (n) => String(n).padStart(2, "0");
+  function timeTicks(u, splits, axisIdx, space, increment) {
+    return splits.map((t) => {
+      const d = new Date(t * 1000);
+      if (increment >= 86400) return `${d.getMonth() + 1}/${d.getDate()}`;
+      const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      return increment < 60 ? `${hm}:${pad(d.getSeconds())}` : hm;
+    });
   }
 
   const measure = document.createElement("canvas").getContext("2d");
@@ -56,9 +76,11 @@
           const { top, height } = u.bbox;
           ctx.save();
           ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
+          let labelEnd = -Infinity, row = 0;
           for (const { t, label } of markers) {
             const x = Math.round(u.valToPos(t, "x", true));
             if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+            row = x < labelEnd ? row + 1 : 0;  // a label that would overlap the last goes a row lower
             ctx.strokeStyle = "#7c3aed";
             ctx.lineWidth = 1.5 * devicePixelRatio;
             ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
@@ -67,7 +89,8 @@
             ctx.lineTo(x, top + height);
             ctx.stroke();
             ctx.fillStyle = "#6d28d9";
-            ctx.fillText(label, x + 4 * devicePixelRatio, top + 12 * devicePixelRatio);
+            ctx.fillText(label, x + 4 * devicePixelRatio, top + (12 + 13 * row) * devicePixelRatio);
+            labelEnd = Math.max(labelEnd, x + 8 * devicePixelRatio + ctx.measureText(label).width);
           }
           ctx.restore();
         }],
@@ -104,7 +127,7 @@
       legend: { show: false },
       scales: { x: { time: true, ...(xRange ? { range: () => xRange } : {}) },
                 y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] } },
-      axes: [{ stroke: "#6b7280", grid: { stroke: "#eef0f3" }, font: FONT },
+      axes: [{ stroke: "#6b7280", grid: { stroke: "#eef0f3" }, font: FONT, space: 70, values: timeTicks },
              { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, font: FONT, size: axisSize, values: ticks(suffix) }],
       series: [{}, ...labels.map((label, i) => ({
         label, stroke: palette[i % palette.length], width: 1.5, spanGaps: false,
@@ -131,7 +154,10 @@
     const body = await response.json();
     const markers = body.releases.filter((r) => r.marker)
       .map((r) => ({ t: r.first_ns / 1e9, label: r.version || "(no version)" }));
-    const range = [body.since_ns / 1e9, body.until_ns / 1e9];
+    // From the first bucket with requests (less one) to now: the data, not an empty window.
+    const first = body.series.requests.findIndex((count) => count > 0);
+    const start = first > 0 ? body.series.t[first - 1] : body.since_ns / 1e9;
+    const range = [start, body.until_ns / 1e9];
     for (const figure of figures) {
       const chart = SERVICE_CHARTS[figure.dataset.series];
       const data = [body.series.t, ...chart.columns.map((name) => body.series[name])];
@@ -184,12 +210,66 @@
   const serviceFigures = [...document.querySelectorAll("figure.chart[data-series]")];
   if (serviceFigures.length) drawService(serviceFigures).catch((error) => serviceFigures.forEach((f) => report(f, error)));
 
-  document.querySelectorAll("figure.chart[data-service-metric]").forEach((figure) => {
+  // Charts are drawn as they scroll into view: a page of many services asks only for what is seen.
+  const metricFigures = document.querySelectorAll("figure.chart[data-service-metric]");
+  const drawOnce = (figure) => {
+    if (figure.dataset.drawn) return;
+    figure.dataset.drawn = "1";
     drawMetric(figure, false).catch((error) => report(figure, error));
+  };
+  if ("IntersectionObserver" in window) {
+    const observer = new IntersectionObserver((entries) => entries.forEach((entry) => {
+      if (entry.isIntersecting) { observer.unobserve(entry.target); drawOnce(entry.target); }
+    }), { rootMargin: "300px" });
+    metricFigures.forEach((figure) => observer.observe(figure));
+  } else {
+    metricFigures.forEach(drawOnce);
+  }
+
+  // The latest value of each metric of each process, fetched when first opened.
+  const formatLatest = (m) => {
+    if (m.value == null) return "-";
+    const { factor, suffix } = display(m.unit, m.value, false);
+    const v = m.value * factor;
+    return `${Math.abs(v) >= 100 ? v.toFixed(0) : +v.toPrecision(3)}${suffix}`;
+  };
+  document.querySelectorAll("details.latest").forEach((details) => {
+    details.addEventListener("toggle", async () => {
+      if (!details.open || details.dataset.loaded) return;
+      details.dataset.loaded = "1";
+      const box = details.querySelector(".latest-values");
+      const response = await fetch(details.dataset.url);
+      if (!response.ok) { box.textContent = `could not load: HTTP ${response.status}`; return; }
+      const byProcess = new Map();
+      for (const m of (await response.json()).metrics) {
+        if (!byProcess.has(m.instance)) byProcess.set(m.instance, []);
+        byProcess.get(m.instance).push(m);
+      }
+      box.textContent = "";
+      for (const [instance, metrics] of byProcess) {
+        const heading = document.createElement("h4");
+        heading.textContent = `process ${instance}`;
+        const table = document.createElement("table");
+        table.className = "data";
+        table.innerHTML = "<thead><tr><th>metric</th><th>attributes</th><th>kind</th><th class=num>latest</th></tr></thead>";
+        const body = table.createTBody();
+        for (const m of metrics) {
+          const row = body.insertRow();
+          [m.name, attributeLabel(m.attributes), m.kind, formatLatest(m)].forEach((text, i) => {
+            const cell = row.insertCell();
+            cell.textContent = text;
+            if (i === 3) cell.className = "num";
+          });
+        }
+        box.append(heading, table);
+      }
+      if (!byProcess.size) box.textContent = "no metrics in this window";
+    });
   });
   document.querySelectorAll("input.per-process").forEach((toggle) => {
     toggle.addEventListener("change", () => {
       toggle.closest("section").querySelectorAll("figure.chart[data-service-metric]").forEach((figure) => {
+        figure.dataset.drawn = "1";
         drawMetric(figure, toggle.checked).catch((error) => report(figure, error));
       });
     });
