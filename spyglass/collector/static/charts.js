@@ -44,7 +44,10 @@
   function ticks(suffix) {
     return (u, splits, axisIdx, space, increment) => {
       const decimals = decimalsOf(increment || 1);
-      return splits.map((v) => (v == null ? "" : `${v.toFixed(decimals)}${suffix}`));
+      const labels = splits.map((v) => (v == null ? "" : `${v.toFixed(decimals)}${suffix}`));
+      const figure = u.root.closest("figure");
+      if (figure) figure.dataset.yTicks = labels.join("|");  // what the axis shows, for tests to read
+      return labels;
     };
   }
 
@@ -64,6 +67,8 @@
   function axisSize(u, values) {
     measure.font = FONT;
     const widest = Math.max(0, ...(values || []).map((v) => measure.measureText(v).width));
+    const figure = u.root.closest("figure");
+    if (figure) figure.dataset.yLabelWidth = Math.ceil(widest);
     return Math.ceil(widest) + 18;
   }
 
@@ -72,6 +77,7 @@
     return {
       hooks: {
         draw: [(u) => {
+          u.root.closest("figure").dataset.markers = markers.map((m) => m.label).join("|");
           const ctx = u.ctx;
           const { top, height } = u.bbox;
           ctx.save();
