@@ -170,19 +170,22 @@ def start_collector(db):
 
 
 def send_all(url, bodies, headers, clients):
-    """POST every body over ``clients`` keep-alive connections; seconds taken."""
-    pending = list(bodies)
+    """POST every body over ``clients`` keep-alive connections; seconds taken. ``bodies``:
+    bodies for /v1/traces, or ``(signal, body)`` pairs, taken one by one (a generator may
+    make them as they are sent)."""
+    pending = iter(bodies)
     lock = threading.Lock()
     failures = []
 
     def client():
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
         while True:
             with lock:
-                if not pending:
-                    break
-                body = pending.pop()
-            connection.request("POST", "/v1/traces", body, headers)
+                item = next(pending, None)
+            if item is None:
+                break
+            signal, body = item if isinstance(item, tuple) else ("traces", item)
+            connection.request("POST", f"/v1/{signal}", body, headers)
             response = connection.getresponse()
             response.read()
             if response.status != 200:

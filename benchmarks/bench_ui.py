@@ -25,10 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from bench_ingest import send_all
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -229,35 +230,9 @@ class Collector:
 
 
 def fill(collector, total_spans, threads=3):
-    """Send the export requests from a few keep-alive connections, as exporters do."""
-    produced = requests_to_send(total_spans, time.time_ns())
-    lock = threading.Lock()
-    failures = []
-
-    def send():
-        connection = http.client.HTTPConnection(collector.host, collector.port, timeout=120)
-        while True:
-            with lock:
-                item = next(produced, None)
-            if item is None:
-                break
-            signal, body = item
-            connection.request("POST", f"/v1/{signal}", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            reply = response.read()
-            if response.status != 200:
-                failures.append((response.status, reply[:200]))
-        connection.close()
-
-    started = time.perf_counter()
-    workers = [threading.Thread(target=send) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if failures:
-        raise SystemExit(f"{len(failures)} export requests failed, e.g. {failures[0]}")
-    return time.perf_counter() - started
+    """Send the export requests from a few keep-alive connections, as exporters do; seconds taken."""
+    return send_all(urlsplit(collector.url), requests_to_send(total_spans, time.time_ns()),
+                    {"Content-Type": "application/json"}, threads)
 
 
 def _api(collector, path, **params):

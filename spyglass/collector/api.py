@@ -283,6 +283,7 @@ class Api:
         releases = self.series.releases(service, since_ns, until_ns)
         return {"service": service, "since_ns": since_ns, "until_ns": until_ns,
                 **self.series.summary(service, since_ns, until_ns),
+                "routes": self.series.routes(service, since_ns, until_ns),
                 "releases": [_release(release) for release in releases],
                 "comparison": self.series.compare(service, since_ns, until_ns, releases)}
 

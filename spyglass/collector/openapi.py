@@ -188,6 +188,9 @@ _SERVICE_OVER_TIME = {
         [_SERVICE_PATH, *_WINDOW],
         _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
                  **_LATENCY, "instances": {"type": "integer"},
+                 "routes": {"type": "array", "items": _object({
+                     "method": NULLABLE_STRING, "route": NULLABLE_STRING, "name": {"type": "string"},
+                     "requests": {"type": "integer"}})},
                  "releases": {"type": "array", "items": _RELEASE},
                  "comparison": _object({
                      "current": NULLABLE_STRING, "previous": NULLABLE_STRING,

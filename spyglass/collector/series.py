@@ -76,6 +76,11 @@ SUMMARY = f"""
                  count(*) OVER () AS n
           FROM spans WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?) AS ranked
 """
+ROUTES = """
+    SELECT http_method, coalesce(route, name) AS route, count(*) AS requests FROM spans
+    WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?
+    GROUP BY http_method, coalesce(route, name) ORDER BY requests DESC, route LIMIT 500
+"""
 INSTANCES = "SELECT count(*) AS instances FROM resources WHERE service = ? AND last_seen_ns >= ?"
 SERVICE_METRIC_NAMES = """
     SELECT service, name, max(unit) AS unit, max(kind) AS kind, count(DISTINCT instance) AS instances,
@@ -237,6 +242,12 @@ class ServiceSeries:
                 "error_rate": int(row["errors"] or 0) / requests if requests else 0.0,
                 **{f"p{p}_ms": None if row[f"p{p}_ns"] is None else row[f"p{p}_ns"] / 1e6 for p in PERCENTILES},
                 "max_ms": None if row["max_ns"] is None else row["max_ns"] / 1e6, "instances": int(instances)}
+
+    def routes(self, service, since_ns, until_ns):
+        """The service's routes in the window (for choosing one), busiest first."""
+        return [{"method": row["http_method"], "route": row["route"], "name": route_name(row["http_method"], row["route"]),
+                 "requests": int(row["requests"])}
+                for row in self.store._rows(ROUTES, [service, since_ns, until_ns])]
 
     def metric_names(self, since_ns, until_ns, service=None):
         """The metrics reported in the window per service (of ``service`` only where given),

@@ -197,10 +197,9 @@ class Ui:
         """One service over the window: its charts (drawn from ``/api/services/{service}/series``),
         its routes, releases and the latest release against the one before."""
         overview = self.api.get(f"/api/services/{service}", query)
-        routes = self.api.get("/api/routes", {**query, "service": service})["routes"]
         if not overview["requests"] and not overview["instances"]:
             return "service.html", None
-        return "service.html", {"service": service, "summary": overview, "routes": routes,
+        return "service.html", {"service": service, "summary": overview, "routes": overview["routes"],
                                 "releases": overview["releases"], "comparison": overview["comparison"]}
 
 

@@ -77,6 +77,7 @@ def test_releases_have_markers_and_the_latest_is_compared_with_the_one_before(tw
     body = Api(store).get("/api/services/rel", {"since": "15m"})
     assert (body["requests"], body["errors"], body["instances"]) == (85, 5, 2)
     assert (body["p50_ms"], body["p99_ms"], body["max_ms"]) == (10.0, 30.0, 30.0)
+    assert [(r["name"], r["requests"]) for r in body["routes"]] == [("GET /b", 45), ("GET /a", 40)]
     assert [(r["version"], r["requests"], r["marker"]) for r in body["releases"]] == [
         ("1.0", 40, True), ("2.0", 45, True)]
     comparison = body["comparison"]
