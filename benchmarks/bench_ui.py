@@ -43,7 +43,8 @@ ROUTES = (("GET", "/products/{id}", 20), ("GET", "/cart", 35), ("POST", "/checko
 #: Each service's releases, by the share of the window at which each starts.
 RELEASES = (("1.0.0", 0.0), ("1.1.0", 0.4), ("1.2.0", 0.8))
 PROCESSES = 4
-CALLS = (("postgresql", "SELECT * FROM products WHERE id = ?"), ("postgresql", "UPDATE orders SET state = ? WHERE id = ?"),
+CALLS = (("postgresql", "SELECT * FROM products WHERE id = ?"),
+         ("postgresql", "UPDATE orders SET state = ? WHERE id = ?"),
          ("mysql", "SELECT name FROM users WHERE id = ?"), ("redis", "GET session:?"))
 #: Pages that no API route names; the pages of API routes are found by trying them.
 PAGES = ("/", "/traces", "/traces/{trace_id}", "/slow-calls", "/errors", "/errors/{group_id}", "/metrics",

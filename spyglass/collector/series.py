@@ -60,7 +60,8 @@ NEW_ERRORS = """
     ORDER BY events DESC, g.id LIMIT 50
 """
 METRIC_BUCKETS = """
-    SELECT instance, attributes, bucket, avg(value) AS mean, sum(value) AS total, max(value) AS highest, max(time_ns) AS last_ns,
+    SELECT instance, attributes, bucket, avg(value) AS mean, sum(value) AS total, max(value) AS highest,
+           max(time_ns) AS last_ns,
            max(unit) AS unit, max(kind) AS kind, max(CASE WHEN monotonic THEN 1 ELSE 0 END) AS monotonic,
            min(temporality) AS temporality
     FROM (SELECT instance, attributes, (time_ns - ?) / ? AS bucket, value, time_ns, unit, kind, monotonic,
@@ -245,8 +246,8 @@ class ServiceSeries:
 
     def routes(self, service, since_ns, until_ns):
         """The service's routes in the window (for choosing one), busiest first."""
-        return [{"method": row["http_method"], "route": row["route"], "name": route_name(row["http_method"], row["route"]),
-                 "requests": int(row["requests"])}
+        return [{"method": row["http_method"], "route": row["route"],
+                 "name": route_name(row["http_method"], row["route"]), "requests": int(row["requests"])}
                 for row in self.store._rows(ROUTES, [service, since_ns, until_ns])]
 
     def metric_names(self, since_ns, until_ns, service=None):
