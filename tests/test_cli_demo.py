@@ -98,3 +98,24 @@ def _command_line(process):
         return " ".join(process.cmdline())
     except psutil.Error:  # gone meanwhile
         return ""
+
+
+def test_demo_sends_a_release_to_a_running_collector(uwsgi_installed, tmp_path):
+    """--collector: no collector of its own; --release: the app's service.version, shown as a
+    release of the service."""
+    from collector.conftest import RunningCollector
+
+    collector = RunningCollector(tmp_path / "shared.db")
+    try:
+        env = clean_env(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+                        EXAMPLE_DATABASE=str(tmp_path / "example.sqlite3"))
+        result = subprocess.run(DEMO + ["--no-wait", "--collector", collector.url, "--release", "9.9"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"sending to the collector at {collector.url}" in result.stdout
+        assert "starting the collector" not in result.stdout
+        overview = collector.api("/services/demo-shop", since="15m")
+        assert [release["version"] for release in overview["releases"]] == ["9.9"]
+        assert overview["requests"] >= 180
+    finally:
+        collector.stop()
