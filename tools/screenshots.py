@@ -6,7 +6,7 @@ Chromium (Debian's, through playwright) and writes it to ``docs/images/<name>.pn
 
 A page is added by adding a row to ``PAGES``. Its path may name what the demo's data has:
 ``{service}`` (the demo app's service), ``{trace_id}`` (its slowest request),
-``{error_id}`` (its most recent error group), ``{route}`` (its slowest route).
+``{error_id}`` (its most recent error group), ``{route}`` and ``{method}`` (its slowest route).
 """
 import argparse
 import os
@@ -25,7 +25,8 @@ RELEASES = ("1.0.0", "1.1.0")
 PAGES = (
     ("services", "/?since=15m", "table.data", False),
     ("service", "/services/{service}?since=15m", ".service-charts .uplot canvas", True),
-    ("service-route", "/services/{service}?since=15m&route={route}", ".service-charts .uplot canvas", False),
+    ("service-route", "/services/{service}?since=15m&route={route}&method={method}", ".service-charts .uplot canvas",
+     False),
     ("traces", "/traces?since=15m&service={service}", "table", False),
     ("trace", "/traces/{trace_id}", ".waterfall", False),
     ("slow-calls", "/slow-calls?since=15m", "table", False),
@@ -95,6 +96,7 @@ def placeholders(url):
     traces = sorted(_api(url, "/traces", service=service, limit=1000)["traces"], key=lambda t: -t["duration_ms"])
     groups = _api(url, "/errors")["groups"]
     return {"service": quote(service, safe=""), "route": quote(routes[0]["route"] or "", safe="") if routes else "",
+            "method": (routes[0]["method"] or "") if routes else "",
             "trace_id": traces[0]["trace_id"] if traces else "0" * 32,
             "error_id": groups[0]["id"] if groups else 0}
 
