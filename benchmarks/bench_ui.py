@@ -269,7 +269,8 @@ def targets(collector):
         if every and every != required:
             found.append((f"GET {path} (all filters)", f"{concrete}?{urlencode(every)}"))
         page = concrete[len("/api"):]
-        if page and page.split("?")[0] not in {p.split("?")[0] for p in PAGES} and collector.get(page)[0] == 200:
+        listed = {p.format(**path_values).split("?")[0] for p in PAGES}
+        if page and page not in listed and collector.get(page)[0] == 200:
             found.append((f"page {page}", page))
     for page in PAGES:
         found.append((f"page {page}", page.format(**path_values)))
