@@ -270,7 +270,7 @@ class Api:
         """Requests over the window in buckets of ``step``, of one ``route`` (and ``method``)
         or all, and the service's releases (for the charts' markers)."""
         since_ns, until_ns = _closed_window(query)
-        series = self.series.requests(service, since_ns, until_ns, step_s=_step(query),
+        series = self.series.requests(service, since_ns, until_ns, step_s=_step_param(query),
                                       route=query.get("route") or None, method=query.get("method") or None)
         releases = self.series.releases(service, since_ns, until_ns)
         return {"service": service, "since_ns": since_ns, "until_ns": until_ns, **series,
@@ -295,7 +295,7 @@ class Api:
     def service_metric(self, query, service, name):
         since_ns, until_ns = _closed_window(query)
         return {"since_ns": since_ns, "until_ns": until_ns,
-                **self.series.metric(name, service, since_ns, until_ns, step_s=_step(query))}
+                **self.series.metric(name, service, since_ns, until_ns, step_s=_step_param(query))}
 
 
 def _closed_window(query):
@@ -304,7 +304,7 @@ def _closed_window(query):
     return since_ns, time.time_ns() if until_ns is None else until_ns
 
 
-def _step(query):
+def _step_param(query):
     """``step``: a bucket's length in seconds (a duration: 60, 30s, 5m), or ``None``."""
     if not query.get("step"):
         return None
