@@ -12,6 +12,7 @@ from support.browser import SCREENSHOTS
 
 from . import payloads
 from .conftest import RunningCollector
+from .test_ui import page  # noqa: F401 - the page fixture: no page error, console error or HTTP error
 
 NS = 1_000_000_000
 SERVICE = "shop-releases"
@@ -66,20 +67,6 @@ def filled(tmp_path_factory):
     SCREENSHOTS.mkdir(exist_ok=True)
     yield collector
     collector.stop()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}")
-            if message.type == "error" else None)
-    page.on("response", lambda response: problems.append(f"HTTP {response.status}: {response.url}")
-            if response.status >= 400 else None)
-    yield page
-    page.close()
-    assert problems == []
 
 
 def _visit(page, collector, path):
