@@ -56,7 +56,6 @@ class DriverInstrumentation:
         self.dialect = dialect
         self.capture_parameters = agent.config.capture_sql_parameters
         self._describe = describe  # connection -> {"db.namespace": …, "server.address": …}
-        self._scrubber = None
         self._statements = {}  # statement text -> its Statement
         self._shared = {}  # connection attributes -> one dict holding them (see below)
         self._record_db_call = db_call_metric()
@@ -219,11 +218,7 @@ class DriverInstrumentation:
             self.calls.failed()
 
     def _add_parameters(self, attributes, parameters):
-        if self._scrubber is None:
-            from ..redact.scrub import Scrubber
-
-            self._scrubber = Scrubber(extra_keys=self.calls.agent.config.scrub_keys)
-        scrubber = self._scrubber
+        scrubber = self.calls.agent.scrubber
         if isinstance(parameters, dict):
             items = parameters.items()
         elif isinstance(parameters, (list, tuple)):
