@@ -345,7 +345,7 @@ def quiet_reset(reset, asyncpg):
 
 
 def traced_connect(connect, asyncpg):
-    return asyncpg.driver.wrap_connect_async(connect)
+    return asyncpg.driver.wrap_connect(connect)
 
 
 def same_connect(connect, asyncpg):
