@@ -60,6 +60,11 @@ class DriverInstrumentation:
         self._shared = {}  # connection attributes -> one dict holding them (see below)
         self._record_db_call = db_call_metric()
 
+    @classmethod
+    def setup_for(cls, timing_key, system, dialect, describe=None):
+        """The ``setup(agent, module)`` of a driver's instrumentation."""
+        return lambda agent, module: cls(agent, timing_key, system, dialect, describe)
+
     # -- the connection's part of every span ----------------------------------------------
 
     def connection_attributes(self, connection):
@@ -402,29 +407,37 @@ def traced_rollback(rollback, driver):
     return driver.wrap_operation(rollback, "ROLLBACK")
 
 
-def timed(method, record, detail, holds=True):
-    """A traced replacement for a driver's ``method`` (a coroutine function for a coroutine
-    function): inside a trace, and outside a call of the driver traced already, it is timed
-    and ``record(parent span, self object, args, kwargs, start_ns, end_ns, error, detail)``
-    is called after it. ``holds``: what the driver runs inside it (its own executes) is part
-    of its span. The two forms differ only by their ``await``."""
+def traced_connect_method(connect, driver):
+    """A connection's own method that opens (and reopens) its socket."""
+    return driver.wrap_operation(connect, "connect")
 
-    def begin():
+
+def timed(method, record, detail=None, holds=True, describe=None):
+    """A traced replacement for a client library's ``method`` (a coroutine function for a
+    coroutine function): outside a call of a database driver traced already, it is timed
+    (outside any trace too, under ``OUTSIDE``: see ``_calls``) and ``record(parent span, self object, args, kwargs, start_ns,
+    end_ns, error, detail)`` is called after it. ``holds``: what the driver runs inside it
+    (its own executes) is part of its span. ``describe(self object, args)``, when given,
+    makes ``detail`` before each call (a pipeline's commands, which the call empties). The
+    two forms differ only by their ``await``."""
+
+    def begin(target, args):
         scope = get_active_scope() or OUTSIDE_SCOPE  # outside any trace: see _calls
         if _inside_call.get():
             return None
-        return scope.span, _inside_call.set(True) if holds else None, time_ns()
+        found = detail if describe is None else describe(target, args)
+        return scope.span, _inside_call.set(True) if holds else None, time_ns(), found
 
     def end(began, target, args, kwargs, error):
         end_ns = time_ns()
-        parent, token, start_ns = began
+        parent, token, start_ns, found = began
         if token is not None:
             _inside_call.reset(token)
-        record(parent, target, args, kwargs, start_ns, end_ns, error, detail)
+        record(parent, target, args, kwargs, start_ns, end_ns, error, found)
 
     if _is_coroutine_function(method):
         async def traced(target, *args, **kwargs):
-            began = begin()
+            began = begin(target, args)
             if began is None:
                 return await method(target, *args, **kwargs)
             try:
@@ -436,7 +449,7 @@ def timed(method, record, detail, holds=True):
             return result
     else:
         def traced(target, *args, **kwargs):
-            began = begin()
+            began = begin(target, args)
             if began is None:
                 return method(target, *args, **kwargs)
             try:

@@ -11,7 +11,8 @@ The generic DB-API path cannot take it: its methods are coroutines.
 ``DictCursor``, ``SSCursor`` and the app's own cursor classes inherit the patched methods.
 """
 from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, traced_commit,
-                     traced_execute, traced_executemany, traced_rollback)
+                     traced_connect_method, traced_execute, traced_executemany,
+                     traced_rollback)
 from ._patch import Patch, Supports
 
 SUPPORTS = Supports("aiomysql", "0.1")
@@ -19,14 +20,7 @@ TIMING = "aiomysql"
 PATCHES = (
     Patch("aiomysql", "cursors.Cursor", execute="traced_execute",
           executemany="traced_executemany", callproc="traced_callproc"),
-    Patch("aiomysql", "connection.Connection", _connect="traced_connect",
+    Patch("aiomysql", "connection.Connection", _connect="traced_connect_method",
           commit="traced_commit", rollback="traced_rollback"),
 )
-
-
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", describe_mysql)
-
-
-def traced_connect(connect, driver):
-    return driver.wrap_operation(connect, "connect")
+setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", describe_mysql)

@@ -26,10 +26,7 @@ PATCHES = (
       for connection in ("Connection", "AsyncConnection")),
     Patch("psycopg", connect="same_connect"),  # psycopg.connect is Connection.connect
 )
-
-
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "postgresql", "postgresql", describe_libpq)
+setup = DriverInstrumentation.setup_for(TIMING, "postgresql", "postgresql", describe_libpq)
 
 
 def traced_connect(connect, driver):
