@@ -162,3 +162,37 @@ def test_submit_root_queues_or_drops_as_submit_does(room):
     finally:
         reporter._traces.clear()
         reporter._others.clear()
+
+
+# -- metrics.record_request and record_db_call: twins, each with its instrument ---------------
+
+class Registry:
+    """What the two read of the metrics registry."""
+
+    def __init__(self, full, forked):
+        from spyglass import metrics, process
+
+        self.pending = [None] * metrics.MAX_PENDING if full else []
+        self.generation = process.generation + (1 if forked else 0)
+        self.dropped = self.forks = 0
+
+    def after_fork(self):
+        from spyglass import process
+
+        self.forks += 1
+        self.generation = process.generation
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["room", "full"])
+@pytest.mark.parametrize("forked", [False, True], ids=["same process", "forked"])
+def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatch):
+    from spyglass import metrics
+
+    for record, instrument, key in ((metrics.record_request, "request", ("/", "GET", 200)),
+                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT"))):
+        registry = Registry(full, forked)
+        monkeypatch.setattr(metrics, "_registry", registry)
+        record(*key, 0.25)
+        assert registry.forks == (1 if forked else 0)
+        assert registry.dropped == (1 if full else 0)
+        assert registry.pending[-1] == (None if full else (instrument, key, 0.25))
