@@ -200,6 +200,7 @@ TIMING = {
     "rq": (1.0, "RQ (enqueueing a job in Redis)"),
 }
 
+# One row per setting, alike by design (the duplicates check finds their shape repeated).
 KEYS: Tuple[Key, ...] = (
     _key("enabled", parse_bool, True, "Master switch: false leaves the process untouched."),
     _key("service_name", parse_str, "", "Service name on every export. Empty: "

@@ -15,6 +15,8 @@ from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, tra
                      traced_rollback)
 from ._patch import Patch, Supports
 
+# Declared as PyMySQL's is (instrument/pymysql.py), whose protocol code it runs on: the same
+# DB-API methods, coroutines here (the factories make coroutine functions of them).
 SUPPORTS = Supports("aiomysql", "0.1")
 TIMING = "aiomysql"
 PATCHES = (

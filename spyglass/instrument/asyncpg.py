@@ -231,6 +231,9 @@ def _traced(original, asyncpg, locate, rows=None, outer=False):
     return traced
 
 
+# One factory per patched method, named in PATCHES: rows of a table (where the call's
+# statement is, what its result says of rows), alike by design.
+
 def traced_execute(execute, asyncpg):
     return _traced(execute, asyncpg, _on_connection, _status_rows)
 

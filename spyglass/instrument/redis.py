@@ -9,6 +9,7 @@ from ._calls import NOSQL, CallRecorder, db_call_metric
 from ._dbapi import timed
 from ._patch import Patch, Supports
 
+# The declaration every instrumentation makes (see _patch), its rows alike by design.
 SUPPORTS = Supports("redis", "3.0")
 TIMING = "redis"
 PATCHES = (
