@@ -196,3 +196,39 @@ def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatc
         assert registry.forks == (1 if forked else 0)
         assert registry.dropped == (1 if full else 0)
         assert registry.pending[-1] == (None if full else (instrument, key, 0.25))
+
+
+# -- DriverInstrumentation.wrap_statement's synchronous execute: _dbapi.timed ----------------
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+def test_a_sync_execute_is_traced_as_timed_traces_it(fails):
+    from support.calls import agent
+    from spyglass.instrument._dbapi import DriverInstrumentation, timed
+
+    driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
+    recorded = []
+
+    def statement(parent, cursor, args, kwargs, start, end, error, batch):
+        recorded.append((parent.operation_name, cursor, args, kwargs, type(error), batch,
+                         0 < start <= end))
+
+    driver.statement = statement
+
+    def execute(cursor, text, parameters=()):
+        if fails:
+            raise ValueError(text)
+        return text
+
+    def call(traced):
+        with Tracer().start_active_span("request"):
+            try:
+                return traced("cursor", "SELECT 1", parameters=(1,))
+            except ValueError as error:
+                return type(error)
+
+    written_out, with_timed = driver.wrap_statement(execute), timed(execute, statement, False,
+                                                                     holds=False)
+    assert written_out is not with_timed
+    results = [in_fresh_context(lambda: call(traced)) for traced in (written_out, with_timed)]
+    assert results[0] == results[1] == (ValueError if fails else "SELECT 1")
+    assert len(recorded) == 2 and recorded[0] == recorded[1]

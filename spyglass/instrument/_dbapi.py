@@ -246,7 +246,7 @@ class DriverInstrumentation:
 
         # timed(), written out for the one call that runs on every query (a synchronous
         # driver's execute: benchmarks/bench_sqlite.py), without its begin/end calls and the
-        # token only a batch holds.
+        # token only a batch holds (tests/test_written_out_copies.py holds the two equal).
         def traced(cursor, *args, **kwargs):
             scope = get_active_scope() or OUTSIDE_SCOPE
             if _inside_call.get():
