@@ -47,6 +47,7 @@ class Agent:
             self.reporter.add_final(self._stop_profiling)
         self._tracer = None
         self._service_name_settled = False
+        self._scrubber = None
 
     def settle_service_name(self):
         """A derived service name, derived once more before anything is sent (on the
@@ -57,6 +58,17 @@ class Agent:
         self._service_name_settled = True
         if self.config.sources.get("service_name") == "derived":
             self.config.service_name = service_name.derived()
+
+    @property
+    def scrubber(self):
+        """The one ``redact.scrub.Scrubber`` of this agent's settings (``scrub_keys``), made
+        when first needed: errors, SQL parameters, URLs and slow calls' stacks all use it."""
+        scrubber = self._scrubber
+        if scrubber is None:
+            from .redact.scrub import Scrubber
+
+            scrubber = self._scrubber = Scrubber(extra_keys=self.config.scrub_keys)
+        return scrubber
 
     def _add_process_snapshot(self):
         """Sent a second after start (or a fork), when the app has imported its libraries,

@@ -52,38 +52,34 @@ def parse_bool(value):
 
 
 def parse_float(value):
-    if isinstance(value, bool):
-        raise ValueError("expected a number")
-    number = float(value)
-    if number != number or number < 0:
-        raise ValueError("expected a number >= 0")
-    return number
+    return _number(value, float, "a number")
 
 
 def parse_int(value):
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number")
-    if isinstance(value, str):
-        value = value.strip()
-    number = int(value)
-    if number < 0:
-        raise ValueError("expected a whole number >= 0")
-    return number
+    return _number(value, int, "a whole number")
 
 
 def parse_size(value):
     """Bytes: ``4194304``, ``512k``, ``4MiB``, ``1g``."""
+    return _number(value, _bytes, "a size in bytes", above_zero=True)
+
+
+def _number(value, convert, what, above_zero=False):
+    """``convert(value)``, a number >= 0 (> 0), refusing a bool (a mistaken switch)."""
     if isinstance(value, bool):
-        raise ValueError("expected a size in bytes")
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
-        scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
-        number = int(float(text.rstrip("kmg").strip()) * scale)
-    if number <= 0:
-        raise ValueError("expected a size in bytes > 0")
+        raise ValueError(f"expected {what}")
+    number = convert(value.strip() if isinstance(value, str) else value)
+    if number != number or number < 0 or above_zero and number == 0:  # != itself: NaN
+        raise ValueError(f"expected {what} {'> 0' if above_zero else '>= 0'}")
     return number
+
+
+def _bytes(value):
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    return int(float(text.rstrip("kmg").strip()) * scale)
 
 
 def parse_rate(value):
@@ -204,6 +200,7 @@ TIMING = {
     "rq": (1.0, "RQ (enqueueing a job in Redis)"),
 }
 
+# One row per setting, alike by design (the duplicates check finds their shape repeated).
 KEYS: Tuple[Key, ...] = (
     _key("enabled", parse_bool, True, "Master switch: false leaves the process untouched."),
     _key("service_name", parse_str, "", "Service name on every export. Empty: "

@@ -5,6 +5,10 @@ A fresh interpreter imports every library the registry names, records every attr
 every module and class of those libraries, starts the sensor (its import hooks patch), and
 records them again; then ``spyglass.instrument.uninstall()``, and once more. uWSGI's module
 exists only inside uWSGI: its row runs there (``uwsgi --master --pyrun``).
+
+What is no attribute is looked for too, by the instrumentation that adds it: Celery's signal
+receivers, multiprocessing's after-fork callbacks and finalizers (one made as a pool's
+worker makes it when it starts).
 """
 import importlib
 import json
@@ -19,7 +23,7 @@ from support.processes import clean_env, run_python
 from support.services import require
 
 PROGRAM = r"""
-import importlib, json, os, sys, types
+import importlib, json, os, sys, types, weakref
 
 from spyglass import instrument
 from spyglass.instrument import _patch
@@ -89,6 +93,47 @@ def differences(before):
     return found
 
 
+def spyglass_made(function):
+    function = getattr(function, "func", function)  # a functools.partial
+    return getattr(function, "__module__", "").startswith("spyglass")
+
+
+def hooks():
+    # What spyglass added through a library's own hooks, by instrumentation.
+    found = {}
+    if "celery" in names:
+        from celery.utils.dispatch.signal import Signal
+        from celery import signals
+
+        for signal_name, signal in vars(signals).items():
+            if isinstance(signal, Signal):
+                for _, receiver in signal.receivers:
+                    receiver = receiver() if isinstance(receiver, weakref.ref) else receiver
+                    if spyglass_made(receiver):
+                        found.setdefault("celery", []).append(f"{signal_name}: {receiver}")
+    if "multiprocessing" in names:
+        from multiprocessing import util
+
+        for (_, _, callback), obj in list(util._afterfork_registry.items()):
+            if spyglass_made(callback):
+                found.setdefault("multiprocessing", []).append(f"after fork: {callback}")
+        for finalizer in list(util._finalizer_registry.values()):
+            if spyglass_made(getattr(finalizer, "_callback", None)):
+                found.setdefault("multiprocessing", []).append(f"finalizer: {finalizer}")
+    return found
+
+
+def start_a_pool_worker():
+    # What a pool's worker does as it starts (multiprocessing.util._run_after_forkers), for
+    # spyglass's callback alone: it adds a finalizer.
+    if "multiprocessing" in names:
+        from multiprocessing import util
+
+        for (_, _, callback), obj in list(util._afterfork_registry.items()):
+            if spyglass_made(callback):
+                callback(obj)
+
+
 expected = declared()
 before = snapshot()
 import spyglass
@@ -99,16 +144,22 @@ by = {label(applied.holder, applied.name): applied.instrumentation.rsplit(".", 1
       for applied in _patch.applied()}
 patched = {name: by.get(name) for name in differences(before)}
 instrumented = list(agent.instrumented)
+start_a_pool_worker()
+added = hooks()
 instrument.uninstall()
 assert agent.instrumented == []
 print(json.dumps({"declared": expected, "patched": patched, "instrumented": instrumented,
-                  "not_restored": sorted(differences(before))}))
+                  "not_restored": sorted(differences(before)), "hooks": added,
+                  "hooks_left": hooks()}))
 """
 
 REGISTRY = {**__import__("spyglass.instrument").instrument.REGISTRY,
             **__import__("spyglass.instrument").instrument.UNHANDLED}
 INSTRUMENTATIONS = sorted(set(REGISTRY.values()) | {"dbapi2_generic"})
 IN_PYTHON = [name for name in INSTRUMENTATIONS if name != "uwsgi"]
+# How many hooks each instrumentation adds beyond attributes: Celery's six signal receivers;
+# multiprocessing's after-fork callback, and the finalizer it adds in a starting worker.
+HOOKED = {"celery": 6, "multiprocessing": 2}
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +197,9 @@ def test_patches_what_it_declares_and_uninstall_restores_the_originals(name, req
     assert any(name == done or name == "dbapi2_generic" and done == "acme_sql"
                for done in found["instrumented"])
     assert [label for label in found["not_restored"] if label.split(".")[0] in tops] == []
+    if name in HOOKED:
+        assert len(found["hooks"].get(name, [])) == HOOKED[name], found["hooks"]
+    assert found["hooks_left"].get(name) is None
 
 
 def test_a_library_outside_the_supported_versions_is_left_alone_with_one_line():

@@ -162,3 +162,73 @@ def test_submit_root_queues_or_drops_as_submit_does(room):
     finally:
         reporter._traces.clear()
         reporter._others.clear()
+
+
+# -- metrics.record_request and record_db_call: twins, each with its instrument ---------------
+
+class Registry:
+    """What the two read of the metrics registry."""
+
+    def __init__(self, full, forked):
+        from spyglass import metrics, process
+
+        self.pending = [None] * metrics.MAX_PENDING if full else []
+        self.generation = process.generation + (1 if forked else 0)
+        self.dropped = self.forks = 0
+
+    def after_fork(self):
+        from spyglass import process
+
+        self.forks += 1
+        self.generation = process.generation
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["room", "full"])
+@pytest.mark.parametrize("forked", [False, True], ids=["same process", "forked"])
+def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatch):
+    from spyglass import metrics
+
+    for record, instrument, key in ((metrics.record_request, "request", ("/", "GET", 200)),
+                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT"))):
+        registry = Registry(full, forked)
+        monkeypatch.setattr(metrics, "_registry", registry)
+        record(*key, 0.25)
+        assert registry.forks == (1 if forked else 0)
+        assert registry.dropped == (1 if full else 0)
+        assert registry.pending[-1] == (None if full else (instrument, key, 0.25))
+
+
+# -- DriverInstrumentation.wrap_statement's synchronous execute: _dbapi.timed ----------------
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+def test_a_sync_execute_is_traced_as_timed_traces_it(fails):
+    from support.calls import agent
+    from spyglass.instrument._dbapi import DriverInstrumentation, timed
+
+    driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
+    recorded = []
+
+    def statement(parent, cursor, args, kwargs, start, end, error, batch):
+        recorded.append((parent.operation_name, cursor, args, kwargs, type(error), batch,
+                         0 < start <= end))
+
+    driver.statement = statement
+
+    def execute(cursor, text, parameters=()):
+        if fails:
+            raise ValueError(text)
+        return text
+
+    def call(traced):
+        with Tracer().start_active_span("request"):
+            try:
+                return traced("cursor", "SELECT 1", parameters=(1,))
+            except ValueError as error:
+                return type(error)
+
+    written_out, with_timed = driver.wrap_statement(execute), timed(execute, statement, False,
+                                                                     holds=False)
+    assert written_out is not with_timed
+    results = [in_fresh_context(lambda: call(traced)) for traced in (written_out, with_timed)]
+    assert results[0] == results[1] == (ValueError if fails else "SELECT 1")
+    assert len(recorded) == 2 and recorded[0] == recorded[1]

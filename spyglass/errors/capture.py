@@ -21,7 +21,7 @@ from ..config import truthy
 from . import scope as scope_module
 from ..trace.context import current_span, suppressed
 from .event import build_error_event, fingerprint_of, format_stacktrace
-from ..redact.scrub import FILTERED, Scrubber
+from ..redact.scrub import FILTERED
 
 log = logging.getLogger("spyglass")
 
@@ -42,14 +42,8 @@ def settings(agent):
     global _settings
     cached = _settings
     if cached is None or cached[0] is not agent:
-        config = agent.config
-        scrubber = Scrubber(extra_keys=config.scrub_keys)
-        cached = _settings = (agent, scrubber, _load_filter(config.filter_callable))
+        cached = _settings = (agent, agent.scrubber, _load_filter(agent.config.filter_callable))
     return cached[1], cached[2]
-
-
-def scrubber_for(agent):
-    return settings(agent)[0]
 
 
 def _load_filter(path):

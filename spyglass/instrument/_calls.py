@@ -116,7 +116,6 @@ class CallRecorder:
         self.quoted_errors = quoted_errors
         self.waits = waits
         self._logged = False
-        self._scrubber = None  # made at the first slow call
 
     def record(self, parent, name, start_ns, end_ns, attributes, error=None, repeat_key=None):
         """A finished leaf call under ``parent`` (a Span); returns its span, if one was made.
@@ -182,12 +181,7 @@ class CallRecorder:
         if stack:
             # Its source lines are the app's code: their literals (a value, a statement: the
             # app's data) are masked by in_app_stack, and what else looks secret redacted.
-            scrubber = self._scrubber
-            if scrubber is None:
-                from ..redact.scrub import Scrubber
-
-                scrubber = self._scrubber = Scrubber(extra_keys=self.agent.config.scrub_keys)
-            attributes["spyglass.stack"] = scrubber.text(stack)
+            attributes["spyglass.stack"] = self.agent.scrubber.text(stack)
 
     def failed(self):
         """Call from an ``except`` block inside spyglass: log the first error per library."""

@@ -56,10 +56,14 @@ class DriverInstrumentation:
         self.dialect = dialect
         self.capture_parameters = agent.config.capture_sql_parameters
         self._describe = describe  # connection -> {"db.namespace": …, "server.address": …}
-        self._scrubber = None
         self._statements = {}  # statement text -> its Statement
         self._shared = {}  # connection attributes -> one dict holding them (see below)
         self._record_db_call = db_call_metric()
+
+    @classmethod
+    def setup_for(cls, timing_key, system, dialect, describe=None):
+        """The ``setup(agent, module)`` of a driver's instrumentation."""
+        return lambda agent, module: cls(agent, timing_key, system, dialect, describe)
 
     # -- the connection's part of every span ----------------------------------------------
 
@@ -219,11 +223,7 @@ class DriverInstrumentation:
             self.calls.failed()
 
     def _add_parameters(self, attributes, parameters):
-        if self._scrubber is None:
-            from ..redact.scrub import Scrubber
-
-            self._scrubber = Scrubber(extra_keys=self.calls.agent.config.scrub_keys)
-        scrubber = self._scrubber
+        scrubber = self.calls.agent.scrubber
         if isinstance(parameters, dict):
             items = parameters.items()
         elif isinstance(parameters, (list, tuple)):
@@ -235,105 +235,25 @@ class DriverInstrumentation:
             attributes[f"db.query.parameter.{key}"] = text
 
     # -- wrappers -------------------------------------------------------------------------
-    # Near twins on purpose, each written out: they run on every query. A batch's holds off
-    # the driver's own nested executes (a token the single statement does without), and an
-    # asyncio driver's must be a coroutine function itself.
 
     def wrap_statement(self, method, batch=False):
-        """A traced replacement for a cursor's execute-like ``method``."""
+        """A traced replacement for a cursor's execute-like ``method`` (a coroutine function
+        for an asyncio driver's); ``batch``: executemany's, whose nested executes (the
+        driver's own) are part of its span."""
         record = self.statement
+        if batch or _is_coroutine_function(method):
+            return timed(method, record, batch, holds=batch)
 
-        if batch:
-            def traced(cursor, *args, **kwargs):
-                scope = get_active_scope() or OUTSIDE_SCOPE
-                if _inside_call.get():
-                    return method(cursor, *args, **kwargs)
-                token = _inside_call.set(True)
-                start = time_ns()
-                try:
-                    result = method(cursor, *args, **kwargs)
-                except Exception as error:
-                    _inside_call.reset(token)
-                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, True)
-                    raise
-                end = time_ns()
-                _inside_call.reset(token)
-                record(scope.span, cursor, args, kwargs, start, end, None, True)
-                return result
-        else:
-            def traced(cursor, *args, **kwargs):
-                scope = get_active_scope() or OUTSIDE_SCOPE
-                if _inside_call.get():
-                    return method(cursor, *args, **kwargs)
-                start = time_ns()
-                try:
-                    result = method(cursor, *args, **kwargs)
-                except Exception as error:
-                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, False)
-                    raise
-                record(scope.span, cursor, args, kwargs, start, time_ns(), None, False)
-                return result
-
-        return like(traced, method)
-
-    def wrap_operation(self, method, operation, connection_of=None):
-        """A traced replacement for a method without a statement (commit, rollback,
-        callproc). ``connection_of(self_object)`` finds the connection (default: itself)."""
-        record = self.operation
-        is_callproc = operation == "CALL"
-
-        def traced(target, *args, **kwargs):
+        # timed(), written out for the one call that runs on every query (a synchronous
+        # driver's execute: benchmarks/bench_sqlite.py), without its begin/end calls and the
+        # token only a batch holds (tests/test_written_out_copies.py holds the two equal).
+        def traced(cursor, *args, **kwargs):
             scope = get_active_scope() or OUTSIDE_SCOPE
             if _inside_call.get():
-                return method(target, *args, **kwargs)
-            connection = connection_of(target) if connection_of is not None else target
-            extra = _procedure(args, kwargs) if is_callproc else None
-            token = _inside_call.set(True)
+                return method(cursor, *args, **kwargs)
             start = time_ns()
             try:
-                result = method(target, *args, **kwargs)
-            except Exception as error:
-                _inside_call.reset(token)
-                record(scope.span, connection, operation, start, time_ns(), error, extra)
-                raise
-            end = time_ns()
-            _inside_call.reset(token)
-            record(scope.span, connection, operation, start, end, None, extra)
-            return result
-
-        return like(traced, method)
-
-    def wrap_statement_async(self, method, batch=False):
-        """``wrap_statement`` for a coroutine method (asyncio drivers)."""
-        record = self.statement
-
-        if batch:
-            async def traced(cursor, *args, **kwargs):
-                scope = get_active_scope() or OUTSIDE_SCOPE
-                if _inside_call.get():
-                    return await method(cursor, *args, **kwargs)
-                token = _inside_call.set(True)
-                start = time_ns()
-                try:
-                    result = await method(cursor, *args, **kwargs)
-                except Exception as error:
-                    _inside_call.reset(token)
-                    record(scope.span, cursor, args, kwargs, start, time_ns(), error, True)
-                    raise
-                end = time_ns()
-                _inside_call.reset(token)
-                record(scope.span, cursor, args, kwargs, start, end, None, True)
-                return result
-
-            return like(traced, method)
-
-        async def traced(cursor, *args, **kwargs):
-            scope = get_active_scope() or OUTSIDE_SCOPE
-            if _inside_call.get():
-                return await method(cursor, *args, **kwargs)
-            start = time_ns()
-            try:
-                result = await method(cursor, *args, **kwargs)
+                result = method(cursor, *args, **kwargs)
             except Exception as error:
                 record(scope.span, cursor, args, kwargs, start, time_ns(), error, False)
                 raise
@@ -342,39 +262,32 @@ class DriverInstrumentation:
 
         return like(traced, method)
 
-    def wrap_operation_async(self, method, operation, connection_of=None):
-        """``wrap_operation`` for a coroutine method (commit, rollback, callproc)."""
-        record = self.operation
-        is_callproc = operation == "CALL"
+    def wrap_operation(self, method, operation, connection_of=None):
+        """A traced replacement for a method without a statement (commit, rollback,
+        callproc; a coroutine function for an asyncio driver's). ``connection_of(self
+        object)`` finds the connection (default: itself)."""
+        return timed(method, self._called, (operation, connection_of))
 
-        async def traced(target, *args, **kwargs):
-            scope = get_active_scope() or OUTSIDE_SCOPE
-            if _inside_call.get():
-                return await method(target, *args, **kwargs)
+    def _called(self, parent, target, args, kwargs, start_ns, end_ns, error, how):
+        """Record a ``wrap_operation`` method called on ``target``; ``how``: (operation,
+        connection_of)."""
+        operation, connection_of = how
+        try:
             connection = connection_of(target) if connection_of is not None else target
-            extra = _procedure(args, kwargs) if is_callproc else None
-            token = _inside_call.set(True)
-            start = time_ns()
-            try:
-                result = await method(target, *args, **kwargs)
-            except Exception as error:
-                _inside_call.reset(token)
-                record(scope.span, connection, operation, start, time_ns(), error, extra)
-                raise
-            end = time_ns()
-            _inside_call.reset(token)
-            record(scope.span, connection, operation, start, end, None, extra)
-            return result
+            extra = _procedure(args, kwargs) if operation == "CALL" else None
+        except Exception:
+            self.calls.failed()
+            return
+        self.operation(parent, connection, operation, start_ns, end_ns, error, extra)
 
-        return like(traced, method)
-
-    def wrap_connect_async(self, connect):
-        """``wrap_connect`` for a coroutine connect."""
+    def _wrap_connect_async(self, connect):
+        """``wrap_connect`` for a coroutine connect: what the driver queries to connect is
+        part of it."""
         record = self.operation
 
         async def traced_connect(*args, **kwargs):
             scope = get_active_scope() or OUTSIDE_SCOPE
-            token = _inside_call.set(True)  # what the driver queries to connect is part of it
+            token = _inside_call.set(True)
             start = time_ns()
             try:
                 connection = await connect(*args, **kwargs)
@@ -391,7 +304,9 @@ class DriverInstrumentation:
 
     def wrap_connect(self, connect, prepare=None):
         """A traced ``connect``; ``prepare(args, kwargs)`` may change its arguments first
-        (to ask for traced classes) and returns them."""
+        (to ask for traced classes) and returns them. A coroutine function's is one too."""
+        if _is_coroutine_function(connect):
+            return self._wrap_connect_async(connect)
         record = self.operation
         calls = self.calls
 
@@ -469,7 +384,8 @@ def subclass(base, methods, keep_dict=False):
     return cls
 
 
-# -- the factories of the drivers' declared patches: make(original, driver) ---------------
+# -- the factories of the drivers' declared patches: make(original, driver); a coroutine
+# method's replacement is one too ------------------------------------------------------------
 
 def traced_execute(execute, driver):
     return driver.wrap_statement(execute)
@@ -491,24 +407,65 @@ def traced_rollback(rollback, driver):
     return driver.wrap_operation(rollback, "ROLLBACK")
 
 
-def traced_execute_async(execute, driver):
-    return driver.wrap_statement_async(execute)
+def traced_connect_method(connect, driver):
+    """A connection's own method that opens (and reopens) its socket."""
+    return driver.wrap_operation(connect, "connect")
 
 
-def traced_executemany_async(executemany, driver):
-    return driver.wrap_statement_async(executemany, batch=True)
+def timed(method, record, detail=None, holds=True, describe=None):
+    """A traced replacement for a client library's ``method`` (a coroutine function for a
+    coroutine function): outside a call of a database driver traced already, it is timed
+    (outside any trace too, under ``OUTSIDE``: see ``_calls``) and ``record(parent span, self object, args, kwargs, start_ns,
+    end_ns, error, detail)`` is called after it. ``holds``: what the driver runs inside it
+    (its own executes) is part of its span. ``describe(self object, args)``, when given,
+    makes ``detail`` before each call (a pipeline's commands, which the call empties). The
+    two forms differ only by their ``await``."""
+
+    def begin(target, args):
+        scope = get_active_scope() or OUTSIDE_SCOPE  # outside any trace: see _calls
+        if _inside_call.get():
+            return None
+        found = detail if describe is None else describe(target, args)
+        return scope.span, _inside_call.set(True) if holds else None, time_ns(), found
+
+    def end(began, target, args, kwargs, error):
+        end_ns = time_ns()
+        parent, token, start_ns, found = began
+        if token is not None:
+            _inside_call.reset(token)
+        record(parent, target, args, kwargs, start_ns, end_ns, error, found)
+
+    if _is_coroutine_function(method):
+        async def traced(target, *args, **kwargs):
+            began = begin(target, args)
+            if began is None:
+                return await method(target, *args, **kwargs)
+            try:
+                result = await method(target, *args, **kwargs)
+            except Exception as error:
+                end(began, target, args, kwargs, error)
+                raise
+            end(began, target, args, kwargs, None)
+            return result
+    else:
+        def traced(target, *args, **kwargs):
+            began = begin(target, args)
+            if began is None:
+                return method(target, *args, **kwargs)
+            try:
+                result = method(target, *args, **kwargs)
+            except Exception as error:
+                end(began, target, args, kwargs, error)
+                raise
+            end(began, target, args, kwargs, None)
+            return result
+
+    return like(traced, method)
 
 
-def traced_callproc_async(callproc, driver):
-    return driver.wrap_operation_async(callproc, "CALL", connection_of)
-
-
-def traced_commit_async(commit, driver):
-    return driver.wrap_operation_async(commit, "COMMIT")
-
-
-def traced_rollback_async(rollback, driver):
-    return driver.wrap_operation_async(rollback, "ROLLBACK")
+def _is_coroutine_function(function):
+    # inspect.iscoroutinefunction's test, without importing inspect for it
+    return bool(getattr(getattr(function, "__code__", None), "co_flags", 0) & 0x80)
 
 
 def describe_libpq(connection):

@@ -31,11 +31,9 @@ class OutboundHTTP:
     """One HTTP client library's outbound requests: their spans, the context they carry."""
 
     def __init__(self, agent, timing_key):
-        from ..redact.scrub import Scrubber
-
         self.calls = CallRecorder(agent, timing_key, REMOTE)
         self.own_endpoint = agent.config.endpoint
-        self.scrubber = Scrubber(extra_keys=agent.config.scrub_keys)
+        self.scrubber = agent.scrubber
 
     @classmethod
     def setup_for(cls, timing_key):

@@ -190,6 +190,20 @@ def alias(replaced, original):
     return None
 
 
+def first(original, ours, failure):
+    """A replacement of ``original`` (a method) that calls ``ours()`` before it; an error in
+    ``ours`` is logged (``failure``: what could not be done) and the method runs all the
+    same."""
+    def calling_ours_first(self, *args, **kwargs):
+        try:
+            ours()
+        except Exception:
+            log.exception("spyglass: could not %s", failure)
+        return original(self, *args, **kwargs)
+
+    return calling_ours_first
+
+
 def like(wrapper, wrapped):
     """``wrapper`` with ``wrapped``'s name, doc, module and ``__wrapped__``, as
     ``functools.update_wrapper`` gives it (a wrapped object without them is fine)."""

@@ -106,7 +106,7 @@ class TaskRun(Delivery):
         exception the task declares it may raise): recorded on the span only."""
         if expected:
             if not self.errored:
-                self.span.record_exception(exc, scrubber=capture.scrubber_for(self.agent),
+                self.span.record_exception(exc, scrubber=self.agent.scrubber,
                                            error=False)
             return
         if not isinstance(exc, Exception):

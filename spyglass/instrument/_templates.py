@@ -24,6 +24,11 @@ class Renders:
         self.engine = engine
         self.name_of = name_of
 
+    @classmethod
+    def setup_for(cls, timing_key, engine, name_of):
+        """The ``setup(agent, module)`` of an engine's instrumentation."""
+        return lambda agent, module: cls(agent, timing_key, engine, name_of)
+
     def traced(self, render):
         rendering = self.rendering
 

@@ -10,24 +10,19 @@ The generic DB-API path cannot take it: its methods are coroutines.
 
 ``DictCursor``, ``SSCursor`` and the app's own cursor classes inherit the patched methods.
 """
-from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc_async,
-                     traced_commit_async, traced_execute_async, traced_executemany_async,
-                     traced_rollback_async)
+from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, traced_commit,
+                     traced_connect_method, traced_execute, traced_executemany,
+                     traced_rollback)
 from ._patch import Patch, Supports
 
+# Declared as PyMySQL's is (instrument/pymysql.py), whose protocol code it runs on: the same
+# DB-API methods, coroutines here (the factories make coroutine functions of them).
 SUPPORTS = Supports("aiomysql", "0.1")
 TIMING = "aiomysql"
 PATCHES = (
-    Patch("aiomysql", "cursors.Cursor", execute="traced_execute_async",
-          executemany="traced_executemany_async", callproc="traced_callproc_async"),
-    Patch("aiomysql", "connection.Connection", _connect="traced_connect",
-          commit="traced_commit_async", rollback="traced_rollback_async"),
+    Patch("aiomysql", "cursors.Cursor", execute="traced_execute",
+          executemany="traced_executemany", callproc="traced_callproc"),
+    Patch("aiomysql", "connection.Connection", _connect="traced_connect_method",
+          commit="traced_commit", rollback="traced_rollback"),
 )
-
-
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", describe_mysql)
-
-
-def traced_connect(connect, driver):
-    return driver.wrap_operation_async(connect, "connect")
+setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", describe_mysql)

@@ -22,7 +22,7 @@ introspection, ``explain``'s query is the exception: it is the app's) is part of
 import contextvars
 
 from ._calls import OUTSIDE_SCOPE, time_ns
-from ._dbapi import DriverInstrumentation, _inside_call, _length
+from ._dbapi import DriverInstrumentation, _inside_call, _length, timed
 from ._patch import Patch, Supports, alias
 from ..trace.context import get_active_scope
 
@@ -85,11 +85,11 @@ class Asyncpg:
         except Exception:
             driver.calls.failed()
 
-    def prepared(self, parent, connection, statement, start, error):
+    def prepared(self, parent, connection, args, kwargs, start, end, error, _=None):
         """A ``prepare()``: the statement's description, named ``PREPARE <statement>``."""
-        end = time_ns()
         driver = self.driver
         try:
+            statement = args[0] if args else kwargs.get("query")
             described, attributes = driver.described(statement, self.server(connection))
             attributes["db.operation.name"] = "PREPARE"
             name = f"PREPARE {described.name}"
@@ -98,11 +98,10 @@ class Asyncpg:
         except Exception:
             driver.calls.failed()
 
-    def acquired(self, parent, start, error):
+    def acquired(self, parent, pool, args, kwargs, start, end, error, _=None):
         """A pool's acquire: its wait is kept for the next statement; a span of its own
         only when it is slow or failed (a fast one between two identical queries would
         keep them from folding)."""
-        end = time_ns()
         calls = self.driver.calls
         try:
             _pool_wait.set(end - start)
@@ -232,6 +231,9 @@ def _traced(original, asyncpg, locate, rows=None, outer=False):
     return traced
 
 
+# One factory per patched method, named in PATCHES: rows of a table (where the call's
+# statement is, what its result says of rows), alike by design.
+
 def traced_execute(execute, asyncpg):
     return _traced(execute, asyncpg, _on_connection, _status_rows)
 
@@ -297,40 +299,11 @@ def traced_copy_query(copy, asyncpg):
 
 
 def traced_prepare(prepare, asyncpg):
-    prepared = asyncpg.prepared
-
-    async def traced(connection, *args, **kwargs):
-        scope = get_active_scope() or OUTSIDE_SCOPE
-        if _inside_call.get():
-            return await prepare(connection, *args, **kwargs)
-        query = args[0] if args else kwargs.get("query")
-        start = time_ns()
-        try:
-            statement = await prepare(connection, *args, **kwargs)
-        except Exception as error:
-            prepared(scope.span, connection, query, start, error)
-            raise
-        prepared(scope.span, connection, query, start, None)
-        return statement
-
-    return traced
+    return timed(prepare, asyncpg.prepared, None, holds=False)
 
 
 def traced_acquire(acquire, asyncpg):
-    acquired = asyncpg.acquired
-
-    async def traced(pool, *args, **kwargs):
-        scope = get_active_scope() or OUTSIDE_SCOPE
-        start = time_ns()
-        try:
-            connection = await acquire(pool, *args, **kwargs)
-        except Exception as error:
-            acquired(scope.span, start, error)
-            raise
-        acquired(scope.span, start, None)
-        return connection
-
-    return traced
+    return timed(acquire, asyncpg.acquired, None, holds=False)
 
 
 def quiet_reset(reset, asyncpg):
@@ -345,7 +318,7 @@ def quiet_reset(reset, asyncpg):
 
 
 def traced_connect(connect, asyncpg):
-    return asyncpg.driver.wrap_connect_async(connect)
+    return asyncpg.driver.wrap_connect(connect)
 
 
 def same_connect(connect, asyncpg):

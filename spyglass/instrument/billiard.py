@@ -4,9 +4,7 @@ finalizers that drain the workers of the standard library's pools (see
 ``instrument/multiprocessing.py``) could run. ``Worker._do_exit`` is patched to run the
 reporter's at-exit drain first, bounded by ``shutdown_timeout``.
 """
-import logging
-
-from ._patch import Patch, Supports
+from ._patch import Patch, Supports, first
 
 SUPPORTS = Supports("billiard", "3.6")
 TIMING = None
@@ -14,15 +12,6 @@ PATCHES = (
     Patch("billiard.pool", "Worker", _do_exit="draining_first"),
 )
 
-log = logging.getLogger("spyglass")
-
 
 def draining_first(original, agent):
-    def _do_exit(self, *args, **kwargs):
-        try:
-            agent.reporter.at_exit()
-        except Exception:
-            log.exception("spyglass: could not drain the billiard worker")
-        return original(self, *args, **kwargs)
-
-    return _do_exit
+    return first(original, agent.reporter.at_exit, "drain the billiard worker")

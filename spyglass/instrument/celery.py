@@ -27,7 +27,8 @@ patched / connected                    why
 
 ``send_task`` is declared below (``PATCHES``); the signals' handlers are connected by
 ``setup``, strongly (``weak=False``) and with a ``dispatch_uid``: once, whatever starts the
-sensor twice. Each catches its own errors: Celery would log them on the app's logger.
+sensor twice; ``teardown`` disconnects them. Each catches its own errors: Celery would log
+them on the app's logger.
 """
 import logging
 
@@ -60,15 +61,29 @@ def setup(agent, module):
     from celery import signals
 
     tasks = _tasks.TaskQueue(agent, TIMING, SYSTEM)
-    for signal, handler in (
-            (signals.before_task_publish, _on_before_publish),
-            (signals.task_prerun, _prerun(tasks)),
-            (signals.task_postrun, _on_postrun),
-            (signals.task_failure, _on_failure),
-            (signals.task_retry, _on_retry),
-            (signals.worker_process_shutdown, _drain(agent))):
-        signal.connect(handler, weak=False, dispatch_uid=UID)
+    for name, handler in _handlers(tasks).items():
+        getattr(signals, name).connect(handler, weak=False, dispatch_uid=UID)
     return tasks
+
+
+def teardown(tasks):
+    """Disconnect what ``setup`` connected (``uninstall()``); runs in progress are
+    forgotten."""
+    from celery import signals
+
+    for name in _handlers(tasks):
+        getattr(signals, name).disconnect(dispatch_uid=UID)
+    _runs.clear()
+
+
+def _handlers(tasks):
+    """The name in ``celery.signals`` of each signal spyglass handles -> its handler."""
+    return {"before_task_publish": _on_before_publish,
+            "task_prerun": _prerun(tasks),
+            "task_postrun": _on_postrun,
+            "task_failure": _on_failure,
+            "task_retry": _on_retry,
+            "worker_process_shutdown": _drain(tasks.agent)}
 
 
 def traced_send_task(original, tasks):
@@ -168,9 +183,7 @@ def _on_retry(sender=None, request=None, reason=None, **_):
     if run is None or reason is None:
         return
     try:
-        from ..errors import capture
-
-        scrubber = capture.scrubber_for(run.agent)
+        scrubber = run.agent.scrubber
         run.span.attributes["messaging.celery.retry.reason"] = scrubber.text(str(reason))
         cause = getattr(reason, "exc", None)
         if isinstance(cause, BaseException):

@@ -11,9 +11,8 @@ PATCHES = (
 )
 
 
-def setup(agent, module):
-    return Renders(agent, TIMING, "chameleon", _name)
-
-
 def _name(template):
     return str(getattr(template, "filename", None) or "<string>")
+
+
+setup = Renders.setup_for(TIMING, "chameleon", _name)  # what the patches share

@@ -11,9 +11,8 @@ PATCHES = (
 )
 
 
-def setup(agent, module):
-    return Renders(agent, TIMING, "django", _name)
-
-
 def _name(template):
     return template.name or getattr(getattr(template, "origin", None), "name", None) or "<string>"
+
+
+setup = Renders.setup_for(TIMING, "django", _name)  # what the patches share

@@ -9,9 +9,7 @@ interpreter exit (``sys.exit``): atexit drains what it queued, on graceful stop,
 
 ``Worker.init_process`` is patched to call ``agent.resume_in_child()`` first.
 """
-import logging
-
-from ._patch import Patch, Supports
+from ._patch import Patch, Supports, first
 
 SUPPORTS = Supports("gunicorn", "20.0")
 TIMING = None
@@ -19,15 +17,6 @@ PATCHES = (
     Patch("gunicorn.workers.base", "Worker", init_process="resuming_worker"),
 )
 
-log = logging.getLogger("spyglass")
-
 
 def resuming_worker(original, agent):
-    def init_process(self):
-        try:
-            agent.resume_in_child()
-        except Exception:
-            log.exception("spyglass: could not prepare the gunicorn worker")
-        return original(self)
-
-    return init_process
+    return first(original, agent.resume_in_child, "prepare the gunicorn worker")

@@ -10,9 +10,8 @@ PATCHES = (
 )
 
 
-def setup(agent, module):
-    return Renders(agent, TIMING, "jinja2", _name)
-
-
 def _name(template):
     return template.name or "<string>"
+
+
+setup = Renders.setup_for(TIMING, "jinja2", _name)  # what the patches share

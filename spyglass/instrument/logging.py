@@ -84,7 +84,7 @@ def _forwarder(agent):
             return
         _busy.active = True
         try:
-            scrubber = capture.scrubber_for(agent)
+            scrubber = agent.scrubber
             message = scrubber.text(_message_of(record))
             level_name = record.levelname.lower()
             scope = scope_module.current()

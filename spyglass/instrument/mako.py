@@ -12,10 +12,9 @@ PATCHES = (
 )
 
 
-def setup(agent, module):
-    return Renders(agent, TIMING, "mako", _name)
-
-
 def _name(template):
     module_id = getattr(template, "module_id", "") or ""
     return "<string>" if module_id.startswith("memory:") else template.uri
+
+
+setup = Renders.setup_for(TIMING, "mako", _name)  # what the patches share

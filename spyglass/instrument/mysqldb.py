@@ -25,10 +25,6 @@ PATCHES = (
 )
 
 
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", _describe)
-
-
 def traced_connect(connect, driver):
     return driver.wrap_connect(_remembering_port(connect))
 
@@ -64,3 +60,6 @@ def _describe(connection):
         found["server.address"] = host.decode() if isinstance(host, bytes) else host
         found["server.port"] = getattr(connection, "_spyglass_port", 3306)
     return found
+
+
+setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", _describe)  # what the patches share

@@ -11,37 +11,26 @@ connections' ``commit/rollback`` are spans.
 ``Connection.execute`` makes a cursor and calls its ``execute``: one span. psycopg has no
 ``callproc``, so none is added. ``sql.Composed`` statements are rendered, then obfuscated.
 """
-from ._dbapi import (DriverInstrumentation, describe_libpq, traced_commit, traced_commit_async,
-                     traced_execute, traced_execute_async, traced_executemany,
-                     traced_executemany_async, traced_rollback, traced_rollback_async)
+from ._dbapi import (DriverInstrumentation, describe_libpq, traced_commit, traced_execute,
+                     traced_executemany, traced_rollback)
 from ._patch import Patch, Supports, alias
 
 SUPPORTS = Supports("psycopg", "3.0")
 TIMING = "dbapi2_psycopg"
 PATCHES = (
+    # The asyncio classes' coroutine methods are replaced by coroutine functions.
     *(Patch("psycopg", cursor, execute="traced_execute", executemany="traced_executemany")
-      for cursor in ("Cursor", "ServerCursor")),
-    *(Patch("psycopg", cursor, execute="traced_execute_async",
-            executemany="traced_executemany_async")
-      for cursor in ("AsyncCursor", "AsyncServerCursor")),
-    Patch("psycopg", "Connection", commit="traced_commit", rollback="traced_rollback",
-          connect="traced_connect"),  # a classmethod, kept one
-    Patch("psycopg", "AsyncConnection", commit="traced_commit_async",
-          rollback="traced_rollback_async", connect="traced_connect_async"),
+      for cursor in ("Cursor", "ServerCursor", "AsyncCursor", "AsyncServerCursor")),
+    *(Patch("psycopg", connection, commit="traced_commit", rollback="traced_rollback",
+            connect="traced_connect")  # a classmethod, kept one
+      for connection in ("Connection", "AsyncConnection")),
     Patch("psycopg", connect="same_connect"),  # psycopg.connect is Connection.connect
 )
-
-
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "postgresql", "postgresql", describe_libpq)
+setup = DriverInstrumentation.setup_for(TIMING, "postgresql", "postgresql", describe_libpq)
 
 
 def traced_connect(connect, driver):
     return driver.wrap_connect(connect)
-
-
-def traced_connect_async(connect, driver):
-    return driver.wrap_connect_async(connect)
 
 
 def same_connect(connect, driver):

@@ -6,7 +6,8 @@ the app's, subclassing the driver's cursors, is traced through what it inherits.
 executemany makes itself part of its span; ``Connection.connect/commit/rollback`` are spans.
 """
 from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, traced_commit,
-                     traced_execute, traced_executemany, traced_rollback)
+                     traced_connect_method, traced_execute, traced_executemany,
+                     traced_rollback)
 from ._patch import Patch, Supports
 
 # Declared as the other MySQL driver's (instrument/mysqldb.py) is: the same DB-API methods.
@@ -15,16 +16,8 @@ TIMING = "dbapi2_pymysql"
 PATCHES = (
     Patch("pymysql", "cursors.Cursor", execute="traced_execute",
           executemany="traced_executemany", callproc="traced_callproc"),
-    Patch("pymysql", "connections.Connection", connect="traced_connect",
+    Patch("pymysql", "connections.Connection", connect="traced_connect_method",
           commit="traced_commit", rollback="traced_rollback"),
 )
-
-
-def setup(agent, module):
-    return DriverInstrumentation(agent, TIMING, "mysql", "mysql", describe_mysql)
-
-
-def traced_connect(connect, driver):
-    """``Connection.connect``, the method that opens (and reopens) the socket."""
-    return driver.wrap_operation(connect, "connect")
+setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", describe_mysql)
 

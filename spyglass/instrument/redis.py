@@ -5,17 +5,18 @@ named by the command; only command names and key counts are recorded, never a va
 ``Pipeline.execute`` one span for the pipeline, with its commands' names; the asyncio
 client's the same, awaited.
 """
-from ._calls import NOSQL, OUTSIDE_SCOPE, CallRecorder, db_call_metric, time_ns
+from ._calls import NOSQL, CallRecorder, db_call_metric
+from ._dbapi import timed
 from ._patch import Patch, Supports
-from ..trace.context import get_active_scope
 
+# The declaration every instrumentation makes (see _patch), its rows alike by design.
 SUPPORTS = Supports("redis", "3.0")
 TIMING = "redis"
 PATCHES = (
     Patch("redis.client", "Redis", execute_command="traced_command"),
     Patch("redis.client", "Pipeline", execute="traced_pipeline"),
-    Patch("redis.asyncio.client", "Redis", execute_command="traced_command_async"),
-    Patch("redis.asyncio.client", "Pipeline", execute="traced_pipeline_async"),
+    Patch("redis.asyncio.client", "Redis", execute_command="traced_command"),
+    Patch("redis.asyncio.client", "Pipeline", execute="traced_pipeline"),
 )
 
 MAX_PIPELINE_NAMES = 20
@@ -34,23 +35,26 @@ class RedisCalls:
         self.calls = CallRecorder(agent, TIMING, NOSQL, waits=BLOCKING_COMMANDS)
         self.metric = db_call_metric()
 
-    def before(self, describe, client, args):
-        # Described before the call: a pipeline's command stack is emptied by execute().
-        try:
-            return describe(client, args)
-        except Exception:
-            self.calls.failed()
-            return None
+    def describer(self, describe):
+        """``describe(client, args)``, its error logged once: the call then goes unrecorded
+        (None)."""
+        def before(client, args):
+            try:
+                return describe(client, args)
+            except Exception:
+                self.calls.failed()
+                return None
 
-    def record(self, scope, client, described, start, error):
-        end = time_ns()
+        return before
+
+    def record(self, parent, client, args, kwargs, start, end, error, described):
         if described is None:
             return
         calls = self.calls
         try:
             name, attributes = described
             attributes.update(_server(client))
-            calls.record(scope.span, name, start, end, attributes, error,
+            calls.record(parent, name, start, end, attributes, error,
                          attributes["db.query.text"])
             if self.metric is not None:
                 self.metric("redis", name, (end - start) / 1e9)
@@ -61,20 +65,16 @@ class RedisCalls:
 setup = RedisCalls
 
 
+# Described before the call (a pipeline's command stack is emptied by execute()); the
+# asyncio client's coroutines get coroutine functions.
+
 def traced_command(execute_command, redis):
-    return _traced(execute_command, redis, _describe_command)
+    return timed(execute_command, redis.record, holds=False,
+                 describe=redis.describer(_describe_command))
 
 
 def traced_pipeline(execute, redis):
-    return _traced(execute, redis, _describe_pipeline)
-
-
-def traced_command_async(execute_command, redis):
-    return _traced_async(execute_command, redis, _describe_command)
-
-
-def traced_pipeline_async(execute, redis):
-    return _traced_async(execute, redis, _describe_pipeline)
+    return timed(execute, redis.record, holds=False, describe=redis.describer(_describe_pipeline))
 
 
 def _describe_command(client, args):
@@ -92,45 +92,6 @@ def _describe_pipeline(pipeline, args):
     attributes = {"db.operation.name": "PIPELINE", "db.operation.batch.size": len(names),
                   "db.query.text": " ".join(shown)}
     return "PIPELINE", attributes
-
-
-# The sync and the asyncio wrapper are twins, written out: one call per command on the app's
-# path, and an ``async def`` must stay one (apps and frameworks test for coroutine functions).
-
-def _traced(original, redis, describe):
-    before, record = redis.before, redis.record
-
-    def traced(self, *args, **kwargs):
-        scope = get_active_scope() or OUTSIDE_SCOPE
-        described = before(describe, self, args)
-        start = time_ns()
-        try:
-            result = original(self, *args, **kwargs)
-        except Exception as error:
-            record(scope, self, described, start, error)
-            raise
-        record(scope, self, described, start, None)
-        return result
-
-    return traced
-
-
-def _traced_async(original, redis, describe):
-    before, record = redis.before, redis.record
-
-    async def traced(self, *args, **kwargs):
-        scope = get_active_scope() or OUTSIDE_SCOPE
-        described = before(describe, self, args)
-        start = time_ns()
-        try:
-            result = await original(self, *args, **kwargs)
-        except Exception as error:
-            record(scope, self, described, start, error)
-            raise
-        record(scope, self, described, start, None)
-        return result
-
-    return traced
 
 
 def _command_name(name):

@@ -5,6 +5,8 @@ part of it, and http.client below records nothing more. Under requests, requests
 from ._http import OutboundHTTP
 from ._patch import Patch, Supports
 
+# Declared as every HTTP client's is (instrument/requests.py, httpx.py): one send method, a
+# shared OutboundHTTP.
 SUPPORTS = Supports("urllib3", "1.25")
 TIMING = "urllib3"
 PATCHES = (

@@ -50,7 +50,8 @@ _STATUS_CLASS = {code: f"{code // 100}xx" for code in range(100, 600)}
 
 
 # record_request and record_db_call are twins written out, not one function called by both:
-# they run once per request and once per query, where a call more shows.
+# they run once per request and once per query, where a call more shows (the two are held
+# alike by tests/test_written_out_copies.py).
 
 def record_request(route: str, method: str, status_code: int, duration_s: float) -> None:
     """One finished server request: ``http.server.request.duration`` by route, method and

@@ -91,31 +91,25 @@ class _Dialect(NamedTuple):
     token: re.Pattern[str]
 
 
-# dialect -> (extra trigger characters, token alternatives in order of priority): a table,
-# its rows alike by design
+def _spec(triggers, comments, strings, identifiers, bad):
+    """A dialect's (extra trigger characters, token alternatives in order of priority): white
+    space, its comments, its strings, its quoted identifiers, numbers, then ``bad``: what
+    opens a string or comment left unterminated."""
+    return triggers, [_WS, *comments, *strings, rf"(?P<ident>{identifiers})", _NUMBER,
+                      rf"(?P<bad>{bad})"]
+
+
 _DIALECT_SPECS = {
-    "generic": (
-        "",
-        [_WS, _LINE_COMMENT, _NESTED_COMMENT_START, _STRING,
-         rf"(?P<ident>{_DOUBLE_QUOTED_IDENT})", _NUMBER, r"(?P<bad>['\"])"],
-    ),
-    "postgresql": (
-        "$",
-        [_WS, _LINE_COMMENT, _NESTED_COMMENT_START, _ESCAPE_STRING, _NOT_ESCAPE_STRING,
-         _DOLLAR_STRING, rf"(?P<ident>{_DOUBLE_QUOTED_IDENT})", _NUMBER,
-         rf"(?P<bad>['\"]|{_AT_WORD_START}{_DOLLAR_TAG})"],
-    ),
-    "mysql": (
-        "`#",
-        [_WS, _MYSQL_LINE_COMMENT, _BLOCK_COMMENT, _MYSQL_STRING,
-         rf"(?P<ident>{_BACKTICK_IDENT})", _NUMBER, r"(?P<bad>['\"`]|/\*)"],
-    ),
-    "sqlite": (
-        "`[",
-        [_WS, _LINE_COMMENT, _BLOCK_COMMENT, _STRING,
-         rf"(?P<ident>{_DOUBLE_QUOTED_IDENT}|{_BACKTICK_IDENT}|{_BRACKET_IDENT})",
-         _NUMBER, r"(?P<bad>['\"`\[]|/\*)"],
-    ),
+    "generic": _spec("", (_LINE_COMMENT, _NESTED_COMMENT_START), (_STRING,),
+                     _DOUBLE_QUOTED_IDENT, r"['\"]"),
+    "postgresql": _spec("$", (_LINE_COMMENT, _NESTED_COMMENT_START),
+                        (_ESCAPE_STRING, _NOT_ESCAPE_STRING, _DOLLAR_STRING),
+                        _DOUBLE_QUOTED_IDENT, rf"['\"]|{_AT_WORD_START}{_DOLLAR_TAG}"),
+    "mysql": _spec("`#", (_MYSQL_LINE_COMMENT, _BLOCK_COMMENT), (_MYSQL_STRING,),
+                   _BACKTICK_IDENT, r"['\"`]|/\*"),
+    "sqlite": _spec("`[", (_LINE_COMMENT, _BLOCK_COMMENT), (_STRING,),
+                    f"{_DOUBLE_QUOTED_IDENT}|{_BACKTICK_IDENT}|{_BRACKET_IDENT}",
+                    r"['\"`\[]|/\*"),
 }
 # Compiled on first use, so that importing this module stays cheap.
 _DIALECTS: dict[str, _Dialect] = {}  # dialect name as given -> rules
@@ -363,20 +357,25 @@ def _statement_at(tokens: list[str], i: int) -> tuple[str, str]:
 
 def _main_statement_of_with(tokens: list[str], i: int) -> int | None:
     """Index of the statement after the CTEs: the first verb at depth 0."""
-    depth = 0
-    for j in range(i, len(tokens)):
-        token = tokens[j]
-        if token == "(":
-            depth += 1
-        elif token == ")":
-            depth -= 1
-        elif depth == 0 and token.upper() in _MAIN_VERBS:
+    for j, token in _top_level(tokens, i):
+        if token.upper() in _MAIN_VERBS:
             return j
     return None
 
 
 def _after_top_level(tokens: list[str], i: int, keyword: str) -> int | None:
     """Index after ``keyword`` at this statement's own nesting level."""
+    for j, token in _top_level(tokens, i):
+        if token == ";":
+            return None
+        if len(token) == len(keyword) and token.upper() == keyword:
+            return j + 1
+    return None
+
+
+def _top_level(tokens: list[str], i: int):
+    """(index, token) of each token from ``i`` on at the nesting level of ``tokens[i]``, up
+    to the end of the subquery it lies in."""
     depth = 0
     for j in range(i, len(tokens)):
         token = tokens[j]
@@ -385,12 +384,9 @@ def _after_top_level(tokens: list[str], i: int, keyword: str) -> int | None:
         elif token == ")":
             depth -= 1
             if depth < 0:  # end of the subquery this statement lives in
-                return None
-        elif token == ";" and depth == 0:
-            return None
-        elif depth == 0 and len(token) == len(keyword) and token.upper() == keyword:
-            return j + 1
-    return None
+                return
+        elif depth == 0:
+            yield j, token
 
 
 def _name_at(tokens: list[str], i: int | None) -> str:

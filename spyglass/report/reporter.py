@@ -367,23 +367,22 @@ class Reporter:
             collect, interval, due = task
             if now >= due:
                 task[2] = now + interval
-                try:
-                    metrics = collect()
-                except Exception:
-                    log.exception("spyglass: metrics collector %r failed", collect)
-                    continue
-                if metrics:
-                    self.submit_metrics(metrics)
+                self._collect(collect, "")
 
     def _run_final(self):
         for collect in self._final:
-            try:
-                metrics = collect()
-            except Exception:
-                log.exception("spyglass: metrics collector %r failed at exit", collect)
-                continue
-            if metrics:
-                self.submit_metrics(metrics)
+            self._collect(collect, " at exit")
+
+    def _collect(self, collect, when):
+        """Submit what a metrics collector gives; its failure is logged (``when``: a note
+        for the log line), and the others run all the same."""
+        try:
+            metrics = collect()
+        except Exception:
+            log.exception("spyglass: metrics collector %r failed%s", collect, when)
+            return
+        if metrics:
+            self.submit_metrics(metrics)
 
     def _drain(self, deadline, periodic=False) -> bool:
         """Send what is queued, batch by batch, until empty or past ``deadline`` (or the

@@ -44,6 +44,13 @@ class TestAgent:
         self.config = config.load(environ={}, service_name="tests")
         self.tracer = Tracer(export=exported_spans)
         self.instrumented = []
+        self._scrubber = None
+
+    @property
+    def scrubber(self):
+        from spyglass.agent import Agent
+
+        return Agent.scrubber.fget(self)  # the real agent's: one Scrubber of its settings
 
 
 exported_spans = Exported()  # what the ``exported`` fixture gives
