@@ -20,6 +20,7 @@ Only the method the app called makes a span: what asyncpg runs inside it (a type
 introspection, ``explain``'s query is the exception: it is the app's) is part of it.
 """
 import contextvars
+from functools import partial
 
 from ._calls import OUTSIDE_SCOPE, time_ns
 from ._dbapi import DriverInstrumentation, _inside_call, _length, timed
@@ -231,71 +232,25 @@ def _traced(original, asyncpg, locate, rows=None, outer=False):
     return traced
 
 
-# One factory per patched method, named in PATCHES: rows of a table (where the call's
-# statement is, what its result says of rows), alike by design.
+# One factory per patched method, named in PATCHES: where the call's statement is, what
+# its result says of rows; ``outer`` for the methods that run public ones inside.
 
-def traced_execute(execute, asyncpg):
-    return _traced(execute, asyncpg, _on_connection, _status_rows)
-
-
-def traced_fetch(fetch, asyncpg):
-    return _traced(fetch, asyncpg, _on_connection, _list_rows)
-
-
-def traced_fetchrow(fetchrow, asyncpg):
-    return _traced(fetchrow, asyncpg, _on_connection, _row_rows)
-
-
-def traced_fetchval(fetchval, asyncpg):
-    return _traced(fetchval, asyncpg, _on_connection)
-
-
-def traced_executemany(executemany, asyncpg):
-    return _traced(executemany, asyncpg, _on_connection_batch)
-
-
-def traced_fetchmany(fetchmany, asyncpg):
-    return _traced(fetchmany, asyncpg, _on_connection_batch, _list_rows)
-
-
-def traced_prepared_fetch(fetch, asyncpg):
-    return _traced(fetch, asyncpg, _prepared, _list_rows)
-
-
-def traced_prepared_fetchrow(fetchrow, asyncpg):
-    return _traced(fetchrow, asyncpg, _prepared, _row_rows)
-
-
-def traced_prepared_fetchval(fetchval, asyncpg):
-    return _traced(fetchval, asyncpg, _prepared)
-
-
-def traced_prepared_executemany(executemany, asyncpg):
-    return _traced(executemany, asyncpg, _prepared_batch)
-
-
-def traced_prepared_fetchmany(fetchmany, asyncpg):
-    return _traced(fetchmany, asyncpg, _prepared_batch, _list_rows)
-
-
-def traced_cursor_fetch(exec_, asyncpg):
-    return _traced(exec_, asyncpg, _cursor, _list_rows)
-
-
-def traced_cursor_open(bind, asyncpg):
-    return _traced(bind, asyncpg, _cursor)
-
-
-def traced_copy_out(copy, asyncpg):
-    return _traced(copy, asyncpg, _copy_out, _status_rows, outer=True)
-
-
-def traced_copy_in(copy, asyncpg):
-    return _traced(copy, asyncpg, _copy_in, _status_rows, outer=True)
-
-
-def traced_copy_query(copy, asyncpg):
-    return _traced(copy, asyncpg, _copy_query, _status_rows, outer=True)
+traced_execute = partial(_traced, locate=_on_connection, rows=_status_rows)
+traced_fetch = partial(_traced, locate=_on_connection, rows=_list_rows)
+traced_fetchrow = partial(_traced, locate=_on_connection, rows=_row_rows)
+traced_fetchval = partial(_traced, locate=_on_connection)
+traced_executemany = partial(_traced, locate=_on_connection_batch)
+traced_fetchmany = partial(_traced, locate=_on_connection_batch, rows=_list_rows)
+traced_prepared_fetch = partial(_traced, locate=_prepared, rows=_list_rows)
+traced_prepared_fetchrow = partial(_traced, locate=_prepared, rows=_row_rows)
+traced_prepared_fetchval = partial(_traced, locate=_prepared)
+traced_prepared_executemany = partial(_traced, locate=_prepared_batch)
+traced_prepared_fetchmany = partial(_traced, locate=_prepared_batch, rows=_list_rows)
+traced_cursor_fetch = partial(_traced, locate=_cursor, rows=_list_rows)
+traced_cursor_open = partial(_traced, locate=_cursor)
+traced_copy_out = partial(_traced, locate=_copy_out, rows=_status_rows, outer=True)
+traced_copy_in = partial(_traced, locate=_copy_in, rows=_status_rows, outer=True)
+traced_copy_query = partial(_traced, locate=_copy_query, rows=_status_rows, outer=True)
 
 
 def traced_prepare(prepare, asyncpg):
