@@ -13,16 +13,10 @@ The generic DB-API path cannot take it: its methods are coroutines.
 from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, traced_commit,
                      traced_connect_method, traced_execute, traced_executemany,
                      traced_rollback)
-from ._patch import Patch, Supports
+from ._patch import Supports
+from .pymysql import protocol_patches
 
-# Declared as PyMySQL's is (instrument/pymysql.py), whose protocol code it runs on: the same
-# DB-API methods, coroutines here (the factories make coroutine functions of them).
 SUPPORTS = Supports("aiomysql", "0.1")
 TIMING = "aiomysql"
-PATCHES = (
-    Patch("aiomysql", "cursors.Cursor", execute="traced_execute",
-          executemany="traced_executemany", callproc="traced_callproc"),
-    Patch("aiomysql", "connection.Connection", _connect="traced_connect_method",
-          commit="traced_commit", rollback="traced_rollback"),
-)
+PATCHES = protocol_patches("aiomysql", "connection.Connection", "_connect")
 setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", describe_mysql)

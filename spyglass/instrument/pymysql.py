@@ -10,14 +10,23 @@ from ._dbapi import (DriverInstrumentation, describe_mysql, traced_callproc, tra
                      traced_rollback)
 from ._patch import Patch, Supports
 
-# Declared as the other MySQL driver's (instrument/mysqldb.py) is: the same DB-API methods.
+
+
+def protocol_patches(package, connection, connect):
+    """What PyMySQL's protocol code declares, in PyMySQL and in the drivers built on it
+    (aiomysql, whose methods are coroutines: the factories make coroutine functions of
+    them): ``connection``, the class; ``connect``, its method that opens the socket."""
+    return (
+        Patch(package, "cursors.Cursor", execute="traced_execute",
+              executemany="traced_executemany", callproc="traced_callproc"),
+        Patch(package, connection, commit="traced_commit", rollback="traced_rollback",
+              **{connect: "traced_connect_method"}),
+    )
+
+
+# The same DB-API methods as the other MySQL driver's (instrument/mysqldb.py).
 SUPPORTS = Supports("pymysql", "0.9")
 TIMING = "dbapi2_pymysql"
-PATCHES = (
-    Patch("pymysql", "cursors.Cursor", execute="traced_execute",
-          executemany="traced_executemany", callproc="traced_callproc"),
-    Patch("pymysql", "connections.Connection", connect="traced_connect_method",
-          commit="traced_commit", rollback="traced_rollback"),
-)
+PATCHES = protocol_patches("pymysql", "connections.Connection", "connect")
 setup = DriverInstrumentation.setup_for(TIMING, "mysql", "mysql", describe_mysql)
 
