@@ -211,8 +211,7 @@ class Ui:
         raise ApiError(404, f"no trace id starts with {text}")
 
     def logs(self, query):
-        services = [s["service"] for s in self.api.get("/api/services", {"since": "30d"})["services"]]
-        return "logs.html", {"logs": self.api.get("/api/logs", query)["logs"], "services": services,
+        return "logs.html", {"logs": self.api.get("/api/logs", query)["logs"], "services": self.service_names(),
                              "levels": LEVEL_CHOICES}
 
     def metrics(self, query):

@@ -195,15 +195,15 @@ def test_the_trace_id_box_opens_a_trace_by_its_id_or_start(served):
 
 
 def test_spans_stored_before_the_upgrade_are_found_after_it(searched, make_store):
-    """Schema 4 fills the tag index from the spans already stored."""
+    """Schema 4 fills the tag index from the spans a schema 3 store holds."""
     store, now, (postgres_id, mysql_id, _) = searched
     if store.describe()["backend"] == "sqlite":
         store._writer.execute("DROP TABLE span_tags")
-        store._writer.execute("PRAGMA user_version = 2")
+        store._writer.execute("PRAGMA user_version = 3")
     else:
         with store._connection() as connection:
             connection.execute("DROP TABLE span_tags")
-            connection.execute("UPDATE spyglass_schema SET version = 2")
+            connection.execute("UPDATE spyglass_schema SET version = 3")
     upgraded = make_store()
     assert upgraded.schema_version == 4
     assert _ids(upgraded.traces(now - 60 * NS, attribute=("db.system", "postgresql"))) == {postgres_id}
