@@ -112,7 +112,6 @@ MIGRATIONS = [
     # from the spans stored so far (those whose JSON jsonb reads: no \u0000)
     """
     CREATE TABLE span_tags (tag TEXT NOT NULL, trace_id TEXT NOT NULL, time_ns BIGINT NOT NULL);
-    CREATE INDEX span_tags_by_tag ON span_tags (tag, time_ns);
     CREATE INDEX span_tags_by_trace ON span_tags (tag, trace_id);
     CREATE INDEX span_tags_by_time ON span_tags (time_ns);
     INSERT INTO span_tags (tag, trace_id, time_ns)

@@ -95,7 +95,6 @@ MIGRATIONS = [
     # from the spans stored so far
     """
     CREATE TABLE span_tags (tag TEXT NOT NULL, trace_id TEXT NOT NULL, time_ns INTEGER NOT NULL);
-    CREATE INDEX span_tags_by_tag ON span_tags (tag, time_ns);
     CREATE INDEX span_tags_by_trace ON span_tags (tag, trace_id);
     CREATE INDEX span_tags_by_time ON span_tags (time_ns);
     INSERT INTO span_tags (tag, trace_id, time_ns)
