@@ -43,7 +43,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
-from .search import TAG_COLUMNS, tag_rows
+from .search import TAG_COLUMNS
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
@@ -260,7 +260,7 @@ class PostgresStore(Queries):
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if batch.spans:
                 self._write_spans(connection, cursor, batch.spans)
-                self._copy(cursor, "span_tags", tag_rows(batch.spans))
+                self._copy(cursor, "span_tags", batch.tags)
             for table, rows in (("logs", batch.logs), ("metric_points", metrics),
                                 ("profile_samples", batch.profiles)):
                 if rows:

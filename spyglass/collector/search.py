@@ -10,7 +10,6 @@ when any of its spans, the request's own or any call below it, carries the pair:
 filter probes each candidate request's spans through the ``(trace_id, span_id)`` index,
 newest request first, and stops at ``limit`` matches.
 """
-import json
 import re
 
 from .model import INT64_MAX, SPAN_COLUMNS, dumps
@@ -21,7 +20,7 @@ LEVELS = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error":
 #: long, the index attribute search looks up first (longer pairs are searched in the spans).
 MAX_TAG_CHARS = 200
 TAG_COLUMNS = ("tag", "trace_id", "time_ns")
-_TRACE_AT, _START_AT, _ATTRIBUTES_AT = (SPAN_COLUMNS.index(name) for name in ("trace_id", "start_ns", "attributes"))
+_TRACE_AT, _START_AT = SPAN_COLUMNS.index("trace_id"), SPAN_COLUMNS.index("start_ns")
 #: A tag on at most this many spans in the window is looked up; one on more, probed for.
 RARE_TAG_TRACES = 2000
 #: Traces a trace id prefix selects at most.
@@ -42,27 +41,19 @@ def attribute_needles(key, value):
     return [prefix + form + end for form in forms for end in (",", "}")]
 
 
-def tag_rows(spans):
-    """Rows of ``span_tags`` (``TAG_COLUMNS``) for span rows: each trace's distinct
-    ``key=value`` pairs, of scalar values, as the stored JSON reads back."""
-    rows, seen = [], set()
-    for span in spans:
-        try:
-            attributes = json.loads(span[_ATTRIBUTES_AT])
-        except (TypeError, ValueError):
+def add_tags(batch, row, attributes):
+    """Add to ``batch.tags`` (rows of ``TAG_COLUMNS``) the span ``row``'s ``key=value``
+    pairs of scalar ``attributes`` (as decoded), each once per trace and batch."""
+    trace_id, start_ns = row[_TRACE_AT], row[_START_AT]
+    seen = batch.tagged
+    for key, value in attributes.items():
+        if value is None or isinstance(value, (dict, list)):
             continue
-        if not isinstance(attributes, dict):
+        tag = _tag(key, value)
+        if len(tag) > MAX_TAG_CHARS or (trace_id, tag) in seen or "\0" in tag or not _encodable(tag):
             continue
-        trace_id = span[_TRACE_AT]
-        for key, value in attributes.items():
-            if value is None or isinstance(value, (dict, list)):
-                continue
-            tag = _tag(key, value)
-            if len(tag) > MAX_TAG_CHARS or (trace_id, tag) in seen or "\0" in tag or not _encodable(tag):
-                continue
-            seen.add((trace_id, tag))
-            rows.append((tag, trace_id, span[_START_AT]))
-    return rows
+        seen.add((trace_id, tag))
+        batch.tags.append((tag, trace_id, start_ns))
 
 
 def _tag(key, value):

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
-from .search import TAG_COLUMNS, tag_rows
+from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
@@ -238,7 +238,7 @@ class SQLiteStore(Queries):
             connection.executemany(_UPSERT_RESOURCE, resources)
             if batch.spans:
                 connection.executemany(_INSERT_SPANS, batch.spans)
-                connection.executemany(_INSERT_TAGS, tag_rows(batch.spans))
+                connection.executemany(_INSERT_TAGS, batch.tags)
             if batch.logs:
                 connection.executemany(_INSERT_LOGS, batch.logs)
             if batch.metrics:
