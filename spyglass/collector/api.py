@@ -14,6 +14,7 @@ from .error_states import STATES
 from .model import INT64_MAX
 from .openapi import openapi_document
 from .series import ServiceSeries
+from .search import LEVELS
 
 NS = 1_000_000_000
 DEFAULT_WINDOW = "1h"
@@ -118,6 +119,7 @@ class Api:
             (re.compile(r"/api/services/(?P<service>[^\0]+)/metrics/(?P<name>[^/]+)"), self.service_metric),
             (re.compile(r"/api/services/(?P<service>[^\0]+)"), self.service),  # after the longer ones
             (re.compile(r"/api/metric-names"), self.metric_names),
+            (re.compile(r"/api/logs"), self.logs),
         ]
 
     def handle(self, path, query):
@@ -173,12 +175,12 @@ class Api:
         return {"since_ns": since_ns, "routes": self.store.routes(since_ns, query.get("service") or None)}
 
     def traces(self, query):
-        since_ns, until_ns = _window(query)
+        since_ns, until_ns = _window(_until_as_end(query))
         traces = self.store.traces(
             since_ns, until_ns, service=query.get("service") or None, route=query.get("route") or None,
             status=_status(query),
             min_duration_ns=int(_number(query, "min_duration_ms", 0, most=INT64_MAX // 10**6) * 1e6),
-            errors_only=_flag(query, "errors"), limit=_limit(query, 100))
+            errors_only=_flag(query, "errors"), limit=_limit(query, 100), **_trace_search(query))
         return {"since_ns": since_ns, "until_ns": until_ns, "traces": traces}
 
     def trace(self, query, trace_id):
@@ -264,6 +266,13 @@ class Api:
                                           instance=query.get("instance") or None)
         return {"since_ns": since_ns, "name": name, "series": series}
 
+    def logs(self, query):
+        since_ns, until_ns = _window(_until_as_end(query))
+        logs = self.store.logs(since_ns, until_ns, text=query.get("q") or None, level=_level(query),
+                               service=query.get("service") or None, logger=query.get("logger") or None,
+                               trace_id=_hex_prefix(query, "trace_id"), limit=_limit(query, 100))
+        return {"since_ns": since_ns, "until_ns": until_ns, "logs": logs}
+
     # -- a service over time (series.py) -------------------------------------------------
 
     def service_series(self, query, service):
@@ -318,6 +327,61 @@ def _step_param(query):
 def _release(release):
     """A release as the API shows it: without its resource keys (internal)."""
     return {key: value for key, value in release.items() if key not in ("resource_keys", "first_seen_ns")}
+
+
+# -- search parameters (trace search, log search) -------------------------------------------
+
+MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE = 256, 1000
+
+
+def _until_as_end(query):
+    """``until``: the search routes' name for the window's ``end`` (taken over ``end``)."""
+    return {**query, "end": query["until"]} if query.get("until") else query
+
+
+def _trace_search(query):
+    """What ``/api/traces`` searches by beyond the list's own filters (``search.SearchQueries``)."""
+    most_ms = INT64_MAX // 10**6
+    search = {"attribute": _attribute(query), "trace_id": _hex_prefix(query, "trace_id")}
+    if query.get("max_duration_ms"):  # below min_duration_ms, nothing matches
+        search["max_duration_ns"] = int(_number(query, "max_duration_ms", 0, most=most_ms) * 1e6)
+    return search
+
+
+def _attribute(query):
+    """``attribute``: ``key=value`` (the first ``=`` splits) as ``(key, value)``."""
+    text = query.get("attribute")
+    if not text:
+        return None
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not equals or not key:
+        raise ApiError(400, f"attribute: use key=value, e.g. db.system=postgresql, not {text[:40]!r}")
+    if len(key) > MAX_ATTRIBUTE_KEY or len(value) > MAX_ATTRIBUTE_VALUE:
+        raise ApiError(400, f"attribute: a key of at most {MAX_ATTRIBUTE_KEY} characters and a value "
+                            f"of at most {MAX_ATTRIBUTE_VALUE}")
+    return key, value.strip()
+
+
+def _hex_prefix(query, name):
+    """A trace id or the start of one: 1 to 32 hex digits, lowercased."""
+    text = (query.get(name) or "").strip().lower()
+    if text and not re.fullmatch(r"[0-9a-f]{1,32}", text):
+        raise ApiError(400, f"{name}: a trace id or its start, 1 to 32 hex digits, not {text[:40]!r}")
+    return text or None
+
+
+def _level(query):
+    """``level``: a name (``warn``) or a severity number 1 to 24, as the least severity."""
+    text = (query.get("level") or "").strip().lower()
+    if not text:
+        return None
+    if text in LEVELS:
+        return LEVELS[text]
+    if re.fullmatch(r"[0-9]{1,2}", text) and 1 <= int(text) <= 24:
+        return int(text)
+    raise ApiError(400, f"level: use trace, debug, info, warn, error, fatal or a severity number 1 to 24, "
+                        f"not {text[:40]!r}")
 
 
 #: Buckets of an error group's frequency chart, and points of a slow call's sparkline.

@@ -228,6 +228,23 @@ _SERVICE_OVER_TIME = {
 }
 
 
+_HEX_PREFIX = {"type": "string", "pattern": "^\\s*[0-9a-fA-F]{1,32}\\s*$"}
+_UNTIL = _param("until", "Window end, as `end` (and taken over it): unix seconds or ISO 8601.", _INSTANT)
+_TRACE_SEARCH = [
+    _UNTIL,
+    _param("max_duration_ms", "Only requests at most this long (below `min_duration_ms`, none).",
+           {"type": "number", "minimum": 0, "maximum": 9_223_372_036_854}),
+    _param("attribute", "`key=value`: only traces with a span (the request's or any call's) whose attribute "
+                        "`key` is `value`, e.g. `db.system=postgresql`; a value like 42 or true also matches "
+                        "a number or boolean attribute.",
+           {"type": "string", "pattern": "^\\s*[^=\\s\\u0000][^=\\u0000]{0,255}=[^\\u0000]{0,1000}$"}),
+    _param("trace_id", "Only the trace with this id, or the traces whose id starts so.", _HEX_PREFIX),
+]
+_LOG_ROW = _object({
+    **_LOG["properties"], "service": {"type": "string"}, "trace_id": NULLABLE_STRING, "span_id": NULLABLE_STRING,
+    "logger": NULLABLE_STRING}, required=("time_ns", "service"))
+
+
 @lru_cache(maxsize=1)
 def openapi_document():
     return {
@@ -260,6 +277,7 @@ def openapi_document():
                 _param("min_duration_ms", "Only requests at least this long.",
                        {"type": "number", "minimum": 0, "maximum": 9_223_372_036_854}),
                 _param("errors", "`1` or `true` for failed requests only.", {"type": "boolean"}),
+                *_TRACE_SEARCH,
             ], _list_of("traces", _TRACE_ROW, until_ns=NULLABLE_INTEGER)),
             "/api/traces/{trace_id}": _get(
                 "One trace: spans with parent links, attributes, events; its logs and errors",
@@ -310,6 +328,17 @@ def openapi_document():
                  *_WINDOW, _SERVICE, _param("instance", "Only this process (`host:pid` or service.instance.id).")],
                 _list_of("series", _SERIES, name={"type": "string"}), not_found="No metric by that name"),
             **_SERVICE_OVER_TIME,
+            "/api/logs": _get("Log records, newest first: by text, level, service, logger, trace", [
+                *_WINDOW, _UNTIL, _SERVICE, _LIMIT,
+                _param("q", "Only records whose message contains this text (any case)."),
+                _param("level", "Only records at this level or above: trace, debug, info, warn, error, fatal, "
+                                "or a severity number 1 to 24.",
+                       {"type": "string", "pattern": "^(trace|debug|info|warn|warning|error|fatal|critical|"
+                                                     "[1-9]|1[0-9]|2[0-4])$"}),
+                _param("logger", "Only records of this logger (`log.logger`) or of one below it (`app` takes "
+                                 "`app.views`)."),
+                _param("trace_id", "Only records of this trace: its id or the start of it.", _HEX_PREFIX),
+            ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER)),
         },
         "components": {"responses": {
             "BadRequest": {"description": "A parameter is invalid: `error` says which and why",

@@ -11,6 +11,7 @@ A body up to ``model.WHOLE_BODY_BYTES`` is parsed in one call; a larger one is w
 import json
 
 from .derive import error_from_log, error_from_span_event, span_row
+from .search import add_tags
 from .json_walk import Cursor
 from . import model
 from .model import (
@@ -304,11 +305,13 @@ def _read_traces(groups, batch):
                 or trace_id == "0" * 32 or span_id == "0" * 16:
             batch.reject("span with an invalid trace or span id")
             return
-        batch.spans.append(span_row(
+        row = span_row(
             resource, scope, trace_id, span_id, parent_id, _string(span, "name"),
             _int(span, "kind", _SPAN_KINDS), start_ns, end_ns, _int(status, "code", _STATUS_CODES),
             _string(status, "message"), attributes, events, links,
-        ))
+        )
+        batch.spans.append(row)
+        add_tags(batch, row, attributes)
         if resource.sdk != "spyglass":  # spyglass sends full error events as logs
             for event in events:
                 if event["name"] == "exception":

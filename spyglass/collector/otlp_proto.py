@@ -18,6 +18,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceMes
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from .derive import error_from_log, error_from_span_event, span_row
+from .search import add_tags
 from . import model
 from .model import (
     INT64_MAX, ITEM_COST, MAX_ATTRIBUTES, MAX_ITEM_BYTES, MAX_VALUE_DEPTH, OVER_BUDGET_REASON, SKIPPED, Batch,
@@ -214,11 +215,13 @@ def _read_traces(groups, batch):
                   "attributes": _attributes(link.attributes, batch)}
                  for link in batch.keep(span.links)] if span.links else None
         trace_hex, span_hex = trace_id.hex(), span_id.hex()
-        append(span_row(
+        row = span_row(
             resource, scope, trace_hex, span_hex, parent_id.hex(), span.name, span.kind,
             span.start_time_unix_nano, span.end_time_unix_nano, span.status.code,
             span.status.message, attributes, events, links,
-        ))
+        )
+        append(row)
+        add_tags(batch, row, attributes)
         if resource.sdk != "spyglass" and events:  # spyglass sends full error events as logs
             for event in events:
                 if event["name"] == "exception":

@@ -108,4 +108,19 @@ MIGRATIONS = [
     CREATE INDEX slow_calls_by_time ON spans (start_ns) WHERE is_slow AND call_key IS NOT NULL;
     CREATE INDEX resources_by_version ON resources (service, version);
     """,
+    # 4: trace search by attribute (collector/search.py): each trace's key=value pairs, filled
+    # from the spans stored so far (those whose JSON jsonb reads: no \u0000)
+    """
+    CREATE TABLE span_tags (tag TEXT NOT NULL, trace_id TEXT NOT NULL, time_ns BIGINT NOT NULL);
+    CREATE INDEX span_tags_by_trace ON span_tags (tag, trace_id);
+    CREATE INDEX span_tags_by_time ON span_tags (time_ns);
+    INSERT INTO span_tags (tag, trace_id, time_ns)
+        SELECT DISTINCT tag, trace_id, start_ns FROM (
+            SELECT pair.key || '=' || pair.value AS tag, s.trace_id, s.start_ns
+            FROM (SELECT trace_id, start_ns, attributes::jsonb AS attributes FROM spans
+                  WHERE strpos(attributes, '\\u0000') = 0 AND left(attributes, 1) = '{') AS s,
+                 jsonb_each_text(s.attributes) AS pair
+            WHERE jsonb_typeof(s.attributes -> pair.key) IN ('string', 'number', 'boolean')) AS pairs
+        WHERE length(tag) <= 200;
+    """,
 ]

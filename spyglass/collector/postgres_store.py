@@ -43,6 +43,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
+from .search import TAG_COLUMNS
 from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
@@ -69,6 +70,7 @@ _COPY = {
     "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
     "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
     "profile_samples": f"COPY profile_samples ({', '.join(PROFILE_COLUMNS)}) FROM STDIN",
+    "span_tags": f"COPY span_tags ({', '.join(TAG_COLUMNS)}) FROM STDIN",
 }
 _MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
                 f"FROM spans_incoming ON CONFLICT DO NOTHING")
@@ -177,6 +179,8 @@ def _hour_of(name, table):
 class PostgresStore(Queries):
     """``store.Store`` on a PostgreSQL database, named by a ``postgresql://`` URL."""
 
+    CONTAINS = "strpos({column}, ?) > 0"  # search.SearchQueries: SQLite's instr()
+
     def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE):
         self.url = url
         self.retention_seconds = retention_seconds
@@ -256,6 +260,7 @@ class PostgresStore(Queries):
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if batch.spans:
                 self._write_spans(connection, cursor, batch.spans)
+                self._copy(cursor, "span_tags", batch.tags)
             for table, rows in (("logs", batch.logs), ("metric_points", metrics),
                                 ("profile_samples", batch.profiles)):
                 if rows:
@@ -395,7 +400,7 @@ class PostgresStore(Queries):
         sql = ("SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS size FROM ("
                + " UNION ALL ".join(f"SELECT relid FROM pg_partition_tree('{table}')" for table, _ in PARTITIONED)
                + " UNION ALL SELECT unnest(ARRAY['resources', 'error_groups', 'error_events', "
-                 "'profile_samples']::regclass[])) AS r")
+                 "'profile_samples', 'span_tags']::regclass[])) AS r")
         if cursor is not None:
             return cursor.execute(sql).fetchone()["size"]
         return self._rows(sql)[0]["size"]
@@ -425,7 +430,7 @@ class PostgresStore(Queries):
             for table, column in PARTITIONED:
                 deleted[table] += cursor.execute(f"DELETE FROM {table}_default WHERE {column} < %s",
                                                  (cutoff_ns,)).rowcount
-            for table in ("error_events", "profile_samples"):
+            for table in ("error_events", "profile_samples", "span_tags"):
                 deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE time_ns < %s",
                                                 (cutoff_ns,)).rowcount
             deleted["error_groups"] = cursor.execute(

@@ -17,6 +17,8 @@ import re
 
 from .error_states import group_state
 
+from .search import SearchQueries
+
 NS = 1_000_000_000
 INT64_MAX = (1 << 63) - 1
 PERCENTILES = (50, 95, 99)
@@ -234,7 +236,7 @@ def _buckets(since_ns, until_ns, step_ns):
     return [(since_ns + index * step_ns) / NS for index in range(count)]
 
 
-class Queries:
+class Queries(SearchQueries):
     """The ``Store`` read methods, over ``self._rows(sql, parameters) -> [dict]``."""
 
     def _rows(self, sql, parameters=()):
@@ -272,7 +274,7 @@ class Queries:
         } for row in self._rows(sql, parameters)]
 
     def traces(self, since_ns, until_ns=None, service=None, route=None, status=None,
-               min_duration_ns=0, errors_only=False, limit=100):
+               min_duration_ns=0, errors_only=False, limit=100, **search):
         clauses, parameters = ["is_root", "start_ns >= ?"], [since_ns]
         if until_ns is not None:
             clauses.append("start_ns <= ?")
@@ -289,6 +291,7 @@ class Queries:
             parameters.append(int(min_duration_ns))
         if errors_only:
             clauses.append("is_error")
+        self.search_clauses(clauses, parameters, since_ns, until_ns, **search)
         parameters.append(int(limit))
         rows = self._rows(TRACES.format(clauses=" AND ".join(clauses)), parameters)
         return [{**row, "duration_ms": row["duration_ns"] / 1e6, "is_error": bool(row["is_error"])}

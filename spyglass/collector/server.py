@@ -189,8 +189,9 @@ class Handler(BaseHTTPRequestHandler):
                                     headers={"WWW-Authenticate": 'Basic realm="spyglass"'}))
         if path == "/api" or path.startswith("/api/"):
             return self._send(self._api(path, query))
-        status, content_type, html = self.collector.ui.page(path, query, self._endpoint())
-        self._send(Reply(status, html, content_type))
+        # A redirect comes with its Location header
+        status, content_type, html, *headers = self.collector.ui.page(path, query, self._endpoint())
+        self._send(Reply(status, html, content_type, headers=headers[0] if headers else None))
 
     def _endpoint(self):
         """Where this collector listens, as the UI's hints name it: the address this

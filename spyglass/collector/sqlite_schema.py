@@ -91,4 +91,19 @@ MIGRATIONS = [
     CREATE INDEX slow_calls_by_time ON spans (start_ns) WHERE is_slow AND call_key IS NOT NULL;
     CREATE INDEX resources_by_version ON resources (service, version);
     """,
+    # 4: trace search by attribute (collector/search.py): each trace's key=value pairs, filled
+    # from the spans stored so far
+    """
+    CREATE TABLE span_tags (tag TEXT NOT NULL, trace_id TEXT NOT NULL, time_ns INTEGER NOT NULL);
+    CREATE INDEX span_tags_by_trace ON span_tags (tag, trace_id);
+    CREATE INDEX span_tags_by_time ON span_tags (time_ns);
+    INSERT INTO span_tags (tag, trace_id, time_ns)
+        SELECT DISTINCT tag, trace_id, start_ns FROM (
+            SELECT pair.key || '=' || CASE pair.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                                                     ELSE pair.value END AS tag, s.trace_id, s.start_ns
+            FROM (SELECT trace_id, start_ns, attributes FROM spans WHERE json_valid(attributes)
+                  AND json_type(attributes) = 'object') AS s, json_each(s.attributes) AS pair
+            WHERE pair.type IN ('text', 'integer', 'real', 'true', 'false'))
+        WHERE length(tag) <= 200
+    """,
 ]

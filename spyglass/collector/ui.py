@@ -44,6 +44,15 @@ def _when(ns):
         return str(ns)
 
 
+def _when_ms(ns):
+    """A unix-ns instant as local date and time to the millisecond: a burst of requests
+    reads as one."""
+    text = _when(ns)
+    if text in ("-", str(ns)):
+        return text
+    return f"{text}.{ns // 1_000_000 % 1000:03d}"
+
+
 def _ago(ns):
     if not ns or not isinstance(ns, (int, float)) or ns != ns:
         return "-"
@@ -90,6 +99,9 @@ class Ui:
             (re.compile(r"/metrics"), self.metrics),
             (re.compile(r"/profile"), self.profile),
             (re.compile(r"/services/(?P<service>[^\0]+)"), self.service),
+            (re.compile(r"/trace"), self.find_trace),
+            (re.compile(r"/traces/(?P<prefix>[0-9a-fA-F]{1,31})"), self.find_trace),
+            (re.compile(r"/logs"), self.logs),
         ]
 
     @property
@@ -103,6 +115,7 @@ class Ui:
                 trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
             environment.filters.update(ms=format_duration_ms, when=_when, ago=_ago, percent=_percent,
                                        unit_label=_unit_label, metric=format_metric)
+            environment.filters.update(when_ms=_when_ms, level_name=level_name)
             environment.globals.update(windows=self.WINDOWS, urlencode=urlencode)
             environment.filters.update(sparkline=sparkline, step=_step_label)
             self._environment = environment
@@ -122,6 +135,8 @@ class Ui:
                 except ApiError as exc:
                     return self._html(exc.status, "error.html", {"status": exc.status, "reason": exc.reason},
                                       query, path, endpoint)
+                if template == REDIRECT:
+                    return 303, "text/plain; charset=utf-8", context.encode(), {"Location": context}
                 if context is None:
                     return self._html(404, "error.html", {"status": 404, "reason": f"nothing at {path}"},
                                       query, path, endpoint)
@@ -157,7 +172,9 @@ class Ui:
         if trace is None:
             return "trace.html", None
         profile = self.api.get("/api/profile", {"trace_id": trace_id})
-        return "trace.html", {"trace": trace, "rows": waterfall(trace), "flame": flame_graph(profile)}
+        rows = waterfall(trace)
+        mark_self_time_and_critical_path(rows, trace)
+        return "trace.html", {"trace": trace, "rows": rows, "flame": flame_graph(profile)}
 
     def profile(self, query):
         """A route's requests' profiles over the window (``route``, ``service``), or a
@@ -179,6 +196,23 @@ class Ui:
     def error(self, query, group_id):
         group = self.api.handle_or_none(f"/api/errors/{group_id}", query)
         return "error_detail.html", group and {"group": group}
+
+    def find_trace(self, query, prefix=None):
+        """The trace whose id is or starts with ``prefix`` (or the ``id`` parameter: the box
+        in every page's header): opened when one matches, listed when several do."""
+        text = re.sub(r"[\s-]", "", prefix or query.get("id") or "").lower()
+        if not re.fullmatch(r"[0-9a-f]{1,32}", text):
+            raise ApiError(400, f"a trace id is 32 hex digits (or the start of one), not {text[:40]!r}")
+        found = self.api.store.trace_ids(text, limit=2)
+        if len(found) == 1:
+            return REDIRECT, f"/traces/{found[0]}"
+        if found:
+            return REDIRECT, "/traces?" + urlencode({"trace_id": text, "since": LOOKUP_WINDOW})
+        raise ApiError(404, f"no trace id starts with {text}")
+
+    def logs(self, query):
+        return "logs.html", {"logs": self.api.get("/api/logs", query)["logs"], "services": self.service_names(),
+                             "levels": LEVEL_CHOICES}
 
     def metrics(self, query):
         """Per service: the runtime metrics in ``CHART_METRICS`` order, then its custom metrics,
@@ -229,6 +263,21 @@ def sparkline(points, width=120, height=22):
     title = f"p95 over time, highest {format_duration_ms(top)}"
     return Markup(f'<svg class="sparkline" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img">'
                   f'<title>{title}</title>{"".join(shapes)}</svg>')
+
+
+#: What a page method returns as its template to send the browser to its context, a path.
+REDIRECT = "redirect"
+#: The window in which a trace id prefix that several traces share lists them.
+LOOKUP_WINDOW = "30d"
+LEVEL_CHOICES = ("debug", "info", "warn", "error", "fatal")
+
+
+def level_name(severity_number):
+    """A log record's level as its severity number says (OpenTelemetry's ranges)."""
+    if not isinstance(severity_number, int) or severity_number < 1:
+        return "-"
+    names = ("trace", "debug", "info", "warn", "error", "fatal")
+    return names[min(len(names) - 1, (severity_number - 1) // 4)]
 
 
 #: Frames narrower than this share of the samples are left out of a flame graph.
@@ -306,3 +355,78 @@ def waterfall(trace):
             })
             stack += [(child, depth + 1) for child in reversed(children.get(span["span_id"], ()))]
     return rows
+
+
+def mark_self_time_and_critical_path(rows, trace):
+    """Add to each waterfall row its span's self time (``self_ms``: its duration less the
+    time its children ran, overlaps counted once) and its share of the critical path
+    (``critical``: ``[offset, width]`` percents of the trace where this span, not a child,
+    was what the request waited on).
+
+    The critical path is walked back from the end, as Jaeger does: from a span's end, the
+    child that finished last before the cursor is on it, the cursor moves to that child's
+    start, and so on; the time no child covers is the span's own. With a stack, not
+    recursion, over the tree the rows show (their depths).
+    """
+    children, roots, open_rows = [[] for _ in rows], [], []
+    for index, row in enumerate(rows):
+        while open_rows and rows[open_rows[-1]]["depth"] >= row["depth"]:
+            open_rows.pop()
+        (children[open_rows[-1]] if open_rows else roots).append(index)
+        open_rows.append(index)
+    bounds = [(row["span"]["start_ns"], row["span"]["start_ns"] + row["span"]["duration_ns"]) for row in rows]
+    for index, row in enumerate(rows):
+        (begin, end), below = bounds[index], [bounds[child] for child in children[index]]
+        row["self_ms"] = (end - begin - _covered((begin, end), below)) / 1e6
+        row["critical"] = []
+    # The trees' roots under one span of the whole trace: the last to finish leads the path.
+    start_ns = trace["start_ns"]
+    bounds.append((start_ns, max((end for _, end in bounds), default=start_ns)))
+    children.append(roots)
+    segments = _critical_segments(bounds, children, len(rows))
+    total_ns = max(1, int(trace["duration_ms"] * 1e6))
+    for index, begin, end in segments:
+        if index < len(rows) and end > begin:
+            rows[index]["critical"].append([100 * (begin - start_ns) / total_ns,
+                                            max(0.2, 100 * (end - begin) / total_ns)])
+    return rows
+
+
+def _covered(span, intervals):
+    """Nanoseconds of ``span`` (``(start, end)``) that the ``intervals`` cover, overlaps once."""
+    covered, reached = 0, span[0]
+    for begin, end in sorted(intervals):
+        begin, end = max(begin, reached), min(end, span[1])
+        if end > begin:
+            covered += end - begin
+            reached = end
+    return covered
+
+
+def _critical_segments(bounds, children, top):
+    """``[(index, begin_ns, end_ns)]``: the stretches of the critical path below ``top`` and
+    the span each belongs to."""
+    segments = []
+    by_end = [sorted(kids, key=lambda c: -bounds[c][1]) for kids in children]
+    stack = [[top, bounds[top][1], 0]]  # span, cursor (walking back), next child to look at
+    while stack:
+        frame = stack[-1]
+        index, cursor, position = frame
+        begin = bounds[index][0]
+        order = by_end[index]
+        while position < len(order):
+            child = order[position]
+            position += 1
+            child_end = min(bounds[child][1], cursor)
+            if bounds[child][0] >= cursor or child_end <= begin:
+                continue  # starts after the cursor, or ends before this span began
+            if child_end < cursor:
+                segments.append((index, child_end, cursor))
+            frame[1], frame[2] = max(bounds[child][0], begin), position
+            stack.append([child, child_end, 0])
+            break
+        else:
+            if cursor > begin:
+                segments.append((index, begin, cursor))
+            stack.pop()
+    return segments

@@ -73,6 +73,7 @@ def _pages_showing(collector, service, signal, request):
                 _get(collector, f"/api/metrics/{name}", service=service)
                 _get(collector, f"/api/services/{service}/metrics/{name}")
     _pages_of_the_service(collector, service)
+    _searches_showing(collector, service, signal, request)
 
 
 def _pages_of_the_service(collector, service):
@@ -85,6 +86,27 @@ def _pages_of_the_service(collector, service):
     for metric in metrics["metrics"]:
         if "/" not in metric["name"]:
             _get(collector, f"/api/services/{service}/metrics/{metric['name']}")
+
+
+def _searches_showing(collector, service, signal, request):
+    """Trace search and log search for what ``request`` sent: by its attributes, its
+    loggers, its trace ids; the logs page; the trace-id box."""
+    for path in ("/logs", "/api/logs"):
+        _get(collector, path, service=service)
+        _get(collector, path, service=service, q="a", level="warn", logger="app")
+    for item in request["items"]:
+        for key, (_, value) in item.get("attributes", [])[:2]:
+            attribute = f"{key}={value}".encode("utf-8", "surrogatepass")  # lone surrogates as sent
+            _get(collector, "/api/traces", attribute=attribute)
+            _get(collector, "/traces", attribute=attribute, service=service)
+            if signal == "logs":
+                text = str(value).encode("utf-8", "surrogatepass")
+                _get(collector, "/api/logs", logger=text, q=text[:50])
+        trace_id = item.get("trace_id")
+        if trace_id:
+            _get(collector, "/api/logs", trace_id=trace_id.hex())
+            _get(collector, "/logs", trace_id=trace_id.hex()[:6])
+            _get(collector, "/trace", id=trace_id.hex()[:5])
 
 
 @st.composite
@@ -213,6 +235,13 @@ BAD_PARAMETERS = [
     ("/api/services/x", {"since": "inf"}), ("/api/metric-names", {"start": "-inf"}),
     ("/api/services/x/metrics/process.cpu.time", {"step": "1e9"}),
     ("/api/services/x/metrics/process.cpu.time", {"since": "9" * 400}),
+    ("/api/traces", {"attribute": "no-equals-sign"}), ("/api/traces", {"attribute": "=value"}),
+    ("/api/traces", {"attribute": "k" * 5000 + "=v"}), ("/api/traces", {"attribute": "k=" + "v" * 5000}),
+    ("/api/traces", {"max_duration_ms": "nan"}), ("/api/traces", {"max_duration_ms": "-inf"}),
+    ("/api/traces", {"trace_id": "not-hex"}), ("/api/traces", {"trace_id": "f" * 40}),
+    ("/api/traces", {"until": "nan"}), ("/api/logs", {"since": "nan"}), ("/api/logs", {"until": "1e300"}),
+    ("/api/logs", {"level": "0"}), ("/api/logs", {"level": "shouting"}), ("/api/logs", {"trace_id": "%%"}),
+    ("/api/logs", {"limit": "-1"}), ("/api/logs", {"logger": "a\x00b"}),
 ]
 
 
