@@ -13,8 +13,19 @@ the median of the rounds' own rises: on a busy 2-core machine the best of each d
 a few hundredths either way from one run to the next. The sensor
 exports to a sink, as in bench_flask.py; the profiler's samples go through the reporter's
 queue, whose export is a sink too.
+
+``--instructions`` counts instructions instead (valgrind's callgrind, which simulates one
+CPU: the same counts on a loaded machine; the main thread's only): per Flask hello-world request, plain, with
+profiling off and with the profiling tracer (each the difference of two runs of different
+request counts, so start-up cancels out), and per sampler tick with one thread inside a
+traced request and 8 idle ones. The sampler's share at the default rate is its
+instructions per second over what a core runs in a second (``--core-ips``: 1e9, a floor
+for CPython on this class of machine), and the request ratio's rise is
+on x (1 + that share) - off, against plain.
 """
+import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,17 +58,94 @@ def start_spyglass():
     export, export_lone_root = registry.exporters(sink, sink)
     profiling_tracer = registry.ProfilingTracer(export=export,
                                                 export_lone_root=export_lone_root)
-    profiler = Profiler(agent.config, reporter)
+    profiler = agent._bench_profiler = Profiler(agent.config, reporter)
 
-    def switch(on):
+    def switch(on, sampler=True):
         if on:
             agent._tracer = profiling_tracer
-            if profiler._thread is None:
+            if sampler and profiler._thread is None:
                 profiler.start()
         else:
             profiler.stop()
             agent._tracer = plain_tracer
     return agent, switch
+
+
+def instructions_flask(mode, number):
+    """``number`` Flask requests after a warm-up, ``mode`` plain, off, or on (the profiling
+    tracer; no sampler thread, whose ticks ``instructions_tick`` counts apart)."""
+    import bench_flask
+    from spyglass.instrument import install
+
+    agent, switch = start_spyglass()
+    import flask
+
+    install(agent, flask, "spyglass.instrument.flask")
+    app = bench_flask.hello_app()
+    run = bench_flask.request_loop(bench_flask.unpatched(app) if mode == "plain" else app)
+    if mode == "on":
+        switch(True, sampler=False)
+    run(50)  # warm-up: caches, the first request's imports
+    run(number)
+
+
+def instructions_tick(number):
+    """``number`` sampler ticks, with 8 idle threads and this one inside a traced request."""
+    import threading
+
+    agent, switch = start_spyglass()
+    release = threading.Event()
+    for _ in range(IDLE_THREADS):
+        threading.Thread(target=release.wait, daemon=True).start()
+    switch(True, sampler=False)
+    profiler = agent._bench_profiler
+    profiler._last_sweep_ns = 1 << 62  # no sweep (wall-clock driven): ticks alike
+    with agent.tracer.start_active_span("request"):
+        for _ in range(50 + number):  # a warm-up, then the ticks counted
+            profiler._sample(-1)
+    release.set()
+
+
+def count_instructions(*args):
+    """Instructions the main thread of this script with ``args`` runs, under callgrind (one
+    count per thread: the reporter's and the other threads' work follows the wall clock,
+    which valgrind slows, so it would not cancel out), with a fixed hash seed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+             f"--callgrind-out-file={directory}/out", sys.executable, __file__, *map(str, args)],
+            capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONHASHSEED": "0"})
+        with open(f"{directory}/out-01") as out:  # thread 1, the main thread
+            found = re.search(r"^(?:summary|totals): (\d+)", out.read(), re.MULTILINE)
+    if result.returncode != 0 or not found:
+        raise SystemExit(f"valgrind {args}: {result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_unit(*args, small=200, large=1200):
+    """Instructions per request (or tick): the difference of two runs over their counts."""
+    return (count_instructions(*args, large) - count_instructions(*args, small)) / (large - small)
+
+
+def instructions_main(core_ips):
+    from spyglass.config import load
+
+    hz = load(environ={}).profiling_hz
+    per_request = {mode: per_unit("instr-flask", mode) for mode in ("plain", "off", "on")}
+    per_tick = per_unit("instr-tick", small=100, large=600)
+    share = per_tick * hz / core_ips
+    off, on = per_request["off"] / per_request["plain"], per_request["on"] / per_request["plain"]
+    rise = on * (1 + share) - off
+    print(f"flask hello-world, instructions per request: plain {per_request['plain']:,.0f}, "
+          f"profiling off {per_request['off']:,.0f} (ratio {off:.3f}), profiling tracer "
+          f"{per_request['on']:,.0f} (ratio {on:.3f})")
+    print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {IDLE_THREADS} idle); "
+          f"at {hz:g} Hz {per_tick * hz / 1e6:.2f} M instructions/s, {100 * share:.3f}% of a core "
+          f"at {core_ips:.1e} instructions/s")
+    print(f"request ratio's rise with profiling on: {rise:+.4f} (bar <= +{RATIO_BAR}) "
+          f"{verdict(rise, RATIO_BAR)}")
 
 
 def turns(plain_loop, loop, switch, number, rounds=21):
@@ -166,8 +254,18 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if sys.argv[1:2] == ["instr-flask"]:
+        instructions_flask(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["instr-tick"]:
+        instructions_tick(int(sys.argv[2]))
+    elif sys.argv[1:2] in (["flask"], ["django"], ["cpu"]):
         print(repr({"flask": flask_figures, "django": django_figures,
                     "cpu": sampler_cpu}[sys.argv[1]]()))
     else:
-        main()
+        parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+        parser.add_argument("--instructions", action="store_true",
+                            help="count instructions under valgrind instead of timing")
+        parser.add_argument("--core-ips", type=float, default=1e9,
+                            help="instructions a core runs per second, for the sampler's share")
+        args = parser.parse_args()
+        instructions_main(args.core_ips) if args.instructions else main()

@@ -109,7 +109,10 @@ class Agent:
 
     def _collect_metrics(self):
         """Every metric of this process, in one export (on the reporter thread)."""
-        return self.reporter.self_metrics() + self.metrics.collect()
+        own = self.reporter.self_metrics()
+        if self._profiler is not None:
+            own += self._profiler.self_metrics()
+        return own + self.metrics.collect()
 
     def _resource_attributes(self):
         # On the reporter thread, when first needed: platform and socket stay off startup.

@@ -292,7 +292,8 @@ KEYS: Tuple[Key, ...] = (
          "the samples taken inside it, linked to its spans (a head-dropped trace's are freed "
          "unless it is kept as slow or errored), and a process-wide profile every "
          "`profiling_interval`. Threads are attributed exactly; an asyncio loop's thread to "
-         "the trace begun last on it. A receiver answering 404 there turns it off."),
+         "the trace begun last on it, and so is a gevent-patched app's (its greenlets take "
+         "turns on one OS thread). A receiver answering 404 there turns it off."),
     _key("profiling_hz", parse_float, 49.0, "Stack samples per second (wall clock), 1 to "
          "1000. Sentry and py-spy take 100, where the sampler took about 1% of a core with 8 "
          "idle threads and added 0.03 to a hello-world request's ratio here "

@@ -182,8 +182,12 @@ def test_off_by_default_and_lazy_when_on(receiver):
     result = run_python("""
         import sys, threading, time
         print("imported at start:", "spyglass.profile.sampler" in sys.modules)
-        time.sleep(1.6)
-        sampler = [t for t in threading.enumerate() if t.name == "spyglass-profiler"]
+        deadline = time.monotonic() + 10  # a second after start, later on a loaded machine
+        while True:
+            sampler = [t for t in threading.enumerate() if t.name == "spyglass-profiler"]
+            if sampler or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         print("sampler:", bool(sampler))
         with open(f"/proc/self/task/{sampler[0].native_id}/status") as status:
             blocked = int(dict(line.split(":\\t") for line in status.read().splitlines()
@@ -194,3 +198,30 @@ def test_off_by_default_and_lazy_when_on(receiver):
     """, SPYGLASS_ENDPOINT=receiver.url, **PROFILING)
     assert result.stdout.split("\n")[:3] == ["imported at start: False", "sampler: True",
                                              "blocks SIGTERM and SIGINT: True"], result.stderr
+
+
+def test_samples_dropped_by_a_bound_are_exported_as_a_metric(receiver):
+    result = run_python(app("""
+        wait_for_the_sampler()
+        from spyglass.profile import sampler
+        sampler.MAX_SAMPLES_PER_TRACE = 3  # a long request's samples past its cap are dropped
+        with opentracing.tracer.start_active_span("long-request"):
+            spin_in_pure_python(0.4)
+        time.sleep(1.0)  # a metrics export or two
+    """), SPYGLASS_ENDPOINT=receiver.url, SPYGLASS_METRICS_INTERVAL="0.3", **PROFILING)
+
+    def dropped(r):
+        points = [p for m in r.metrics() if m["name"] == "spyglass.profiler.dropped"
+                  for p in m["sum"]["dataPoints"]]
+        full = [int(p["asInt"]) for p in points
+                if p["attributes"] == [{"key": "reason", "value": {"stringValue": "trace_full"}}]]
+        return full and max(full) > 0 and points
+
+    points = receiver.wait_for(dropped)
+    assert receiver.schema_errors == [], result.stderr
+    reasons = {p["attributes"][0]["value"]["stringValue"] for p in points}
+    assert reasons == {"trace_full", "buffers_full"}
+    # ~0.4 s at 100 Hz, fewer where the sampler waits for the GIL; 3 kept
+    assert 10 <= max(int(p["asInt"]) for p in points) <= 40
+    profile, = trace_profiles(receiver)
+    assert sum(sample["count"] for sample in profile["samples"]) == 3

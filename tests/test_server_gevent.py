@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from support.processes import Script, run_python
+from support.profiles import hottest_leaf, trace_profiles
 from support.services import require_installed
 from support.web import serve
 
@@ -47,10 +48,12 @@ def by_trace(spans):
     return traces
 
 
-def test_gunicorn_gevent_worker(receiver):
+@pytest.mark.parametrize("profiling", ["false", "true"])
+def test_gunicorn_gevent_worker(receiver, profiling):
     require_installed("gunicorn")
     process, base = serve(receiver, [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2",
-                                     "-b", "127.0.0.1:{port}", "gevent_app:app"])
+                                     "-b", "127.0.0.1:{port}", "gevent_app:app"],
+                          SPYGLASS_PROFILING=profiling)
     try:
         with ThreadPoolExecutor(20) as pool:
             answers = list(pool.map(lambda n: httpx.get(f"{base}/work/{n}", timeout=10).json(),
@@ -119,3 +122,61 @@ def test_patch_all_first_then_sigterm(receiver, start):
         job, = [s for s in trace if s["name"].startswith("job")]
         queries = [s for s in trace if s["name"] == "SELECT"]
         assert len(queries) == 2 and {q["parentSpanId"] for q in queries} == {job["spanId"]}
+
+
+PROFILED_APP = """
+    from gevent import monkey; monkey.patch_all()
+    import json, sys, threading, time
+    import gevent
+    import opentracing
+
+    def spin_in_pure_python(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sum(range(50))
+
+    def sampler_thread():
+        # An OS thread shows in sys._current_frames(), not in threading.enumerate() (greenlets)
+        for thread_id, frame in sys._current_frames().items():
+            while frame is not None:
+                if frame.f_code.co_filename.endswith("sampler.py") and frame.f_code.co_name == "_run":
+                    return thread_id
+                frame = frame.f_back
+
+    deadline = time.monotonic() + 10
+    while sampler_thread() is None and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    ticks = []
+
+    def ticker():  # runs only while the hub runs
+        for _ in range(40):
+            gevent.sleep(0.01)
+            ticks.append(time.monotonic())
+
+    def slow_request():
+        gevent.sleep(0.05)
+        with opentracing.tracer.start_active_span("slow-greenlet-request"):
+            spin_in_pure_python(0.3)
+
+    gevent.joinall([gevent.spawn(ticker), gevent.spawn(slow_request)])
+    print(json.dumps({"sampler": sampler_thread() is not None,
+                      "sampler_in_enumerate": any(t.name == "spyglass-profiler" for t in threading.enumerate()),
+                      "ticks": len(ticks)}))
+"""
+
+
+def test_profiling_under_gevent_samples_from_an_os_thread_and_links_to_the_trace(receiver):
+    """The sampler is an OS thread of its own (a greenlet would sample only when the app
+    yields, and its waits would block the hub); the hub goes on running beside it; the
+    samples of a greenlet's request go to its trace (greenlets take turns on one OS thread:
+    they go to the trace begun last on it, as Configuration.md says)."""
+    result = run_python(PROFILED_APP, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url,
+                        SPYGLASS_PROFILING="true", SPYGLASS_PROFILING_HZ="100",
+                        SPYGLASS_FLUSH_INTERVAL="0.2", SPYGLASS_METRICS_INTERVAL="0")
+    assert result.stderr == ""
+    assert json.loads(result.stdout) == {"sampler": True, "sampler_in_enumerate": False, "ticks": 40}
+    profiles = receiver.wait_for(lambda r: trace_profiles(r))
+    profile, = profiles
+    assert profile["root_name"] == "slow-greenlet-request"
+    assert hottest_leaf(profile) == "spin_in_pure_python"
+    assert receiver.schema_errors == []

@@ -19,6 +19,14 @@ partitions, so deleting a day costs no more than deleting an hour. What falls ou
 hour's partition if it is made later. Schema migrations and partition changes take an
 advisory lock: any number of collectors may start, or run retention, at once.
 
+The size limit holds between retention rounds too: a maintenance thread watches the
+tables many times a second (``_Maintainer``), and when they grow past most of the limit
+it deletes the oldest share of the data by time, whole partitions where it can and rows
+of the current hour's partition where it cannot (a limit smaller than an hour's data),
+then VACUUMs, so that the next rows reuse that space rather than grow the files. Under
+sustained ingest a 20 MB limit keeps the tables near 20 MB
+(tests/collector/test_retention_bounds.py).
+
 Every error leaves as the store's own (``store.StoreError``): a server that is gone, a
 lock timeout or a pool with no free connection is ``StoreUnavailable`` (503, the sender
 retries), a value PostgreSQL refuses is ``StoreRejected`` (400).
@@ -44,7 +52,7 @@ from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
 from .search import TAG_COLUMNS
-from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
+from .store import SIZE_HIGH_WATER, SIZE_LOW_WATER, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
 
@@ -60,6 +68,8 @@ MAX_RESOURCES_REMEMBERED = 10_000
 DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
+#: Tables outside the time partitions, that retention deletes rows from.
+UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags")
 
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
@@ -181,7 +191,8 @@ class PostgresStore(Queries):
 
     CONTAINS = "strpos({column}, ?) > 0"  # search.SearchQueries: SQLite's instr()
 
-    def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE):
+    def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE,
+                 maintain=True):
         self.url = url
         self.retention_seconds = retention_seconds
         self.retention_bytes = retention_bytes
@@ -197,12 +208,17 @@ class PostgresStore(Queries):
                 configure=self._configure, check=ConnectionPool.check_connection, open=False)
             self._pool.open(wait=True, timeout=30)
         self.apply_retention(partitions_only=True)
+        self._maintainer = _Maintainer(self) if maintain else None
+        if self._maintainer:
+            self._maintainer.start()
 
     def describe(self):
         return {"backend": "postgresql", "location": redacted(self.url), "schema_version": self.schema_version,
                 "retention_seconds": self.retention_seconds, "retention_bytes": self.retention_bytes}
 
     def close(self):
+        if self._maintainer:
+            self._maintainer.stop()
         self._pool.close()
 
     # -- connections and schema ----------------------------------------------------------
@@ -383,36 +399,36 @@ class PostgresStore(Queries):
             self._hours |= set(hours)
 
     def _drop_hour(self, cursor, hour, tables):
-        """Drop one hour's partitions; the bytes that freed."""
-        names = list(tables.values())
-        size = cursor.execute("SELECT coalesce(sum(pg_total_relation_size(name::regclass)), 0)::bigint AS size "
-                              "FROM unnest(%s::text[]) AS name", (names,)).fetchone()["size"]
-        for name in names:
+        for name in tables.values():
             cursor.execute(f"DROP TABLE {name}")
         with self._hours_lock:
             self._hours.discard(hour)
-        return size
 
     # -- retention -----------------------------------------------------------------------
 
-    def used_bytes(self, cursor=None):
-        """Bytes the store's tables and indexes take on disk."""
-        sql = ("SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS size FROM ("
-               + " UNION ALL ".join(f"SELECT relid FROM pg_partition_tree('{table}')" for table, _ in PARTITIONED)
-               + " UNION ALL SELECT unnest(ARRAY['resources', 'error_groups', 'error_events', "
-                 "'profile_samples', 'span_tags']::regclass[])) AS r")
+    def used_bytes(self, cursor=None, from_hour=None):
+        """Bytes the store's tables and indexes take on disk; with ``from_hour``, only what
+        can still grow: the partitions of that hour on, the DEFAULT ones and the others."""
+        if from_hour is None:
+            partitions = " UNION ALL ".join(f"SELECT relid FROM pg_partition_tree('{table}')"
+                                            for table, _ in PARTITIONED)
+        else:  # a list of names instead: measuring every partition of a week takes a third of a second
+            names = [f"{table}_default" for table, _ in PARTITIONED] + [
+                _hour_name(table, hour) for table, _ in PARTITIONED
+                for hour in range(from_hour, time.time_ns() // HOUR_NS + HOURS_AHEAD + 1)]
+            partitions = "SELECT to_regclass(name) FROM unnest(ARRAY[%s]) AS name" % ", ".join(
+                f"'{name}'" for name in names)
+        sql = (f"SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS size FROM ({partitions} "
+               f"UNION ALL SELECT unnest(ARRAY{list(UNPARTITIONED)}::regclass[])) AS r (relid)")
         if cursor is not None:
             return cursor.execute(sql).fetchone()["size"]
         return self._rows(sql)[0]["size"]
 
     def apply_retention(self, now_ns=None, partitions_only=False):
-        """Make the next hours' partitions; drop those past the age limit, then the oldest while
-        over the size limit (whole hours: the current one is kept); delete what is past the age
-        limit from the DEFAULT partitions and the error tables. One collector at a time: the
-        others skip their round."""
+        """Make the next hours' partitions; drop those past the age limit and delete what is
+        past it from the DEFAULT partitions and the other tables; then, when over the size
+        limit, ``shrink``. One collector at a time: the others skip their round."""
         now_ns = time.time_ns() if now_ns is None else now_ns
-        cutoff_ns = now_ns - int(self.retention_seconds * NS)
-        deleted = defaultdict(int)
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if not self._lock_partitions(cursor, wait=False):
                 return {}
@@ -420,28 +436,111 @@ class PostgresStore(Queries):
             self._create_partitions(cursor, range(max(wanted.start, now_ns // HOUR_NS - 1), wanted.stop))
             if partitions_only:
                 return {}
-            hours = self._existing_hours(cursor)
+            deleted, emptied = self._delete_before(cursor, now_ns - int(self.retention_seconds * NS))
+            over = self.used_bytes(cursor) > self.retention_bytes
+        self._vacuum(emptied)
+        if over:
+            for table, count in self.shrink(now_ns).items():
+                deleted[table] = deleted.get(table, 0) + count
+        return deleted
+
+    def shrink(self, now_ns=None, share=SIZE_LOW_WATER):
+        """Delete the oldest data, assumed to have come at an even rate since the oldest
+        request kept, down to about ``share`` of the size limit, then VACUUM: PostgreSQL
+        keeps the files, but the next rows fill the space instead of growing them."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        age_cutoff_ns = now_ns - int(self.retention_seconds * NS)
+        with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            if not self._lock_partitions(cursor, wait=False):
+                return {}
             used = self.used_bytes(cursor)
-            for hour in sorted(hours):
-                if (hour + 1) * HOUR_NS <= cutoff_ns or (hour < now_ns // HOUR_NS and used > self.retention_bytes):
-                    used -= self._drop_hour(cursor, hour, hours[hour])
-                    deleted["partitions"] += 1
-                    cutoff_ns = max(cutoff_ns, (hour + 1) * HOUR_NS)
-            for table, column in PARTITIONED:
-                deleted[table] += cursor.execute(f"DELETE FROM {table}_default WHERE {column} < %s",
-                                                 (cutoff_ns,)).rowcount
-            for table in ("error_events", "profile_samples", "span_tags"):
-                deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE time_ns < %s",
-                                                (cutoff_ns,)).rowcount
-            deleted["error_groups"] = cursor.execute(
-                "DELETE FROM error_groups AS g WHERE NOT EXISTS "
-                "(SELECT 1 FROM error_events WHERE group_id = g.id)").rowcount
-            deleted["resources"] = cursor.execute("DELETE FROM resources WHERE last_seen_ns < %s",
-                                                  (cutoff_ns,)).rowcount
-        return dict(deleted)
+            if used <= self.retention_bytes * share:
+                return {}
+            oldest = cursor.execute("SELECT min(start_ns) AS oldest FROM spans WHERE is_root AND start_ns >= %s",
+                                    (age_cutoff_ns,)).fetchone()["oldest"]
+            if oldest is None:  # logs and metrics only: from the oldest hour kept
+                oldest = min(self._existing_hours(cursor), default=now_ns // HOUR_NS) * HOUR_NS
+            oldest = max(oldest, age_cutoff_ns)
+            cutoff_ns = oldest + int((now_ns - oldest) * (1 - self.retention_bytes * share / used))
+            deleted, emptied = self._delete_before(cursor, cutoff_ns, within_partitions=True)
+        self._vacuum(emptied)
+        return deleted
+
+    def _delete_before(self, cursor, cutoff_ns, within_partitions=False):
+        """Drop the partitions that end by ``cutoff_ns``, and delete the rows before it from
+        the DEFAULT partitions (``within_partitions``: from the one it falls in too, which
+        means reading all of it) and the other tables; the counts, and the tables rows
+        were deleted from."""
+        deleted, emptied = defaultdict(int), set()
+        hours = self._existing_hours(cursor)
+        for hour in sorted(hours):
+            if (hour + 1) * HOUR_NS <= cutoff_ns:
+                self._drop_hour(cursor, hour, hours.pop(hour))
+                deleted["partitions"] += 1
+        for table, column in PARTITIONED:
+            target = table if within_partitions else f"{table}_default"
+            count = cursor.execute(f"DELETE FROM {target} WHERE {column} < %s", (cutoff_ns,)).rowcount
+            if count:
+                deleted[table] += count
+                emptied.add(f"{table}_default")
+                if within_partitions:
+                    emptied.update(tables[table] for hour, tables in hours.items()
+                                   if hour * HOUR_NS < cutoff_ns and table in tables)
+        for table in ("error_events", "profile_samples", "span_tags", "resources"):
+            column = "last_seen_ns" if table == "resources" else "time_ns"
+            deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff_ns,)).rowcount
+        deleted["error_groups"] = cursor.execute(
+            "DELETE FROM error_groups AS g WHERE NOT EXISTS "
+            "(SELECT 1 FROM error_events WHERE group_id = g.id)").rowcount
+        emptied.update(table for table in UNPARTITIONED if deleted[table])
+        return dict(deleted), sorted(emptied)
+
+    def _vacuum(self, tables):
+        """VACUUM ``tables``, so that new rows reuse the space of those deleted (autovacuum
+        may be off, or come much later)."""
+        if tables:
+            with self._connection() as connection:  # autocommit: VACUUM runs outside a transaction
+                connection.execute(f"VACUUM {', '.join(tables)}")
 
     # -- reading -------------------------------------------------------------------------
 
     def _rows(self, sql, parameters=()):
         with self._connection() as connection:
             return connection.execute(_dialect(sql), parameters).fetchall()
+
+
+class _Maintainer(threading.Thread):
+    """Keeps the tables within the size limit between retention rounds, off the request path.
+
+    Every ``poll`` seconds it measures what can grow (the recent partitions and the
+    unpartitioned tables; the older partitions are measured every ``interval`` seconds,
+    as measuring a week of them takes a third of a second). Past ``SIZE_HIGH_WATER`` of the
+    limit, and larger than after its last ``shrink`` (whose VACUUMed space is being
+    refilled until then), the store shrinks.
+    """
+
+    def __init__(self, store, interval=10.0, poll=0.1):
+        super().__init__(name="spyglass-maintenance", daemon=True)
+        self.store, self.interval, self.poll = store, interval, poll
+        self.stopped = threading.Event()
+
+    def run(self):
+        store, high_water = self.store, self.store.retention_bytes * SIZE_HIGH_WATER
+        settled, older, measured_at, from_hour = 0, 0, 0.0, None
+        while not self.stopped.wait(self.poll):
+            try:
+                hour = time.time_ns() // HOUR_NS - 1
+                if hour != from_hour or time.monotonic() - measured_at > self.interval:
+                    older = store.used_bytes() - store.used_bytes(from_hour=hour)
+                    from_hour, measured_at = hour, time.monotonic()
+                used = older + store.used_bytes(from_hour=hour)
+                if used > max(high_water, settled):
+                    store.shrink()
+                    settled, measured_at = store.used_bytes(), 0.0
+            except StoreError:  # busy or gone: the next round tries again
+                pass
+
+    def stop(self):
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=30)

@@ -30,7 +30,7 @@ from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN
 from .queries import Queries
 from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
-from .store import SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
+from .store import SIZE_HIGH_WATER, SIZE_LOW_WATER, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 NS = 1_000_000_000
 _BUSY_TIMEOUT_MS = 10_000
@@ -38,10 +38,6 @@ _BUSY_TIMEOUT_MS = 10_000
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
                  ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("span_tags", "time_ns"))
-#: Size retention starts when the data passes this share of the limit and deletes the
-#: oldest down to the lower share. What is left of the limit is room for the WAL and for
-#: what arrives meanwhile: deleting rewrites pages, so it costs WAL too.
-SIZE_HIGH_WATER, SIZE_LOW_WATER = 0.8, 0.6
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
 MAX_WAL_BYTES = 64 << 20

@@ -11,6 +11,12 @@ from typing import Optional, Protocol
 from urllib.parse import urlsplit
 
 
+#: Size retention starts when the data passes this share of the limit and deletes the
+#: oldest down to the lower share. What is left of the limit is room for what arrives
+#: meanwhile (and, on SQLite, for the WAL: deleting rewrites pages, so it costs WAL too).
+SIZE_HIGH_WATER, SIZE_LOW_WATER = 0.8, 0.6
+
+
 class StoreError(Exception):
     """The store failed in a way the sender cannot fix by sending something else."""
 
@@ -110,7 +116,8 @@ def open_store(target, maintain=True):
     ``postgresql://user@host/db`` PostgreSQL (the ``collector-postgres`` extra).
 
     ``maintain``: whether this store does the database's upkeep (WAL checkpoints, bounding
-    the files to the size limit); one process per database should.
+    the files or tables to the size limit); one process per database should (on
+    PostgreSQL, one per collector is safe: they take turns).
     """
     from .config import CollectorConfig
 
@@ -122,7 +129,7 @@ def open_store(target, maintain=True):
         except ImportError as exc:
             raise StoreError(f"a PostgreSQL store needs the collector-postgres extra: "
                              f"pip install 'spyglass[collector-postgres]' ({exc})") from None
-        return PostgresStore(config.db, **limits)
+        return PostgresStore(config.db, maintain=maintain, **limits)
     from .sqlite_store import SQLiteStore
 
     return SQLiteStore(sqlite_path(config.db), maintain=maintain, **limits)

@@ -10,7 +10,9 @@ the innermost exported span open when the sample was taken.
 A thread that opens a second local root inside the first (a trace nested in a request)
 is attributed to the inner one until it finishes, then to none until the outer one ends.
 Threads only: an asyncio loop's thread runs many requests' tasks by turns, and its samples
-go to the trace begun last on it (see Configuration.md, ``profiling``).
+go to the trace begun last on it; so do a gevent-patched app's, its greenlets taking turns on
+one OS thread (see Configuration.md, ``profiling``). Which task or greenlet a thread runs
+at a given moment cannot be read from another thread without reading its frames' locals.
 """
 import collections
 import os
@@ -29,7 +31,18 @@ buffers = {}
 # takes them within a tick. Bounded for a process where no sampler runs.
 exported = collections.deque(maxlen=1024)
 
-_get_ident = threading.get_ident
+
+
+def _os_thread_ident():
+    """``threading.get_ident`` as the interpreter has it: where gevent patched it, it names
+    the greenlet, which ``sys._current_frames()`` (the sampler's view) never does."""
+    from ..report.threads import gevent_patched
+
+    monkey = gevent_patched()
+    return threading.get_ident if monkey is None else monkey.get_original("_thread", "get_ident")
+
+
+_get_ident = _os_thread_ident()
 
 
 class ProfilingTracer(Tracer):

@@ -16,7 +16,8 @@ fill it).
 A trace exported with samples (``registry.exported``) hands them to the reporter as a
 ``TraceProfile``; one never exported (head-dropped, fast, no error) is freed a second after
 it ends. Everything held is bounded: samples per trace, samples buffered, stacks in the
-process-wide profile; what a bound refuses is counted in ``dropped``.
+process-wide profile; what a bound refuses is counted, and exported as the metric
+``spyglass.profiler.dropped`` with the reporter's own (``self_metrics``).
 
 The thread is started from the reporter thread (``Profiler.tick``, every second), never on
 the app's: lazily, and anew in a forked child, where ``tick`` finds a new pid. It stops at
@@ -101,6 +102,9 @@ def idle_codes():
         selector = getattr(selectors, name, None)
         if selector is not None:
             functions.append(selector.select)
+    hub = sys.modules.get("gevent.hub")
+    if hub is not None:  # gevent's event loop, in C below this frame: every greenlet waits
+        functions.append(hub.Hub.run)
     return frozenset(function.__code__ for function in functions)
 
 
@@ -114,7 +118,6 @@ class Profiler:
         self.period_ns = int(1e9 / self.hz)
         self.interval_ns = int(max(config.profiling_interval, 1.0) * 1e9)
         self._idle = idle_codes()
-        self.dropped = 0  # samples refused by a bound
         registry.forget_if_forked()  # made in a worker whose master wrote there
         self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -129,6 +132,8 @@ class Profiler:
         self._interned = {}
         self._buffered = 0
         self._last_sweep_ns = 0
+        self.dropped_trace_full = self.dropped_buffers_full = 0  # samples refused by a bound
+        self._dropped_start_ns = time.time_ns()
 
     def _after_fork(self):
         """In a forked child (at-fork hook, or ``tick`` seeing a new pid): the parent's
@@ -177,6 +182,18 @@ class Profiler:
         self.stop()
         self._take_exported()
         self._hand_over_process_profile()
+
+    def self_metrics(self):
+        """The samples refused by a bound, as the reporter's ``spyglass.queue.dropped``."""
+        from ..report import otlp
+
+        now, start = time.time_ns(), self._dropped_start_ns
+        return [otlp.sum_metric(
+            "spyglass.profiler.dropped", "{sample}", "Samples dropped, by reason: trace_full "
+            "(a trace's sample cap was reached), buffers_full (the cap of all traces' samples "
+            "held was reached)", [
+                otlp.number_point(self.dropped_trace_full, now, start, {"reason": "trace_full"}),
+                otlp.number_point(self.dropped_buffers_full, now, start, {"reason": "buffers_full"})])]
 
     # -- on the sampler thread ------------------------------------------------------------
 
@@ -233,9 +250,10 @@ class Profiler:
                 buffer = buffers.get(root)
                 if buffer is None:
                     buffer = buffers[root] = _Buffer(thread_id)
-                if len(buffer.samples) >= MAX_SAMPLES_PER_TRACE or \
-                        self._buffered >= MAX_BUFFERED_SAMPLES:
-                    self.dropped += 1
+                if len(buffer.samples) >= MAX_SAMPLES_PER_TRACE:
+                    self.dropped_trace_full += 1
+                elif self._buffered >= MAX_BUFFERED_SAMPLES:
+                    self.dropped_buffers_full += 1
                 else:
                     buffer.samples.append((now, stack, idle))
                     self._buffered += 1

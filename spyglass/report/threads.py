@@ -28,7 +28,7 @@ _SYNCHRONOUS = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "
 def new(target, name, cooperative=False):
     """A daemon thread named ``name`` that runs ``target()`` once started (``start()``,
     ``ident``, ``is_alive()``). ``cooperative``: what ``target`` waits on is gevent's."""
-    monkey = _gevent_patched()
+    monkey = gevent_patched()
     if monkey is None:
         return MaskedThread(target=target, name=name, daemon=True)
     if cooperative:
@@ -44,6 +44,14 @@ class MaskedThread(threading.Thread):
         with _async_signals_blocked():
             threading.Thread.start(self)
 
+    def _delete(self):
+        # As threading's, by this thread's own id: once gevent has patched threading (a
+        # gunicorn gevent worker patches after our threads start), threading.get_ident
+        # names a greenlet, and a thread of ours that ends (the profiler, stopped at exit)
+        # would print a KeyError on stderr.
+        with threading._active_limbo_lock:
+            threading._active.pop(self.ident, None)
+
 
 def is_current(thread):
     """Whether the caller runs on ``thread`` (one that ``new`` made)."""
@@ -53,7 +61,7 @@ def is_current(thread):
 def sleep(seconds):
     """``time.sleep`` as the interpreter has it (gevent's, on an OS thread of ours, would
     make that thread a hub of its own)."""
-    monkey = _gevent_patched()
+    monkey = gevent_patched()
     if monkey is None:
         time.sleep(seconds)
     else:
@@ -118,7 +126,7 @@ class _async_signals_blocked:
         return False
 
 
-def _gevent_patched():
+def gevent_patched():
     """gevent's ``monkey`` module when it has patched ``threading``, else None."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None:
