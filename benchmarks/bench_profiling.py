@@ -18,10 +18,10 @@ queue, whose export is a sink too.
 CPU: the same counts on a loaded machine; the main thread's only): per Flask hello-world request, plain, with
 profiling off and with the profiling tracer (each the difference of two runs of different
 request counts, so start-up cancels out), and per sampler tick with one thread inside a
-traced request and 8 idle ones. The sampler's share at the default rate is its
-instructions per second over what a core runs in a second (``--core-ips``: 1e9, a floor
-for CPython on this class of machine), and the request ratio's rise is
-on x (1 + that share) - off, against plain.
+traced request and 8 idle ones. The sampler's share of a core at the default rate is
+its thread's own CPU time over a few seconds (the scheduler's count for that thread: other
+processes' load barely moves it), or, with ``--core-ips N``, its instructions per second
+over N; the request ratio's rise is on x (1 + that share) - off, against plain.
 """
 import argparse
 import os
@@ -135,15 +135,19 @@ def instructions_main(core_ips):
     hz = load(environ={}).profiling_hz
     per_request = {mode: per_unit("instr-flask", mode) for mode in ("plain", "off", "on")}
     per_tick = per_unit("instr-tick", small=100, large=600)
-    share = per_tick * hz / core_ips
+    if core_ips is None:
+        percent, _ = in_a_process_of_its_own("cpu")
+        share, how = percent / 100, "its thread's CPU time, measured"
+    else:
+        share, how = per_tick * hz / core_ips, f"at {core_ips:.1e} instructions/s"
     off, on = per_request["off"] / per_request["plain"], per_request["on"] / per_request["plain"]
     rise = on * (1 + share) - off
     print(f"flask hello-world, instructions per request: plain {per_request['plain']:,.0f}, "
           f"profiling off {per_request['off']:,.0f} (ratio {off:.3f}), profiling tracer "
           f"{per_request['on']:,.0f} (ratio {on:.3f})")
     print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {IDLE_THREADS} idle); "
-          f"at {hz:g} Hz {per_tick * hz / 1e6:.2f} M instructions/s, {100 * share:.3f}% of a core "
-          f"at {core_ips:.1e} instructions/s")
+          f"at {hz:g} Hz {per_tick * hz / 1e6:.2f} M instructions/s; {100 * share:.3f}% of a core "
+          f"({how})")
     print(f"request ratio's rise with profiling on: {rise:+.4f} (bar <= +{RATIO_BAR}) "
           f"{verdict(rise, RATIO_BAR)}")
 
@@ -265,7 +269,8 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
         parser.add_argument("--instructions", action="store_true",
                             help="count instructions under valgrind instead of timing")
-        parser.add_argument("--core-ips", type=float, default=1e9,
-                            help="instructions a core runs per second, for the sampler's share")
+        parser.add_argument("--core-ips", type=float, default=None,
+                            help="instructions a core runs per second, for the sampler's share "
+                                 "(default: the sampler thread's CPU time, measured)")
         args = parser.parse_args()
         instructions_main(args.core_ips) if args.instructions else main()
