@@ -6,7 +6,8 @@ Chromium (Debian's, through playwright) and writes it to ``docs/images/<name>.pn
 
 A page is added by adding a row to ``PAGES``. Its path may name what the demo's data has:
 ``{service}`` (the demo app's service), ``{trace_id}`` (its slowest request),
-``{error_id}`` (its most recent error group), ``{route}`` and ``{method}`` (its slowest route).
+``{error_id}`` (its most recent error group), ``{route}`` and ``{method}`` (its slowest route),
+``{n_plus_one}`` and ``{outbound}`` (a trace of those routes: folded calls; two services).
 """
 import argparse
 import os
@@ -28,11 +29,14 @@ PAGES = (
     ("service-route", "/services/{service}?since=15m&route={route}&method={method}", ".service-charts .uplot canvas",
      False),
     ("traces", "/traces?since=15m&service={service}", "table", False),
-    ("trace", "/traces/{trace_id}", ".waterfall", False),
+    ("trace", "/traces/{n_plus_one}", ".waterfall", False),
+    ("distributed-trace", "/traces/{outbound}", ".waterfall", False),
+    ("slowest-trace", "/traces/{trace_id}", ".waterfall", False),
     ("slow-calls", "/slow-calls?since=15m", "table", False),
     ("errors", "/errors?since=15m", "table", False),
     ("error", "/errors/{error_id}", "main", False),
     ("metrics", "/metrics?since=15m", ".charts .uplot canvas", True),
+    ("logs", "/logs?since=15m", "main", False),
 )
 VIEWPORT = {"width": 1400, "height": 900}
 
@@ -98,7 +102,14 @@ def placeholders(url):
     return {"service": quote(service, safe=""), "route": quote(routes[0]["route"] or "", safe="") if routes else "",
             "method": (routes[0]["method"] or "") if routes else "",
             "trace_id": traces[0]["trace_id"] if traces else "0" * 32,
-            "error_id": groups[0]["id"] if groups else 0}
+            "error_id": groups[0]["id"] if groups else 0,
+            **{name: _trace_of(url, service, route) for name, route in
+               (("n_plus_one", "/n-plus-one"), ("outbound", "/outbound"))}}
+
+
+def _trace_of(url, service, route):
+    traces = _api(url, "/traces", service=service, route=route, limit=1)["traces"]
+    return traces[0]["trace_id"] if traces else "0" * 32
 
 
 def shoot(url, out, pages):
