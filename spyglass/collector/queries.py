@@ -33,48 +33,32 @@ def _percentile_column(percent, rank="rank_asc"):
     return f"max(CASE WHEN {rank} = {_rank_of(percent)} THEN duration_ns END) AS p{percent}_ns"
 
 
-def _ranked_requests(partition):
-    """Local root spans since ``?`` (and of service ``?`` where asked), ranked by duration within
-    ``partition``."""
-    return (f"SELECT {partition}, duration_ns, is_error, "
-            f"row_number() OVER (PARTITION BY {partition} ORDER BY duration_ns) AS rank_asc, "
-            f"count(*) OVER (PARTITION BY {partition}) AS n "
-            f"FROM spans WHERE is_root AND start_ns >= ? {{service_clause}}")
-
-
-_LATENCY = (f"count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
-            f"sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns, "
-            + ", ".join(_percentile_column(p) for p in PERCENTILES))
-
-SERVICES = f"""
-    SELECT service, {_LATENCY} FROM ({_ranked_requests("service").format(service_clause="")}) AS ranked
-    GROUP BY service
-"""
+#: Requests (local root spans) since ``?``, counted per group; each group's percentiles are
+#: then found by ``Queries._nearest_rank``. The groups are read from an index in their order
+#: (schema 4), without the rows.
+_COUNTS = ("count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
+           "sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns")
+SERVICES = f"SELECT service, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? GROUP BY service"
 SERVICE_INSTANCES = """
     SELECT service, count(*) AS instances, max(last_seen_ns) AS last_seen_ns FROM resources
     WHERE last_seen_ns >= ? GROUP BY service
 """
 ROUTES = f"""
-    SELECT service, http_method, route, {_LATENCY}
-    FROM ({_ranked_requests("service, http_method, route")}) AS ranked
+    SELECT service, http_method, route, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? {{service_clause}}
     GROUP BY service, http_method, route
-    ORDER BY p95_ns DESC, requests DESC, service, route
 """
-SLOW_CALLS = f"""
-    SELECT service, call_key AS key,
-           max(CASE WHEN rank_desc = 1 THEN call_label END) AS label,
-           max(CASE WHEN rank_desc = 1 THEN call_category END) AS category,
-           sum(coalesce(call_count, 1)) AS count, sum(duration_ns) AS total_ns,
-           max(duration_ns) AS max_ns, {_percentile_column(95, rank="n + 1 - rank_desc")},
-           max(CASE WHEN rank_desc = 1 THEN trace_id END) AS slowest_trace_id,
-           max(CASE WHEN rank_desc = 1 THEN span_id END) AS slowest_span_id
-    FROM (SELECT service, call_key, call_label, call_category, call_count, duration_ns, trace_id, span_id,
-                 row_number() OVER (PARTITION BY service, call_key ORDER BY duration_ns DESC) AS rank_desc,
-                 count(*) OVER (PARTITION BY service, call_key) AS n
-          FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {{service_clause}} {{slow_clause}}) AS ranked
+#: Calls since ``?`` per service and call key; their p95 and slowest call are found per call
+#: (``Queries.slow_calls``) from the calls-by-duration index.
+SLOW_CALLS = """
+    SELECT service, call_key AS key, sum(coalesce(call_count, 1)) AS count, count(*) AS n,
+           sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns
+    FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {service_clause} {slow_clause}
     GROUP BY service, call_key
-    ORDER BY {{order}} DESC, service, key
-    LIMIT ?
+"""
+SLOWEST_CALL = """
+    SELECT call_label AS label, call_category AS category, trace_id AS slowest_trace_id,
+           span_id AS slowest_span_id
+    FROM spans WHERE {where} ORDER BY duration_ns DESC LIMIT 1
 """
 SLOW_CALL_ORDER = {"total": "total_ns", "count": "count", "p95": "p95_ns"}
 LATEST_METRICS = """
@@ -149,6 +133,21 @@ def _service_clause(service, parameters, column="service"):
         return ""
     parameters.append(service)
     return f"AND {column} = ?"
+
+
+def _equal(column, value, parameters):
+    """``column = ?``, or ``column IS NULL`` for ``None`` (which ``=`` matches nothing)."""
+    if value is None:
+        return f"{column} IS NULL"
+    parameters.append(value)
+    return f"{column} = ?"
+
+
+def _group_where(base, since_ns, parameters, **columns):
+    """``base`` and ``start_ns >= ?`` and each of ``columns`` equal to its value."""
+    clauses = [base, *(_equal(column, value, parameters) for column, value in columns.items()), "start_ns >= ?"]
+    parameters.append(since_ns)
+    return " AND ".join(clauses)
 
 
 def status_clause(status, parameters):
@@ -242,8 +241,27 @@ class Queries(SearchQueries):
     def _rows(self, sql, parameters=()):
         raise NotImplementedError
 
+    def _nearest_rank(self, where, parameters, count, percent):
+        """The duration of nearest rank ``percent`` among the ``count`` spans of ``where``: with
+        an index in duration order after ``where``'s equalities, a walk of the index from its
+        nearer end, not a sort of the spans. ``None`` where fewer spans are there now (retention
+        deleted some since they were counted)."""
+        rank = (count * percent + 99) // 100
+        order, offset = ("", rank - 1) if rank <= count - rank else (" DESC", count - rank)
+        rows = self._rows(f"SELECT duration_ns FROM spans WHERE {where} ORDER BY duration_ns{order} LIMIT 1 OFFSET ?",
+                          [*parameters, offset])
+        return rows[0]["duration_ns"] if rows else None
+
+    def _with_percentiles(self, row, since_ns, **columns):
+        """A requests group's ``row`` with its ``pNN_ns``: the group of requests since
+        ``since_ns`` whose ``columns`` have the given values."""
+        parameters = []
+        where = _group_where("is_root", since_ns, parameters, **columns)
+        return row | {f"p{p}_ns": self._nearest_rank(where, parameters, row["requests"], p) for p in PERCENTILES}
+
     def services(self, since_ns):
-        stats = {row["service"]: row for row in self._rows(SERVICES, [since_ns])}
+        stats = {row["service"]: self._with_percentiles(row, since_ns, service=row["service"])
+                 for row in self._rows(SERVICES, [since_ns])}
         seen = {row["service"]: row for row in self._rows(SERVICE_INSTANCES, [since_ns])}
         result = []
         for service in sorted(set(stats) | set(seen)):
@@ -267,11 +285,14 @@ class Queries(SearchQueries):
     def routes(self, since_ns, service=None):
         parameters = [since_ns]
         sql = ROUTES.format(service_clause=_service_clause(service, parameters))
+        rows = [self._with_percentiles(row, since_ns, service=row["service"], http_method=row["http_method"],
+                                       route=row["route"]) for row in self._rows(sql, parameters)]
+        rows.sort(key=lambda row: (-(row["p95_ns"] or 0), -row["requests"], row["service"], row["route"] or ""))
         return [{
             "service": row["service"], "method": row["http_method"], **_route_and_name(row),
             "requests": row["requests"], "errors": row["errors"], "error_rate": row["errors"] / row["requests"],
             "total_ms": _ms(row["total_ns"]), **_latency(row),
-        } for row in self._rows(sql, parameters)]
+        } for row in rows]
 
     def traces(self, since_ns, until_ns=None, service=None, route=None, status=None,
                min_duration_ns=0, errors_only=False, limit=100, **search):
@@ -351,11 +372,21 @@ class Queries(SearchQueries):
 
     def slow_calls(self, since_ns, service=None, sort="total", limit=50, slow_only=False):
         parameters = [since_ns]
-        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters), order=SLOW_CALL_ORDER[sort],
+        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters),
                                 slow_clause="AND is_slow" if slow_only else "")
-        parameters.append(int(limit))
-        result = []
+        calls = []
         for row in self._rows(sql, parameters):
+            parameters = []
+            where = _group_where("call_key IS NOT NULL", since_ns, parameters, service=row["service"],
+                                 call_key=row["key"]) + (" AND is_slow" if slow_only else "")
+            row["p95_ns"] = self._nearest_rank(where, parameters, row.pop("n"), 95)
+            calls.append(row | {"sort": row[SLOW_CALL_ORDER[sort]] or 0, "where": where, "parameters": parameters})
+        calls.sort(key=lambda row: (-row.pop("sort"), row["service"], row["key"]))
+        result = []
+        for row in calls[:int(limit)]:
+            slowest = self._rows(SLOWEST_CALL.format(where=row.pop("where")), row.pop("parameters"))
+            row.update(slowest[0] if slowest else dict.fromkeys(
+                ("label", "category", "slowest_trace_id", "slowest_span_id")))
             total_ms, p95_ms, max_ms = (_ms(row.pop(column)) for column in ("total_ns", "p95_ns", "max_ns"))
             count = row["count"] = int(row["count"])
             result.append({**row, "total_ms": total_ms, "avg_ms": total_ms / count, "p95_ms": p95_ms, "max_ms": max_ms})
