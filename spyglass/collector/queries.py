@@ -2,6 +2,9 @@
 
 Percentiles, rankings and route grouping happen in the database, not in Python: each
 query groups and ranks the rows it reads, and only the answer crosses the connection.
+Over the whole window (services, routes, slow calls) a group is counted first, then each
+of its percentiles is one seek in an index in duration order (``_nearest_rank``): sorting
+the window's rows with window functions took seconds with a million spans.
 The SQL keeps to what both dialects share: window functions, ``count(*) FILTER``,
 ``CASE``, ``?`` placeholders (the PostgreSQL store rewrites them to ``%s``), and boolean
 columns used as predicates (``WHERE is_root``: an integer in SQLite, a boolean in
@@ -374,17 +377,22 @@ class Queries(SearchQueries):
         parameters = [since_ns]
         sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters),
                                 slow_clause="AND is_slow" if slow_only else "")
-        calls = []
-        for row in self._rows(sql, parameters):
-            parameters = []
-            where = _group_where("call_key IS NOT NULL", since_ns, parameters, service=row["service"],
-                                 call_key=row["key"]) + (" AND is_slow" if slow_only else "")
-            row["p95_ns"] = self._nearest_rank(where, parameters, row.pop("n"), 95)
-            calls.append(row | {"sort": row[SLOW_CALL_ORDER[sort]] or 0, "where": where, "parameters": parameters})
-        calls.sort(key=lambda row: (-row.pop("sort"), row["service"], row["key"]))
+        calls = self._rows(sql, parameters)
+        for row in calls:
+            row["parameters"] = []
+            row["where"] = _group_where("call_key IS NOT NULL", since_ns, row["parameters"], service=row["service"],
+                                        call_key=row["key"]) + (" AND is_slow" if slow_only else "")
+        order = SLOW_CALL_ORDER[sort]
+        # Ranked by p95: every call's is needed; else only the listed ones'.
+        for row in calls if sort == "p95" else ():
+            row["p95_ns"] = self._nearest_rank(row["where"], row["parameters"], row["n"], 95)
+        calls.sort(key=lambda row: (-(row[order] or 0), row["service"], row["key"]))
         result = []
         for row in calls[:int(limit)]:
-            slowest = self._rows(SLOWEST_CALL.format(where=row.pop("where")), row.pop("parameters"))
+            where, parameters, n = row.pop("where"), row.pop("parameters"), row.pop("n")
+            if "p95_ns" not in row:
+                row["p95_ns"] = self._nearest_rank(where, parameters, n, 95)
+            slowest = self._rows(SLOWEST_CALL.format(where=where), parameters)
             row.update(slowest[0] if slowest else dict.fromkeys(
                 ("label", "category", "slowest_trace_id", "slowest_span_id")))
             total_ms, p95_ms, max_ms = (_ms(row.pop(column)) for column in ("total_ns", "p95_ns", "max_ns"))

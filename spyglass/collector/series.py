@@ -70,12 +70,11 @@ METRIC_BUCKETS = """
     GROUP BY instance, attributes, bucket
     ORDER BY bucket
 """
+#: A service's requests in a window: ``service``, ``since_ns``, ``until_ns``.
+WINDOW_REQUESTS = "is_root AND service = ? AND start_ns >= ? AND start_ns < ?"
 SUMMARY = f"""
-    SELECT count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, max(duration_ns) AS max_ns,
-           {", ".join(_percentile_column(p) for p in PERCENTILES)}
-    FROM (SELECT duration_ns, is_error, row_number() OVER (ORDER BY duration_ns) AS rank_asc,
-                 count(*) OVER () AS n
-          FROM spans WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?) AS ranked
+    SELECT count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, max(duration_ns) AS max_ns
+    FROM spans WHERE {WINDOW_REQUESTS}
 """
 ROUTES = """
     SELECT http_method, coalesce(route, name) AS route, count(*) AS requests FROM spans
@@ -238,6 +237,8 @@ class ServiceSeries:
         """The service's requests, error rate and p50/p95/p99 over the window, and its processes."""
         row = self.store._rows(SUMMARY, [service, since_ns, until_ns])[0]
         requests = int(row["requests"])
+        row |= {f"p{p}_ns": self.store._nearest_rank(WINDOW_REQUESTS, [service, since_ns, until_ns], requests, p) if requests
+                else None for p in PERCENTILES}
         instances = self.store._rows(INSTANCES, [service, since_ns])[0]["instances"]
         return {"requests": requests, "errors": int(row["errors"] or 0),
                 "error_rate": int(row["errors"] or 0) / requests if requests else 0.0,
