@@ -53,11 +53,16 @@ ROUTES = f"""
 #: Calls since ``?`` per service and call key; their p95 and slowest call are found per call
 #: (``Queries.slow_calls``) from the calls-by-duration index.
 SLOW_CALLS = """
-    SELECT service, call_key AS key, sum(coalesce(call_count, 1)) AS count, count(*) AS n,
+    SELECT {service} AS service, {key} AS key, sum(coalesce(call_count, 1)) AS count, count(*) AS n,
            sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns
     FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {service_clause} {slow_clause}
-    GROUP BY service, call_key
+    GROUP BY {service}, {key}
 """
+#: Slow calls only are grouped by expressions, not columns: grouped by the columns, SQLite
+#: would scan every call in the calls-by-duration index (in their order) rather than the
+#: few slow ones of the window in the slow calls' index.
+SLOW_CALL_GROUPS = {False: {"service": "service", "key": "call_key"},
+                    True: {"service": "service || ''", "key": "call_key || ''"}}
 SLOWEST_CALL = """
     SELECT call_label AS label, call_category AS category, trace_id AS slowest_trace_id,
            span_id AS slowest_span_id
@@ -376,7 +381,7 @@ class Queries(SearchQueries):
     def slow_calls(self, since_ns, service=None, sort="total", limit=50, slow_only=False):
         parameters = [since_ns]
         sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters),
-                                slow_clause="AND is_slow" if slow_only else "")
+                                slow_clause="AND is_slow" if slow_only else "", **SLOW_CALL_GROUPS[bool(slow_only)])
         calls = self._rows(sql, parameters)
         for row in calls:
             row["parameters"] = []

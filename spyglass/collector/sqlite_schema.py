@@ -111,7 +111,8 @@ MIGRATIONS = [
     # time carry every column the per-service queries read (is_root too: SQLite uses a
     # partial index as covering only when it holds the columns of its WHERE); requests by
     # service or route and duration, and calls by key and duration, are in the order their percentiles
-    # are found in (ranked by a seek, not by sorting the window)
+    # are found in (ranked by a seek, not by sorting the window); slow calls by time carry
+    # what their list reads
     """
     DROP INDEX requests_by_service;
     CREATE INDEX requests_covering ON spans (service, start_ns, duration_ns, is_error, is_root, resource_key,
@@ -122,5 +123,8 @@ MIGRATIONS = [
                                                       is_root) WHERE is_root;
     CREATE INDEX calls_by_duration ON spans (service, call_key, duration_ns, start_ns, is_slow, call_count)
         WHERE call_key IS NOT NULL;
+    DROP INDEX slow_calls_by_time;
+    CREATE INDEX slow_calls_covering ON spans (start_ns, service, call_key, duration_ns, call_count, is_slow)
+        WHERE is_slow AND call_key IS NOT NULL;
     """,
 ]
