@@ -38,7 +38,7 @@ def _percentile_column(percent, rank="rank_asc"):
 
 #: Requests (local root spans) since ``?``, counted per group; each group's percentiles are
 #: then found by ``Queries._nearest_rank``. The groups are read from an index in their order
-#: (schema 4), without the rows.
+#: (schema 5), without the rows.
 _COUNTS = ("count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
            "sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns")
 SERVICES = f"SELECT service, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? GROUP BY service"
@@ -249,23 +249,30 @@ class Queries(SearchQueries):
     def _rows(self, sql, parameters=()):
         raise NotImplementedError
 
+    def _nearest_ranks(self, where, parameters, count, percents):
+        """``{"pNN_ns": duration}``: the durations of nearest rank ``percents`` among the
+        ``count`` spans of ``where``, in one statement. With an index in duration order after
+        ``where``'s equalities each is a walk of the index from its nearer end, not a sort of
+        the spans. ``None`` where fewer spans are there now (retention deleted some since they
+        were counted)."""
+        seeks, arguments = [], []
+        for percent in percents:
+            rank = (count * percent + 99) // 100
+            order, offset = ("", rank - 1) if rank <= count - rank else (" DESC", count - rank)
+            seeks.append(f"(SELECT duration_ns FROM spans WHERE {where} ORDER BY duration_ns{order} "
+                         f"LIMIT 1 OFFSET ?) AS p{percent}_ns")
+            arguments += [*parameters, offset]
+        return self._rows(f"SELECT {', '.join(seeks)}", arguments)[0]
+
     def _nearest_rank(self, where, parameters, count, percent):
-        """The duration of nearest rank ``percent`` among the ``count`` spans of ``where``: with
-        an index in duration order after ``where``'s equalities, a walk of the index from its
-        nearer end, not a sort of the spans. ``None`` where fewer spans are there now (retention
-        deleted some since they were counted)."""
-        rank = (count * percent + 99) // 100
-        order, offset = ("", rank - 1) if rank <= count - rank else (" DESC", count - rank)
-        rows = self._rows(f"SELECT duration_ns FROM spans WHERE {where} ORDER BY duration_ns{order} LIMIT 1 OFFSET ?",
-                          [*parameters, offset])
-        return rows[0]["duration_ns"] if rows else None
+        return self._nearest_ranks(where, parameters, count, [percent])[f"p{percent}_ns"]
 
     def _with_percentiles(self, row, since_ns, **columns):
         """A requests group's ``row`` with its ``pNN_ns``: the group of requests since
         ``since_ns`` whose ``columns`` have the given values."""
         parameters = []
         where = _group_where("is_root", since_ns, parameters, **columns)
-        return row | {f"p{p}_ns": self._nearest_rank(where, parameters, row["requests"], p) for p in PERCENTILES}
+        return row | self._nearest_ranks(where, parameters, row["requests"], PERCENTILES)
 
     def services(self, since_ns):
         stats = {row["service"]: self._with_percentiles(row, since_ns, service=row["service"])

@@ -237,8 +237,8 @@ class ServiceSeries:
         """The service's requests, error rate and p50/p95/p99 over the window, and its processes."""
         row = self.store._rows(SUMMARY, [service, since_ns, until_ns])[0]
         requests = int(row["requests"])
-        row |= {f"p{p}_ns": self.store._nearest_rank(WINDOW_REQUESTS, [service, since_ns, until_ns], requests, p) if requests
-                else None for p in PERCENTILES}
+        row |= (self.store._nearest_ranks(WINDOW_REQUESTS, [service, since_ns, until_ns], requests, PERCENTILES)
+                if requests else {f"p{p}_ns": None for p in PERCENTILES})
         instances = self.store._rows(INSTANCES, [service, since_ns])[0]["instances"]
         return {"requests": requests, "errors": int(row["errors"] or 0),
                 "error_rate": int(row["errors"] or 0) / requests if requests else 0.0,
