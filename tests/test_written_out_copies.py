@@ -6,7 +6,7 @@ import contextvars
 
 import pytest
 
-from spyglass import config
+from spyglass import config, metrics
 from spyglass.report.reporter import LOGS, Reporter
 from spyglass.trace import context
 from spyglass.trace.span import INTERNAL, RootSpan, new_span
@@ -164,7 +164,8 @@ def test_submit_root_queues_or_drops_as_submit_does(room):
         reporter._others.clear()
 
 
-# -- metrics.record_request and record_db_call: twins, each with its instrument ---------------
+# -- metrics.record_request and record_db_call: twins, each with its instrument, and
+# _record_duration (record_http_client's, record_template's) ---------------------------------
 
 class Registry:
     """What the two read of the metrics registry."""
@@ -189,7 +190,9 @@ def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatc
     from spyglass import metrics
 
     for record, instrument, key in ((metrics.record_request, "request", ("/", "GET", 200)),
-                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT"))):
+                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT")),
+                                    (metrics.record_http_client, "http_client",
+                                     ("GET", "example.org", 443, 200, None))):
         registry = Registry(full, forked)
         monkeypatch.setattr(metrics, "_registry", registry)
         record(*key, 0.25)
