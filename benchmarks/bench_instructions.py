@@ -99,7 +99,10 @@ def plain_us_per_query(rounds=15, queries=20_000):
 
 
 def main(source=REPO):
-    counts = {case: per_query(case, source) for case in CASES}
+    counts = {}
+    for case in CASES:  # each a minute or more under callgrind: said as it comes
+        counts[case] = per_query(case, source)
+        print(f"{case}: {counts[case]:.0f} instructions per query", file=sys.stderr, flush=True)
     plain_us = plain_us_per_query()
     us_per_instruction = plain_us / counts["plain"]
     outside = counts["outside"] - counts["plain"]
