@@ -15,6 +15,12 @@ own thread's and not counted). Cases:
 * inside: in sampled traces of PER_TRACE queries (the same statement: folded), against
   ``inside_bare``, the bare driver in the same traces.
 
+Caveat (open): the app thread's count is not wholly the query's. With spyglass running, the
+bare driver costs ~3,200 instructions a query more than without it (``outside_bare`` against
+``plain``, on a loaded machine): work proportional to the run's wall time (the sensor's
+threads taking the GIL), which callgrind and the machine's load stretch. Compare figures taken
+under like load, and prefer ``outside`` against ``outside_bare``.
+
 Instructions become microseconds at the plain loop's own speed on this machine (its per-query
 time, measured natively, over its per-query instructions): ``added_us = added_instructions *
 plain_us / plain_instructions``.
