@@ -20,6 +20,8 @@ BAR_NS = 1000
 CALLS = {
     "record_request": 'metrics.record_request("/users/<id>", "GET", 200, 0.012)',
     "record_db_call": 'metrics.record_db_call("postgresql", "SELECT", 0.003)',
+    "record_http_client": 'metrics.record_http_client("GET", "api.example", 443, 200, None, 0.05)',
+    "record_template": 'metrics.record_template("jinja2", 0.0002)',
     "counter": 'metrics.counter("orders")',
     "counter, 2 labels": 'metrics.counter("orders", 2, labels=LABELS)',
     "gauge, 2 labels": 'metrics.gauge("queue.depth", 7, labels=LABELS)',

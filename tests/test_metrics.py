@@ -45,6 +45,8 @@ def test_nothing_happens_when_the_sensor_is_not_running():
     assert metrics._registry is None
     metrics.record_request("/", "GET", 200, 0.1)
     metrics.record_db_call("sqlite", "SELECT", 0.1)
+    metrics.record_http_client("GET", "example.org", 443, 200, None, 0.1)
+    metrics.record_template("jinja2", 0.1)
     metrics.counter("c")
     metrics.gauge("g", 1)
     metrics.histogram("h", 1)
@@ -205,3 +207,27 @@ def test_startup_imports_nothing_heavy():
                                 if m in sys.modules)))
     """, AUTOWRAPT_BOOTSTRAP="runtime")
     assert json.loads(result.stdout) == []
+
+
+def test_http_client_and_template_histograms():
+    def calls():
+        metrics.record_http_client("GET", "api.example", 443, 200, None, 0.05)
+        metrics.record_http_client("GET", "api.example", 443, 201, None, 0.07)
+        metrics.record_http_client("POST", "api.example", 443, 503, None, 1.0)
+        metrics.record_http_client("GET", "down.example", None, None, "ConnectionRefusedError", 0.01)
+        metrics.record_template("jinja2", 0.0002)
+
+    found = recorded(registry(runtime_metrics=False), calls)
+    client = found["http.client.request.duration"]
+    assert client["unit"] == "s"
+    series = {tuple(sorted(p["attrs"].items())): p["count"] for p in points(client)}
+    assert series == {
+        (("http.request.method", "GET"), ("http.response.status_class", "2xx"),
+         ("server.address", "api.example"), ("server.port", 443)): "2",
+        (("http.request.method", "POST"), ("http.response.status_class", "5xx"),
+         ("server.address", "api.example"), ("server.port", 443)): "1",
+        (("error.type", "ConnectionRefusedError"), ("http.request.method", "GET"),
+         ("server.address", "down.example")): "1",
+    }
+    template, = points(found["spyglass.template.render.duration"])
+    assert template["attrs"] == {"spyglass.template.engine": "jinja2"} and template["count"] == "1"

@@ -6,7 +6,7 @@ import contextvars
 
 import pytest
 
-from spyglass import config
+from spyglass import config, metrics
 from spyglass.report.reporter import LOGS, Reporter
 from spyglass.trace import context
 from spyglass.trace.span import INTERNAL, RootSpan, new_span
@@ -164,7 +164,8 @@ def test_submit_root_queues_or_drops_as_submit_does(room):
         reporter._others.clear()
 
 
-# -- metrics.record_request and record_db_call: twins, each with its instrument ---------------
+# -- metrics.record_request and record_db_call: twins, each with its instrument, and
+# _record_duration (record_http_client's, record_template's) ---------------------------------
 
 class Registry:
     """What the two read of the metrics registry."""
@@ -189,7 +190,9 @@ def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatc
     from spyglass import metrics
 
     for record, instrument, key in ((metrics.record_request, "request", ("/", "GET", 200)),
-                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT"))):
+                                    (metrics.record_db_call, "db_call", ("sqlite", "SELECT")),
+                                    (metrics.record_http_client, "http_client",
+                                     ("GET", "example.org", 443, 200, None))):
         registry = Registry(full, forked)
         monkeypatch.setattr(metrics, "_registry", registry)
         record(*key, 0.25)
@@ -232,3 +235,40 @@ def test_a_sync_execute_is_traced_as_timed_traces_it(fails):
     results = [in_fresh_context(lambda: call(traced)) for traced in (written_out, with_timed)]
     assert results[0] == results[1] == (ValueError if fails else "SELECT 1")
     assert len(recorded) == 2 and recorded[0] == recorded[1]
+
+
+# -- DriverInstrumentation.wrap_statement's fast path outside a trace: statement()'s first
+# branch ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["fast", "slow", "unseen"])
+def test_a_statement_outside_a_trace_ends_as_statement_ends_it(case):
+    import sqlite3
+
+    from support.calls import agent
+    from spyglass.instrument._calls import OUTSIDE
+    from spyglass.instrument._dbapi import DriverInstrumentation
+
+    cursor = sqlite3.connect(":memory:").cursor()
+
+    def run(written_out):
+        driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
+        metric, called = [], []
+        driver._record_db_call = lambda system, operation, seconds: metric.append(
+            (system, operation, type(seconds)))
+        if case != "unseen":
+            driver._describe_statement("SELECT 1", cursor)
+        if case == "slow":
+            driver.calls.slow_ns = 0
+        statement = driver.statement
+        driver.statement = lambda *args: (called.append(args[0]), statement(*args))
+        if written_out:
+            traced = driver.wrap_statement(lambda cursor, text: text)
+            assert in_fresh_context(lambda: traced(cursor, "SELECT 1")) == "SELECT 1"
+        else:
+            driver.statement(OUTSIDE, cursor, ("SELECT 1",), {}, 1, 2, None, False)
+        return metric, called
+
+    (metric, called), (their_metric, _) = run(True), run(False)
+    assert metric == their_metric == [("sqlite", "SELECT", float)]
+    # The fast one ends at its metric; the others go on to statement(), under OUTSIDE.
+    assert called == ([] if case == "fast" else [OUTSIDE])

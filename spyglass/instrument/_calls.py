@@ -232,3 +232,14 @@ def db_call_metric():
     except Exception:
         return None
     return record_db_call
+
+
+def metric_recorder(name):
+    """spyglass.metrics' function ``name`` (``record_http_client``, ``record_template``,
+    ``record_db_call``), or None when this build has none; as ``db_call_metric``, call it
+    inside the ``try`` that guards the recording of the call."""
+    try:
+        from .. import metrics
+    except Exception:
+        return None
+    return getattr(metrics, name, None)

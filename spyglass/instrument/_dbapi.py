@@ -247,17 +247,30 @@ class DriverInstrumentation:
         # timed(), written out for the one call that runs on every query (a synchronous
         # driver's execute: benchmarks/bench_sqlite.py), without its begin/end calls and the
         # token only a batch holds (tests/test_written_out_copies.py holds the two equal).
+        # And statement()'s first branch written out too: a fast statement seen before,
+        # outside any trace (a script's, a worker's loop), ends at its metric without a call
+        # to statement() (benchmarks/bench_instructions.py; held equal there as well).
+        statements, slow_ns, system = self._statements, self.calls.slow_ns, self.system
+        metric = self._record_db_call
+
         def traced(cursor, *args, **kwargs):
-            scope = get_active_scope() or OUTSIDE_SCOPE
+            scope = get_active_scope()
             if _inside_call.get():
                 return method(cursor, *args, **kwargs)
             start = time_ns()
             try:
                 result = method(cursor, *args, **kwargs)
             except Exception as error:
-                record(scope.span, cursor, args, kwargs, start, time_ns(), error, False)
+                record((scope or OUTSIDE_SCOPE).span, cursor, args, kwargs, start, time_ns(),
+                       error, False)
                 raise
-            record(scope.span, cursor, args, kwargs, start, time_ns(), None, False)
+            end = time_ns()
+            if scope is None and args and type(args[0]) is str and metric is not None:
+                described = statements.get(args[0])
+                if described is not None and end - start < slow_ns:
+                    metric(system, described.operation, (end - start) / 1e9)
+                    return result
+            record((scope or OUTSIDE_SCOPE).span, cursor, args, kwargs, start, end, None, False)
             return result
 
         return like(traced, method)

@@ -17,7 +17,7 @@ carries each send's own context).
 import contextvars
 import copy
 
-from ._calls import OUTSIDE, REMOTE, CallRecorder
+from ._calls import OUTSIDE, REMOTE, CallRecorder, metric_recorder
 from ..trace import propagation
 from ..trace.context import get_active_scope, suppressed
 from ..trace.span import CLIENT
@@ -25,6 +25,10 @@ from ..trace.span import CLIENT
 # True while an outbound request is traced: libraries below it record nothing.
 _in_request = contextvars.ContextVar("spyglass.http.in_request", default=False)
 _HEADERS = frozenset((propagation.TRACEPARENT, propagation.TRACESTATE, propagation.BAGGAGE))
+# The methods the metric names; any other is "_OTHER" there (OpenTelemetry's rule: an app's
+# own methods must not make series without bound).
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                           "TRACE", "PATCH", "QUERY"))
 
 
 class OutboundHTTP:
@@ -34,6 +38,7 @@ class OutboundHTTP:
         self.calls = CallRecorder(agent, timing_key, REMOTE)
         self.own_endpoint = agent.config.endpoint
         self.scrubber = agent.scrubber
+        self.metric = metric_recorder("record_http_client")
 
     @classmethod
     def setup_for(cls, timing_key):
@@ -88,8 +93,21 @@ class OutboundHTTP:
             if error is not None:
                 span.attributes["error.type"] = type(error).__qualname__
             self.calls.finish(span, error)
+            if self.metric is not None:
+                self.count(span, status, error)
         except Exception:
             self.calls.failed()
+
+    def count(self, span, status, error):
+        """``http.client.request.duration``: method, server, status class (as the server's
+        metric), the error's type when no response came; never the URL's path."""
+        attributes = span.attributes
+        method = attributes["http.request.method"]
+        self.metric(method if method in KNOWN_METHODS else "_OTHER",
+                    attributes.get("server.address"), attributes.get("server.port"),
+                    None if status is None else int(status),
+                    None if error is None or status is not None else type(error).__qualname__,
+                    (span.end_ns - span.start_ns) / 1e9)
 
     def with_context(self, started, headers):
         """A copy of the app's ``headers``, of their own type and with every field (repeated

@@ -1,7 +1,7 @@
 """Template rendering as an activated span in the ``template`` category: queries a
 template makes while it renders (a lazy queryset) are its children. Shared by the
 template engines' instrumentations (jinja2, django_templates)."""
-from ._calls import TEMPLATE, CallRecorder
+from ._calls import TEMPLATE, CallRecorder, metric_recorder
 from ..trace.context import get_active_scope
 from ..trace.span import INTERNAL
 
@@ -22,6 +22,9 @@ class Renders:
     def __init__(self, agent, timing_key, engine, name_of):
         self.calls = CallRecorder(agent, timing_key, TEMPLATE, INTERNAL)
         self.engine = engine
+        # spyglass.template.render.duration by engine only: a template's name may be made
+        # per render (a string template's, an app's generated ones) and has no bound.
+        self.metric = metric_recorder("record_template")
         self.name_of = name_of
 
     @classmethod
@@ -88,11 +91,15 @@ class Rendering:
     def __exit__(self, exc_type, exc, traceback):
         if self.span is None:
             return False
-        calls = self.renders.calls
+        renders = self.renders
+        calls = renders.calls
         try:
             if self.scope is not None:
                 self.scope.close()
-            calls.finish(self.span, exc if isinstance(exc, Exception) else None)
+            span = self.span
+            calls.finish(span, exc if isinstance(exc, Exception) else None)
+            if renders.metric is not None:
+                renders.metric(renders.engine, (span.end_ns - span.start_ns) / 1e9)
         except Exception:
             calls.failed()
         return False

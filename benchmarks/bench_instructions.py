@@ -1,0 +1,137 @@
+"""The cost spyglass adds to a sqlite3 ``SELECT 1`` (execute + fetchall) in instructions,
+counted by valgrind's callgrind: unlike a timing, the count does not depend on what else the
+machine runs, so two commits (or two machines' loads) compare exactly.
+
+Each case runs in its own process under callgrind twice, with SMALL and LARGE queries; the
+difference of the app thread's instruction counts over LARGE - SMALL queries is the cost per
+query (start-up and imports cancel out; the reporter thread's work, folding metrics, is its
+own thread's and not counted). Cases:
+
+* plain: the bare driver, spyglass not imported;
+* outside: spyglass running, the instrumented driver, no trace (a script's, a worker's loop),
+  against ``outside_bare``, the bare driver with spyglass running (its threads wake the app's
+  for the GIL in proportion to the run's wall time, which callgrind stretches: that cost is
+  the same in both, and not the query's);
+* inside: in sampled traces of PER_TRACE queries (the same statement: folded), against
+  ``inside_bare``, the bare driver in the same traces.
+
+Caveat (open): the app thread's count is not wholly the query's. With spyglass running, the
+bare driver costs ~3,200 instructions a query more than without it (``outside_bare`` against
+``plain``, on a loaded machine): work proportional to the run's wall time (the sensor's
+threads taking the GIL), which callgrind and the machine's load stretch. Compare figures taken
+under like load, and prefer ``outside`` against ``outside_bare``.
+
+Instructions become microseconds at the plain loop's own speed on this machine (its per-query
+time, measured natively, over its per-query instructions): ``added_us = added_instructions *
+plain_us / plain_instructions``.
+
+    python benchmarks/bench_instructions.py                  # this checkout's spyglass
+    python benchmarks/bench_instructions.py --source DIR     # another tree's (say, a commit's
+                                                             # `git archive`), same venv
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _util import export_to_sink, verdict  # noqa: E402
+
+SMALL, LARGE = 2_000, 12_000
+PER_TRACE = 100
+BAR_OUTSIDE_US = 1.0
+BAR_INSIDE_US = 3.0
+CASES = ("plain", "outside_bare", "outside", "inside_bare", "inside")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def loop(case, queries):
+    """In this process: run ``queries`` queries the way ``case`` says."""
+    import sqlite3
+
+    bare = sqlite3.connect(":memory:").cursor()
+    if case == "plain":
+        cursor, request = bare, None
+    else:
+        import spyglass
+
+        agent = spyglass.init(endpoint="http://127.0.0.1:9")
+        export_to_sink(agent)
+        instrumented = sqlite3.connect(":memory:").cursor()
+        assert type(instrumented) is not sqlite3.Cursor, "sqlite3 is not instrumented"
+        cursor = instrumented if case in ("outside", "inside") else bare
+        request = agent.tracer.start_active_span if case.startswith("inside") else None
+    execute = cursor.execute
+    if request is None:
+        for _ in range(queries):
+            execute("SELECT 1").fetchall()
+    else:
+        for _ in range(queries // PER_TRACE):
+            with request("request"):
+                for _ in range(PER_TRACE):
+                    execute("SELECT 1").fetchall()
+
+
+def instructions(case, queries, source):
+    """The app thread's instruction count (callgrind's Ir) for one run."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "callgrind.out")
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        env["PYTHONPATH"] = source  # ahead of the installed package
+        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                        f"--callgrind-out-file={out}", sys.executable, __file__, "--loop",
+                        case, str(queries)], env=env, check=True, capture_output=True)
+        with open(out + "-01") as handle:  # thread 1: the app's (the main thread)
+            totals = re.search(r"^(?:summary|totals): (\d+)", handle.read(), re.M)
+        return int(totals.group(1))
+
+
+def per_query(case, source):
+    return (instructions(case, LARGE, source) - instructions(case, SMALL, source)) / (
+        LARGE - SMALL)
+
+
+def plain_us_per_query(rounds=15, queries=20_000):
+    import sqlite3
+
+    execute = sqlite3.connect(":memory:").cursor().execute
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.thread_time()
+        for _ in range(queries):
+            execute("SELECT 1").fetchall()
+        best = min(best, (time.thread_time() - start) / queries)
+    return best * 1e6
+
+
+def main(source=REPO):
+    counts = {}
+    for case in CASES:  # each a minute or more under callgrind: said as it comes
+        counts[case] = per_query(case, source)
+        print(f"{case}: {counts[case]:.0f} instructions per query", file=sys.stderr, flush=True)
+    plain_us = plain_us_per_query()
+    us_per_instruction = plain_us / counts["plain"]
+    outside = counts["outside"] - counts["outside_bare"]
+    inside = counts["inside"] - counts["inside_bare"]
+    print(f"spyglass from: {source}")
+    print(f"plain sqlite3 SELECT 1 execute+fetchall: {counts['plain']:.0f} instructions, "
+          f"{plain_us:.2f} us per query here")
+    print(f"added outside any trace: {outside:.0f} instructions = "
+          f"{outside * us_per_instruction:.2f} us (bar <= {BAR_OUTSIDE_US}) "
+          f"{verdict(outside * us_per_instruction, BAR_OUTSIDE_US)}")
+    print(f"added inside a sampled trace (folded): {inside:.0f} instructions = "
+          f"{inside * us_per_instruction:.2f} us (bar <= {BAR_INSIDE_US}) "
+          f"{verdict(inside * us_per_instruction, BAR_INSIDE_US)}")
+    print(json.dumps({"instructions_per_query": counts, "plain_us": plain_us}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--loop"]:
+        loop(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--source"]:
+        main(os.path.abspath(sys.argv[2]))
+    else:
+        main()
