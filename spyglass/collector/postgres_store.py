@@ -52,7 +52,7 @@ from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
 from .search import TAG_COLUMNS
-from .store import SIZE_HIGH_WATER, SIZE_LOW_WATER, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
+from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
 
@@ -509,7 +509,7 @@ class PostgresStore(Queries):
             return connection.execute(_dialect(sql), parameters).fetchall()
 
 
-class _Maintainer(threading.Thread):
+class _Maintainer(Maintainer):
     """Keeps the tables within the size limit between retention rounds, off the request path.
 
     Every ``poll`` seconds it measures what can grow (the recent partitions and the
@@ -519,28 +519,14 @@ class _Maintainer(threading.Thread):
     refilled until then), the store shrinks.
     """
 
-    def __init__(self, store, interval=10.0, poll=0.1):
-        super().__init__(name="spyglass-maintenance", daemon=True)
-        self.store, self.interval, self.poll = store, interval, poll
-        self.stopped = threading.Event()
+    older, from_hour, measured_at, settled = 0, None, 0.0, 0
 
-    def run(self):
-        store, high_water = self.store, self.store.retention_bytes * SIZE_HIGH_WATER
-        settled, older, measured_at, from_hour = 0, 0, 0.0, None
-        while not self.stopped.wait(self.poll):
-            try:
-                hour = time.time_ns() // HOUR_NS - 1
-                if hour != from_hour or time.monotonic() - measured_at > self.interval:
-                    older = store.used_bytes() - store.used_bytes(from_hour=hour)
-                    from_hour, measured_at = hour, time.monotonic()
-                used = older + store.used_bytes(from_hour=hour)
-                if used > max(high_water, settled):
-                    store.shrink()
-                    settled, measured_at = store.used_bytes(), 0.0
-            except StoreError:  # busy or gone: the next round tries again
-                pass
-
-    def stop(self):
-        self.stopped.set()
-        if self.is_alive():
-            self.join(timeout=30)
+    def round(self):
+        store, hour = self.store, time.time_ns() // HOUR_NS - 1
+        if hour != self.from_hour or time.monotonic() - self.measured_at > self.interval:
+            self.older = store.used_bytes() - store.used_bytes(from_hour=hour)
+            self.from_hour, self.measured_at = hour, time.monotonic()
+        used = self.older + store.used_bytes(from_hour=hour)
+        if used > max(self.high_water, self.settled):
+            store.shrink()
+            self.settled, self.measured_at = store.used_bytes(), 0.0

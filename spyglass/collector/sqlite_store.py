@@ -30,7 +30,7 @@ from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN
 from .queries import Queries
 from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
-from .store import SIZE_HIGH_WATER, SIZE_LOW_WATER, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
+from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 NS = 1_000_000_000
 _BUSY_TIMEOUT_MS = 10_000
@@ -384,7 +384,7 @@ class SQLiteStore(Queries):
             return [dict(row) for row in connection.execute(sql, parameters)]
 
 
-class _Maintainer(threading.Thread):
+class _Maintainer(Maintainer):
     """Keeps the files within the size limit, off the request path.
 
     Every ``poll`` seconds it looks at the files' sizes (``stat`` calls):
@@ -402,30 +402,18 @@ class _Maintainer(threading.Thread):
       pages as SQLite would.
     """
 
-    def __init__(self, store, interval=10.0, poll=0.05):
-        super().__init__(name="spyglass-maintenance", daemon=True)
-        self.store, self.interval, self.poll = store, interval, poll
-        self.stopped = threading.Event()
+    poll = 0.05
 
-    def run(self):
-        store, high_water = self.store, self.store.retention_bytes * SIZE_HIGH_WATER
-        last = time.monotonic()
-        while not self.stopped.wait(self.poll):
-            try:
-                if store.file_bytes() > high_water and store.used_bytes() > high_water:
-                    store.shrink()
-                    store.checkpoint(truncate=True)
-                elif store.wal_bytes() > store.wal_limit // 2:  # the writers' own checkpoint is then short
-                    store.checkpoint()
-                elif time.monotonic() - last >= self.interval:
-                    store.checkpoint()
-                else:
-                    continue
-            except StoreError:  # busy or gone: the next round tries again
-                pass
-            last = time.monotonic()
+    def __init__(self, store, interval=10.0):
+        super().__init__(store, interval)
+        self.last = time.monotonic()
 
-    def stop(self):
-        self.stopped.set()
-        if self.is_alive():
-            self.join(timeout=30)
+    def round(self):
+        store, now = self.store, time.monotonic()
+        if store.file_bytes() > self.high_water and store.used_bytes() > self.high_water:
+            self.last = now
+            store.shrink()
+            store.checkpoint(truncate=True)
+        elif store.wal_bytes() > store.wal_limit // 2 or now - self.last >= self.interval:
+            self.last = now  # the writers' own checkpoint is then short; or, every interval
+            store.checkpoint()

@@ -7,6 +7,7 @@ PostgreSQL (``postgres_store``, for several collectors behind a load balancer). 
 answer the queries with the same SQL (``queries``), and raise only the errors below, so
 nothing above this module knows which database it talks to.
 """
+import threading
 from typing import Optional, Protocol
 from urllib.parse import urlsplit
 
@@ -133,3 +134,31 @@ def open_store(target, maintain=True):
     from .sqlite_store import SQLiteStore
 
     return SQLiteStore(sqlite_path(config.db), maintain=maintain, **limits)
+
+
+class Maintainer(threading.Thread):
+    """A store's thread that keeps it within its size limit between retention rounds, off
+    the request path: the backend's ``round()`` every ``poll`` seconds."""
+
+    poll = 0.1
+
+    def __init__(self, store, interval=10.0):
+        super().__init__(name="spyglass-maintenance", daemon=True)
+        self.store, self.interval = store, interval
+        self.high_water = store.retention_bytes * SIZE_HIGH_WATER
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(self.poll):
+            try:
+                self.round()
+            except StoreError:  # busy or gone: the next round tries again
+                pass
+
+    def round(self):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=30)
