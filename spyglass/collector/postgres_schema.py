@@ -129,14 +129,14 @@ MIGRATIONS = [
     # requests by service or route and duration, and calls by key and duration, are in the order
     # their percentiles are found in (ranked by a seek, not by sorting the window)
     """
-    DROP INDEX requests_by_service;
-    CREATE INDEX requests_covering ON spans (service, start_ns)
+    DROP INDEX IF EXISTS requests_by_service;
+    CREATE INDEX IF NOT EXISTS requests_covering ON spans (service, start_ns)
         INCLUDE (duration_ns, is_error, resource_key, http_method, route, name) WHERE is_root;
-    CREATE INDEX requests_by_service_duration ON spans (service, duration_ns) INCLUDE (start_ns, is_error)
+    CREATE INDEX IF NOT EXISTS requests_by_service_duration ON spans (service, duration_ns) INCLUDE (start_ns, is_error)
         WHERE is_root;
-    CREATE INDEX requests_by_route_duration ON spans (service, http_method, route, duration_ns)
+    CREATE INDEX IF NOT EXISTS requests_by_route_duration ON spans (service, http_method, route, duration_ns)
         INCLUDE (start_ns, is_error) WHERE is_root;
-    CREATE INDEX calls_by_duration ON spans (service, call_key, duration_ns)
+    CREATE INDEX IF NOT EXISTS calls_by_duration ON spans (service, call_key, duration_ns)
         INCLUDE (start_ns, is_slow, call_count) WHERE call_key IS NOT NULL;
     """,
 ]

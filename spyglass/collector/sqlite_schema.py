@@ -114,17 +114,17 @@ MIGRATIONS = [
     # are found in (ranked by a seek, not by sorting the window); slow calls by time carry
     # what their list reads
     """
-    DROP INDEX requests_by_service;
-    CREATE INDEX requests_covering ON spans (service, start_ns, duration_ns, is_error, is_root, resource_key,
+    DROP INDEX IF EXISTS requests_by_service;
+    CREATE INDEX IF NOT EXISTS requests_covering ON spans (service, start_ns, duration_ns, is_error, is_root, resource_key,
                                              http_method, route, name) WHERE is_root;
-    CREATE INDEX requests_by_service_duration ON spans (service, duration_ns, start_ns, is_error, is_root)
+    CREATE INDEX IF NOT EXISTS requests_by_service_duration ON spans (service, duration_ns, start_ns, is_error, is_root)
         WHERE is_root;
-    CREATE INDEX requests_by_route_duration ON spans (service, http_method, route, duration_ns, start_ns, is_error,
+    CREATE INDEX IF NOT EXISTS requests_by_route_duration ON spans (service, http_method, route, duration_ns, start_ns, is_error,
                                                       is_root) WHERE is_root;
-    CREATE INDEX calls_by_duration ON spans (service, call_key, duration_ns, start_ns, is_slow, call_count)
+    CREATE INDEX IF NOT EXISTS calls_by_duration ON spans (service, call_key, duration_ns, start_ns, is_slow, call_count)
         WHERE call_key IS NOT NULL;
-    DROP INDEX slow_calls_by_time;
-    CREATE INDEX slow_calls_covering ON spans (start_ns, service, call_key, duration_ns, call_count, is_slow)
+    DROP INDEX IF EXISTS slow_calls_by_time;
+    CREATE INDEX IF NOT EXISTS slow_calls_covering ON spans (start_ns, service, call_key, duration_ns, call_count, is_slow)
         WHERE is_slow AND call_key IS NOT NULL;
     """,
 ]
