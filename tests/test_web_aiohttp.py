@@ -113,7 +113,7 @@ def test_a_handlers_exception_marks_its_span_and_is_reported_once(run):
 def test_one_trace_across_a_client_call_to_another_request(run):
     spans = run.spans()
     call, = [s for s in spans if s["name"] == "GET /call"]
-    client, = [s for s in spans if s["kind"] == 3 and s["parentSpanId"] == call["spanId"]]
+    client, = [s for s in spans if s["kind"] == 3 and s.get("parentSpanId") == call["spanId"]]
     assert client["traceId"] == call["traceId"] and client["name"] == "GET"
     assert client["attrs"]["url.full"].endswith("/echo?token=[Filtered]")
     assert client["attrs"]["http.response.status_code"] == 200
@@ -147,7 +147,7 @@ def test_the_clients_results_and_exceptions_are_unchanged(run, plain):
     assert answered == [o for o in plain.outputs if "path" in o and o["path"] != "/call"]
 
 
-def test_client_spans_inside_a_span_only_and_failures_marked(run):
+def test_client_spans_inside_a_span_and_failed_calls_outside_as_their_own_traces(run):
     outer, = [s for s in run.spans() if s["name"] == "outer"]
     clients = [s for s in run.spans() if s["kind"] == 3 and s["traceId"] == outer["traceId"]]
     assert len(clients) == 10  # six header kinds, request, raise_for_status, refused, aiohttp.request
@@ -155,8 +155,14 @@ def test_client_spans_inside_a_span_only_and_failures_marked(run):
     assert sorted(s["attrs"].get("error.type", "") for s in failed) == [
         "ClientConnectorError", "ClientResponseError"]
     outside = [s for s in run.spans() if s["kind"] == 3 and s["traceId"] != outer["traceId"]]
-    assert [s["parentSpanId"] for s in outside] == [
+    assert [s["parentSpanId"] for s in outside if s.get("parentSpanId")] == [
         s["spanId"] for s in run.spans() if s["name"] == "GET /call"]
+    # Outside any trace a call is kept only when it failed (or was slow): a trace of its own.
+    roots = [s for s in outside if not s.get("parentSpanId")]
+    assert all(s.get("status", {}).get("code") == 2 or s["attrs"].get("spyglass.slow") for s in roots)
+    assert sorted(s["attrs"].get("error.type") or s["status"]["message"] for s in roots
+                  if s.get("status", {}).get("code") == 2) == [
+        "ClientConnectorError", "ClientResponseError", "HTTP 500"]
 
 
 def test_secrets_are_scrubbed(run):
