@@ -266,30 +266,44 @@ class RootSpan(Span):
         else:
             self.spans = [span]  # the first child
 
-    def fold_repeat(self, parent_id, key, end_ns):
-        """Count one more identical fast call into the last span added, when that span is
-        the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
-        True when folded."""
+    def fold_fast_call(self, parent_id, category, duration_ns, end_ns, repeat_key):
+        """Fold a fast call into the last span added, when that span is the last fast call,
+        under the same parent (the span ``parent_id``), with the same ``repeat_key`` (an N+1
+        loop): one more ``spyglass.count`` on it, its end moved to the call's, the call
+        counted in the aggregates. True when folded; else nothing is done. (A caller that
+        makes a call's attributes only for a span of its own asks this first.)"""
         summary = self.summary
-        last = summary.last_call if summary is not None else None
-        if last is None or key != summary.last_call_key or last.parent_id != parent_id:
+        if summary is None or repeat_key != summary.last_call_key:
             return False
+        last = summary.last_call
         spans = self.spans
-        if not spans or spans[-1] is not last:  # something else came in between
-            return False
+        if last is None or last.parent_id != parent_id or not spans or spans[-1] is not last:
+            return False  # another parent, or something else came in between
         attributes = last.attributes
         attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
         if end_ns > last.end_ns:
             last.end_ns = end_ns
+        # count_call, written out: this runs for every call folded (held equal to it by
+        # tests/test_written_out_copies.py)
+        aggregates = summary.aggregates
+        totals = aggregates.get(category)
+        if totals is None:
+            aggregates[category] = [1, duration_ns]
+        else:
+            totals[0] += 1
+            totals[1] += duration_ns
         return True
 
     def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
                       repeat_key, min_duration_ns):
         """The common case of a leaf call, in one step: sampled, neither slow nor failed.
-        Counted in the aggregates; then folded into an identical previous call under the
-        same parent (``repeat_key``; None never folds), or added as a span of its own.
+        Folded into an identical previous call under the same parent (``repeat_key``; None
+        never folds), or added as a span of its own; counted in the aggregates either way.
         Returns that span, or None when folded."""
         duration = end_ns - start_ns
+        if repeat_key is not None and self.fold_fast_call(parent.span_id, category, duration,
+                                                          end_ns, repeat_key):
+            return None
         # count_call and add, written out: this runs for every call (held equal to them by
         # tests/test_written_out_copies.py)
         summary = self.summary
@@ -302,9 +316,6 @@ class RootSpan(Span):
         else:
             totals[0] += 1
             totals[1] += duration
-        if (repeat_key is not None and repeat_key == summary.last_call_key
-                and self.fold_repeat(parent.span_id, repeat_key, end_ns)):
-            return None
         tracer = self._tracer
         span = new_span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
                         kind, parent.baggage, attributes)
@@ -314,7 +325,7 @@ class RootSpan(Span):
             spans.append(span)
         else:
             self.add(span)
-        if repeat_key is not None:  # else never folded into; fold_repeat sees it last
+        if repeat_key is not None:  # else never folded into; fold_fast_call sees it last
             summary.last_call = span
             summary.last_call_key = repeat_key
         if min_duration_ns and duration < min_duration_ns:
