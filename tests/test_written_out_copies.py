@@ -252,25 +252,34 @@ def test_a_sync_execute_is_traced_as_timed_traces_it(fails):
 # -- DriverInstrumentation.wrap_statement's fast path outside a trace: statement()'s first
 # branch ---------------------------------------------------------------------------------------
 
+def a_sqlite_driver(case, cursor):
+    """A sqlite3 DriverInstrumentation that has seen ``SELECT 1`` (unless ``case`` is
+    "unseen") and finds every call slow (if it is "slow"), and the list its metric fills."""
+    from support.calls import agent
+    from spyglass.instrument._dbapi import DriverInstrumentation
+
+    driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
+    metric = []
+    driver._record_db_call = lambda system, operation, seconds: metric.append(
+        (system, operation, type(seconds)))
+    if case != "unseen":
+        driver._describe_statement("SELECT 1", cursor)
+    if case == "slow":
+        driver.calls.slow_ns = 0
+    return driver, metric
+
+
 @pytest.mark.parametrize("case", ["fast", "slow", "unseen"])
 def test_a_statement_outside_a_trace_ends_as_statement_ends_it(case):
     import sqlite3
 
-    from support.calls import agent
     from spyglass.instrument._calls import OUTSIDE
-    from spyglass.instrument._dbapi import DriverInstrumentation
 
     cursor = sqlite3.connect(":memory:").cursor()
 
     def run(written_out):
-        driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
-        metric, called = [], []
-        driver._record_db_call = lambda system, operation, seconds: metric.append(
-            (system, operation, type(seconds)))
-        if case != "unseen":
-            driver._describe_statement("SELECT 1", cursor)
-        if case == "slow":
-            driver.calls.slow_ns = 0
+        driver, metric = a_sqlite_driver(case, cursor)
+        called = []
         statement = driver.statement
         driver.statement = lambda *args: (called.append(args[0]), statement(*args))
         if written_out:
@@ -293,20 +302,11 @@ def test_a_statement_outside_a_trace_ends_as_statement_ends_it(case):
 def test_a_statement_inside_a_trace_is_recorded_as_statement_records_it(case, sampled):
     import sqlite3
 
-    from support.calls import agent
-    from spyglass.instrument._dbapi import DriverInstrumentation
-
     cursor = sqlite3.connect(":memory:").cursor()
 
     def run(written_out):
-        driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
-        metric, exported = [], []
-        driver._record_db_call = lambda system, operation, seconds: metric.append(
-            (system, operation, type(seconds)))
-        if case != "unseen":
-            driver._describe_statement("SELECT 1", cursor)
-        if case == "slow":
-            driver.calls.slow_ns = 0
+        driver, metric = a_sqlite_driver(case, cursor)
+        exported = []
         traced = driver.wrap_statement(lambda cursor, text: text)
         tracer = Tracer(export=exported.extend, sample_rate=1.0 if sampled else 0.0)
 

@@ -283,14 +283,11 @@ class RootSpan(Span):
         attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
         if end_ns > last.end_ns:
             last.end_ns = end_ns
-        # count_call, written out: this runs for every call folded (held equal to it by
-        # tests/test_written_out_copies.py)
-        aggregates = summary.aggregates
-        totals = aggregates.get(category)
-        if totals is None:
-            aggregates[category] = [1, duration_ns]
-        else:
-            totals[0] += 1
+        totals = summary.aggregates.get(category)
+        if totals is None:  # not the category of the call folded into (another library's)
+            self.count_call(category, duration_ns)
+        else:  # count_call, written out: every folded call (held equal by
+            totals[0] += 1  # tests/test_written_out_copies.py)
             totals[1] += duration_ns
         return True
 
