@@ -135,7 +135,7 @@ class DriverInstrumentation:
             elif self.capture_parameters:
                 self._add_parameters_of(attributes, args, kwargs)
             if error is None:
-                _add_rows(attributes, cursor)
+                _add_rows(attributes, cursor, _rowcount(cursor))
             self.calls.record(parent, described.name, start_ns, end_ns, attributes, error, key)
             if self._record_db_call is not None:
                 self._record_db_call(self.system, described.operation, (end_ns - start_ns) / 1e9)
@@ -160,7 +160,12 @@ class DriverInstrumentation:
                 attributes = self._attributes(described, cursor, note)
                 if self.capture_parameters:
                     self._add_parameters_of(attributes, args, kwargs)
-                _add_rows(attributes, cursor)
+                try:  # _rowcount(cursor), written out: no call for the -1 of "unknown"
+                    rowcount = cursor.rowcount
+                except Exception:
+                    rowcount = -1
+                if rowcount.__class__ is int and 0 <= rowcount < 1 << 63:
+                    _add_rows(attributes, cursor, rowcount)
                 calls = self.calls
                 local.add_fast_call(parent, described.name, calls.kind, start_ns, end_ns,
                                     attributes, SQL, described.key if self._fold else None,
@@ -589,13 +594,18 @@ def _length(value):
         return None
 
 
-def _add_rows(attributes, cursor):
-    """The rows a statement returned or changed, when its cursor knows."""
+def _rowcount(cursor):
+    """The rows a statement returned or changed, as its cursor says, or -1: unknown."""
     try:
         rowcount = cursor.rowcount
     except Exception:
-        return
-    if rowcount.__class__ is not int or not 0 <= rowcount < 1 << 63:  # -1: unknown
+        return -1
+    return rowcount if rowcount.__class__ is int and 0 <= rowcount < 1 << 63 else -1
+
+
+def _add_rows(attributes, cursor, rowcount):
+    """``rowcount`` (if known) as the rows a statement returned, or changed."""
+    if rowcount < 0:
         return
     try:
         returns_rows = cursor.description is not None

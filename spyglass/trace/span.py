@@ -270,8 +270,9 @@ class RootSpan(Span):
         """Fold a fast call into the last span added, when that span is the last fast call,
         under the same parent (the span ``parent_id``), with the same ``repeat_key`` (an N+1
         loop): one more ``spyglass.count`` on it, its end moved to the call's, the call
-        counted in the aggregates. True when folded; else nothing is done. (A caller that
-        makes a call's attributes only for a span of its own asks this first.)"""
+        counted in the aggregates. True when folded; else nothing is done (the call is for
+        ``add_fast_call``). Asked before a call's attributes are made: a folded call needs
+        none."""
         summary = self.summary
         if summary is None or repeat_key != summary.last_call_key:
             return False
@@ -293,14 +294,11 @@ class RootSpan(Span):
 
     def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
                       repeat_key, min_duration_ns):
-        """The common case of a leaf call, in one step: sampled, neither slow nor failed.
-        Folded into an identical previous call under the same parent (``repeat_key``; None
-        never folds), or added as a span of its own; counted in the aggregates either way.
-        Returns that span, or None when folded."""
+        """The common case of a leaf call that ``fold_fast_call`` did not fold, in one step:
+        sampled, neither slow nor failed. Counted in the aggregates and added as a span of
+        its own, which later calls of ``repeat_key`` may fold into (None: never). Returns
+        the span."""
         duration = end_ns - start_ns
-        if repeat_key is not None and self.fold_fast_call(parent.span_id, category, duration,
-                                                          end_ns, repeat_key):
-            return None
         # count_call and add, written out: this runs for every call (held equal to them by
         # tests/test_written_out_copies.py)
         summary = self.summary
