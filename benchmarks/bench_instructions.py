@@ -21,7 +21,11 @@ Caveat (open): the app thread's count is not wholly the query's. With spyglass r
 bare driver costs ~3,200 instructions a query more than without it (``outside_bare`` against
 ``plain``, on a loaded machine): work proportional to the run's wall time (the sensor's
 threads taking the GIL), which callgrind and the machine's load stretch. Compare figures taken
-under like load, and prefer ``outside`` against ``outside_bare``.
+under like load, and prefer ``outside`` against ``outside_bare``. Much of it is the reporter
+thread's first minute (its imports, package metadata read for the resource, a transport
+made anew each time the closed port refuses a send): a SMALL run ends before it does, a
+LARGE one does not, and the bare cases' counts move by ~1,000 instructions a query from one
+run to the next. To compare two trees, run both at once (``--source``), under like load.
 
 Instructions become microseconds at the plain loop's own speed on this machine (its per-query
 time, measured natively, over its per-query instructions): ``added_us = added_instructions *
