@@ -108,6 +108,10 @@ def test_a_folded_call_is_counted_as_count_call_counts():
     assert written_out.summary.aggregates == with_count_call.summary.aggregates == {
         "sql": [2, 12]}
     assert written_out.spans[0].attributes == {"spyglass.count": 2}
+    # A call of another category under the same key (another library's) counts as its own.
+    assert written_out.fold_fast_call(written_out.span_id, "nosql", 3, 21, "q")
+    with_count_call.count_call("nosql", 3)
+    assert written_out.summary.aggregates == with_count_call.summary.aggregates
 
 
 # -- context.Scope.__exit__: close() -------------------------------------------------------
