@@ -60,7 +60,7 @@ class DriverInstrumentation:
         self._statements = {}  # statement text -> its Statement
         self._shared = {}  # connection attributes -> one dict holding them (see below)
         self._record_db_call = db_call_metric()
-        self._fold = self.calls.compress
+        self._fold = self.calls.compress  # compress_repeated_calls, read on every query
 
     @classmethod
     def setup_for(cls, timing_key, system, dialect, describe=None):
@@ -291,8 +291,8 @@ class DriverInstrumentation:
         # token only a batch holds (tests/test_written_out_copies.py holds the two equal).
         # And statement()'s first branches written out too: a fast statement seen before
         # ends at its metric outside any trace (a script's, a worker's loop), and goes
-        # straight to fast_statement() inside one (benchmarks/bench_instructions.py; held
-        # equal there as well).
+        # straight to fast_statement() inside one (benchmarks/bench_instructions.py counts
+        # both; tests/test_written_out_copies.py holds them equal to statement()).
         statements, slow_ns, system = self._statements, self.calls.slow_ns, self.system
         metric, fast = self._record_db_call, self.fast_statement
 
