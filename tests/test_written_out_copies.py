@@ -98,6 +98,22 @@ def test_add_fast_call_counts_and_keeps_as_count_call_and_add_do(calls):
     assert written_out.summary.dropped == with_functions.summary.dropped
 
 
+def test_a_folded_call_is_counted_as_count_call_counts():
+    tracer = Tracer()
+    written_out, with_count_call = a_root(tracer), a_root(tracer)
+    for root in (written_out, with_count_call):
+        root.add_fast_call(root, "q", INTERNAL, 10, 15, {}, "sql", "q", 0)
+    assert written_out.fold_fast_call(written_out.span_id, "sql", 7, 20, "q")
+    with_count_call.count_call("sql", 7)
+    assert written_out.summary.aggregates == with_count_call.summary.aggregates == {
+        "sql": [2, 12]}
+    assert written_out.spans[0].attributes == {"spyglass.count": 2}
+    # A call of another category under the same key (another library's) counts as its own.
+    assert written_out.fold_fast_call(written_out.span_id, "nosql", 3, 21, "q")
+    with_count_call.count_call("nosql", 3)
+    assert written_out.summary.aggregates == with_count_call.summary.aggregates
+
+
 # -- context.Scope.__exit__: close() -------------------------------------------------------
 
 @pytest.mark.parametrize("elsewhere", [False, True], ids=["here", "from a copied context"])
@@ -240,25 +256,34 @@ def test_a_sync_execute_is_traced_as_timed_traces_it(fails):
 # -- DriverInstrumentation.wrap_statement's fast path outside a trace: statement()'s first
 # branch ---------------------------------------------------------------------------------------
 
+def a_sqlite_driver(case, cursor):
+    """A sqlite3 DriverInstrumentation that has seen ``SELECT 1`` (unless ``case`` is
+    "unseen") and finds every call slow (if it is "slow"), and the list its metric fills."""
+    from support.calls import agent
+    from spyglass.instrument._dbapi import DriverInstrumentation
+
+    driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
+    metric = []
+    driver._record_db_call = lambda system, operation, seconds: metric.append(
+        (system, operation, type(seconds)))
+    if case != "unseen":
+        driver._describe_statement("SELECT 1", cursor)
+    if case == "slow":
+        driver.calls.slow_ns = 0
+    return driver, metric
+
+
 @pytest.mark.parametrize("case", ["fast", "slow", "unseen"])
 def test_a_statement_outside_a_trace_ends_as_statement_ends_it(case):
     import sqlite3
 
-    from support.calls import agent
     from spyglass.instrument._calls import OUTSIDE
-    from spyglass.instrument._dbapi import DriverInstrumentation
 
     cursor = sqlite3.connect(":memory:").cursor()
 
     def run(written_out):
-        driver = DriverInstrumentation(agent(), "sqlite3", "sqlite", "sqlite")
-        metric, called = [], []
-        driver._record_db_call = lambda system, operation, seconds: metric.append(
-            (system, operation, type(seconds)))
-        if case != "unseen":
-            driver._describe_statement("SELECT 1", cursor)
-        if case == "slow":
-            driver.calls.slow_ns = 0
+        driver, metric = a_sqlite_driver(case, cursor)
+        called = []
         statement = driver.statement
         driver.statement = lambda *args: (called.append(args[0]), statement(*args))
         if written_out:
@@ -272,3 +297,41 @@ def test_a_statement_outside_a_trace_ends_as_statement_ends_it(case):
     assert metric == their_metric == [("sqlite", "SELECT", float)]
     # The fast one ends at its metric; the others go on to statement(), under OUTSIDE.
     assert called == ([] if case == "fast" else [OUTSIDE])
+
+
+# -- DriverInstrumentation.wrap_statement's fast path inside a trace: statement() ------------
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+@pytest.mark.parametrize("case", ["fast", "slow", "unseen"])
+def test_a_statement_inside_a_trace_is_recorded_as_statement_records_it(case, sampled):
+    import sqlite3
+
+    cursor = sqlite3.connect(":memory:").cursor()
+
+    def run(written_out):
+        driver, metric = a_sqlite_driver(case, cursor)
+        exported = []
+        traced = driver.wrap_statement(lambda cursor, text: text)
+        tracer = Tracer(export=exported.extend, sample_rate=1.0 if sampled else 0.0)
+
+        def trace():
+            with tracer.start_active_span("request") as scope:
+                for text in ("SELECT 1", "SELECT 1", "SELECT 2", "SELECT 1"):
+                    if written_out:
+                        assert traced(cursor, text) == text
+                    else:
+                        driver.statement(scope.span, cursor, (text,), {}, 1, 2, None, False)
+                return scope.span
+
+        root = in_fresh_context(trace)
+        calls = [(span.name, {name: value for name, value in span.attributes.items()
+                              if name != "spyglass.stack"}, span.keep) for span in exported
+                 if span is not root]
+        return metric, calls, {name: value for name, value in root.attributes.items()
+                               if not name.endswith("duration_ms")}
+
+    (metric, calls, root), (their_metric, their_calls, their_root) = run(True), run(False)
+    assert metric == their_metric and len(metric) == 4
+    assert calls == their_calls and root == their_root
+    if sampled and case != "slow":  # folded, all four: SELECT 2 is SELECT 1 obfuscated
+        assert [call[1].get("spyglass.count") for call in calls] == [4]

@@ -132,9 +132,13 @@ class CallRecorder:
             if not local.sampled:
                 local.count_call(self.category, duration)
                 return None
+            if not self.compress:
+                repeat_key = None
+            elif repeat_key is not None and local.fold_fast_call(
+                    parent.span_id, self.category, duration, end_ns, repeat_key):
+                return None
             return local.add_fast_call(parent, name, self.kind, start_ns, end_ns, attributes,
-                                       self.category, repeat_key if self.compress else None,
-                                       self.min_ns)
+                                       self.category, repeat_key, self.min_ns)
         local.count_call(self.category, duration)
         if duration >= self.slow_ns and name not in self.waits:
             self.mark_slow(attributes)

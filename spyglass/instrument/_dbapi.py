@@ -18,6 +18,7 @@ import contextvars
 from ._calls import OUTSIDE, OUTSIDE_SCOPE, SQL, CallRecorder, db_call_metric, time_ns
 from ._patch import like
 from ..trace.context import get_active_scope
+from ..trace.span import RootSpan
 from ..redact.sql import normalize
 
 # True while a traced executemany/callproc runs: the driver's own nested execute() calls
@@ -59,6 +60,7 @@ class DriverInstrumentation:
         self._statements = {}  # statement text -> its Statement
         self._shared = {}  # connection attributes -> one dict holding them (see below)
         self._record_db_call = db_call_metric()
+        self._fold = self.calls.compress  # compress_repeated_calls, read on every query
 
     @classmethod
     def setup_for(cls, timing_key, system, dialect, describe=None):
@@ -120,20 +122,10 @@ class DriverInstrumentation:
                     self._record_db_call(self.system, described.operation,
                                          (end_ns - start_ns) / 1e9)
                 return
-            connection = cursor.connection
-            try:
-                base = connection._spyglass_db
-            except AttributeError:
-                base = self.connection_attributes(connection)
-            merged_for, merged = described.merged
-            if merged_for is not base:
-                merged = {**base, **described.attributes}
-                described.merged = (base, merged)  # one store: safe across threads
-            attributes = merged.copy()
-            note = statement_note.get()
-            if note is not None:  # run by a layer above (SQLAlchemy): its attributes too
-                note.taken = True
-                attributes.update(note.attributes)
+            if error is None and not batch and end_ns - start_ns < self.calls.slow_ns:
+                self.fast_statement(parent, cursor, args, kwargs, described, start_ns, end_ns)
+                return
+            attributes = self._attributes(described, cursor, statement_note.get())
             key = described.key
             if batch:
                 size = _length(_argument(args, kwargs, 1, _PARAMETER_KEYWORDS))
@@ -141,21 +133,65 @@ class DriverInstrumentation:
                     attributes["db.operation.batch.size"] = size
                 key = (key, "batch")
             elif self.capture_parameters:
-                parameters = _argument(args, kwargs, 1, _PARAMETER_KEYWORDS)
-                if parameters:
-                    self._add_parameters(attributes, parameters)
+                self._add_parameters_of(attributes, args, kwargs)
             if error is None:
-                try:
-                    rowcount = cursor.rowcount
-                except Exception:
-                    rowcount = -1
-                if rowcount.__class__ is int and 0 <= rowcount < 1 << 63:  # -1: unknown
-                    _add_rows(attributes, cursor, rowcount)
+                _add_rows(attributes, cursor, _rowcount(cursor))
             self.calls.record(parent, described.name, start_ns, end_ns, attributes, error, key)
             if self._record_db_call is not None:
                 self._record_db_call(self.system, described.operation, (end_ns - start_ns) / 1e9)
         except Exception:
             self.calls.failed()
+
+    def fast_statement(self, parent, cursor, args, kwargs, described, start_ns, end_ns):
+        """Record a statement (not a batch) that ran fast and without error: what
+        ``CallRecorder.record`` does with a fast call, in one step, its span's attributes
+        made only for a span of its own (not for a call an unsampled trace only counts,
+        nor for one folded into the identical call before it: an N+1 loop's)."""
+        try:
+            duration = end_ns - start_ns
+            local = parent if parent.__class__ is RootSpan else parent.local  # no property
+            note = statement_note.get()
+            if note is not None:  # run by a layer above (SQLAlchemy): recorded here
+                note.taken = True
+            if not local.sampled:
+                local.count_call(SQL, duration)
+            elif not (self._fold and local.fold_fast_call(parent.span_id, SQL, duration, end_ns,
+                                                          described.key)):
+                attributes = self._attributes(described, cursor, note)
+                if self.capture_parameters:
+                    self._add_parameters_of(attributes, args, kwargs)
+                try:  # _rowcount(cursor), written out: no call for the -1 of "unknown"
+                    rowcount = cursor.rowcount
+                except Exception:
+                    rowcount = -1
+                if rowcount.__class__ is int and 0 <= rowcount < 1 << 63:
+                    _add_rows(attributes, cursor, rowcount)
+                calls = self.calls
+                local.add_fast_call(parent, described.name, calls.kind, start_ns, end_ns,
+                                    attributes, SQL, described.key if self._fold else None,
+                                    calls.min_ns)
+            if self._record_db_call is not None:
+                self._record_db_call(self.system, described.operation, duration / 1e9)
+        except Exception:
+            self.calls.failed()
+
+    def _attributes(self, described, cursor, note):
+        """A statement's span's attributes: its own, its connection's, its category and what
+        ``note`` (a layer above's) adds, in a fresh dict."""
+        connection = cursor.connection
+        try:
+            base = connection._spyglass_db
+        except AttributeError:
+            base = self.connection_attributes(connection)
+        merged_for, merged = described.merged
+        if merged_for is not base:
+            merged = {**base, **described.attributes, "spyglass.category": SQL}
+            described.merged = (base, merged)  # one store: safe across threads
+        attributes = merged.copy()
+        if note is not None:
+            note.taken = True
+            attributes.update(note.attributes)
+        return attributes
 
     def described(self, statement, connection_attributes, cursor=None):
         """(``Statement``, its span's attributes: a fresh dict) of a statement's text sent on
@@ -166,7 +202,7 @@ class DriverInstrumentation:
             described = self._describe_statement(statement, cursor)
         merged_for, merged = described.merged
         if merged_for is not connection_attributes:
-            merged = {**connection_attributes, **described.attributes}
+            merged = {**connection_attributes, **described.attributes, "spyglass.category": SQL}
             described.merged = (connection_attributes, merged)
         attributes = merged.copy()
         note = statement_note.get()
@@ -222,6 +258,12 @@ class DriverInstrumentation:
         except Exception:
             self.calls.failed()
 
+    def _add_parameters_of(self, attributes, args, kwargs):
+        """The parameters of an execute called with ``args`` and ``kwargs``, if any."""
+        parameters = _argument(args, kwargs, 1, _PARAMETER_KEYWORDS)
+        if parameters:
+            self._add_parameters(attributes, parameters)
+
     def _add_parameters(self, attributes, parameters):
         scrubber = self.calls.agent.scrubber
         if isinstance(parameters, dict):
@@ -247,11 +289,12 @@ class DriverInstrumentation:
         # timed(), written out for the one call that runs on every query (a synchronous
         # driver's execute: benchmarks/bench_sqlite.py), without its begin/end calls and the
         # token only a batch holds (tests/test_written_out_copies.py holds the two equal).
-        # And statement()'s first branch written out too: a fast statement seen before,
-        # outside any trace (a script's, a worker's loop), ends at its metric without a call
-        # to statement() (benchmarks/bench_instructions.py; held equal there as well).
+        # And statement()'s first branches written out too: a fast statement seen before
+        # ends at its metric outside any trace (a script's, a worker's loop), and goes
+        # straight to fast_statement() inside one (benchmarks/bench_instructions.py counts
+        # both; tests/test_written_out_copies.py holds them equal to statement()).
         statements, slow_ns, system = self._statements, self.calls.slow_ns, self.system
-        metric = self._record_db_call
+        metric, fast = self._record_db_call, self.fast_statement
 
         def traced(cursor, *args, **kwargs):
             scope = get_active_scope()
@@ -259,16 +302,22 @@ class DriverInstrumentation:
                 return method(cursor, *args, **kwargs)
             start = time_ns()
             try:
-                result = method(cursor, *args, **kwargs)
+                if kwargs or len(args) != 1:
+                    result = method(cursor, *args, **kwargs)
+                else:  # the statement alone, the commonest: passed without repacking args
+                    result = method(cursor, args[0])
             except Exception as error:
                 record((scope or OUTSIDE_SCOPE).span, cursor, args, kwargs, start, time_ns(),
                        error, False)
                 raise
             end = time_ns()
-            if scope is None and args and type(args[0]) is str and metric is not None:
+            if args and type(args[0]) is str:
                 described = statements.get(args[0])
                 if described is not None and end - start < slow_ns:
-                    metric(system, described.operation, (end - start) / 1e9)
+                    if scope is not None:
+                        fast(scope.span, cursor, args, kwargs, described, start, end)
+                    elif metric is not None:
+                        metric(system, described.operation, (end - start) / 1e9)
                     return result
             record((scope or OUTSIDE_SCOPE).span, cursor, args, kwargs, start, end, None, False)
             return result
@@ -545,7 +594,19 @@ def _length(value):
         return None
 
 
+def _rowcount(cursor):
+    """The rows a statement returned or changed, as its cursor says, or -1: unknown."""
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        return -1
+    return rowcount if rowcount.__class__ is int and 0 <= rowcount < 1 << 63 else -1
+
+
 def _add_rows(attributes, cursor, rowcount):
+    """``rowcount`` (if known) as the rows a statement returned, or changed."""
+    if rowcount < 0:
+        return
     try:
         returns_rows = cursor.description is not None
     except Exception:

@@ -266,29 +266,38 @@ class RootSpan(Span):
         else:
             self.spans = [span]  # the first child
 
-    def fold_repeat(self, parent_id, key, end_ns):
-        """Count one more identical fast call into the last span added, when that span is
-        the last fast call, under the same parent, with the same ``key`` (an N+1 loop).
-        True when folded."""
+    def fold_fast_call(self, parent_id, category, duration_ns, end_ns, repeat_key):
+        """Fold a fast call into the last span added, when that span is the last fast call,
+        under the same parent (the span ``parent_id``), with the same ``repeat_key`` (an N+1
+        loop): one more ``spyglass.count`` on it, its end moved to the call's, the call
+        counted in the aggregates. True when folded; else nothing is done (the call is for
+        ``add_fast_call``). Asked before a call's attributes are made: a folded call needs
+        none."""
         summary = self.summary
-        last = summary.last_call if summary is not None else None
-        if last is None or key != summary.last_call_key or last.parent_id != parent_id:
+        if summary is None or repeat_key != summary.last_call_key:
             return False
+        last = summary.last_call
         spans = self.spans
-        if not spans or spans[-1] is not last:  # something else came in between
-            return False
+        if last is None or last.parent_id != parent_id or not spans or spans[-1] is not last:
+            return False  # another parent, or something else came in between
         attributes = last.attributes
         attributes["spyglass.count"] = attributes.get("spyglass.count", 1) + 1
         if end_ns > last.end_ns:
             last.end_ns = end_ns
+        totals = summary.aggregates.get(category)
+        if totals is None:  # not the category of the call folded into (another library's)
+            self.count_call(category, duration_ns)
+        else:  # count_call, written out: every folded call (held equal by
+            totals[0] += 1  # tests/test_written_out_copies.py)
+            totals[1] += duration_ns
         return True
 
     def add_fast_call(self, parent, name, kind, start_ns, end_ns, attributes, category,
                       repeat_key, min_duration_ns):
-        """The common case of a leaf call, in one step: sampled, neither slow nor failed.
-        Counted in the aggregates; then folded into an identical previous call under the
-        same parent (``repeat_key``; None never folds), or added as a span of its own.
-        Returns that span, or None when folded."""
+        """The common case of a leaf call that ``fold_fast_call`` did not fold, in one step:
+        sampled, neither slow nor failed. Counted in the aggregates and added as a span of
+        its own, which later calls of ``repeat_key`` may fold into (None: never). Returns
+        the span."""
         duration = end_ns - start_ns
         # count_call and add, written out: this runs for every call (held equal to them by
         # tests/test_written_out_copies.py)
@@ -302,9 +311,6 @@ class RootSpan(Span):
         else:
             totals[0] += 1
             totals[1] += duration
-        if (repeat_key is not None and repeat_key == summary.last_call_key
-                and self.fold_repeat(parent.span_id, repeat_key, end_ns)):
-            return None
         tracer = self._tracer
         span = new_span(tracer, self, _getrandbits(64) or 1, parent.span_id, name, start_ns,
                         kind, parent.baggage, attributes)
@@ -314,7 +320,7 @@ class RootSpan(Span):
             spans.append(span)
         else:
             self.add(span)
-        if repeat_key is not None:  # else never folded into; fold_repeat sees it last
+        if repeat_key is not None:  # else never folded into; fold_fast_call sees it last
             summary.last_call = span
             summary.last_call_key = repeat_key
         if min_duration_ns and duration < min_duration_ns:
