@@ -7,6 +7,7 @@ import pytest
 
 from support.calls import CLIENT_KIND, by_name, run_traced
 from support.processes import run_python
+from support.servers import histogram_count
 from support.services import postgres_dsn
 
 pytest.importorskip("sqlalchemy")
@@ -151,3 +152,22 @@ def test_uninstall_takes_the_listeners_out():
               Engine._has_events, Dialect._has_events)
     """)
     assert result.stdout.split() == ["3", "True", "True", "False", "False", "False"]
+
+
+def test_outside_any_trace_a_statement_is_counted_once(receiver):
+    # The driver (sqlite3) records what SQLAlchemy has it run; SQLAlchemy records only what
+    # an uninstrumented driver runs: each statement in the duration metric once.
+    result = run_python("""
+        import sqlalchemy
+        engine = sqlalchemy.create_engine("sqlite://")
+        with engine.connect() as connection:
+            for _ in range(5):
+                connection.execute(sqlalchemy.text("SELECT 1")).fetchall()
+        print("done")
+    """, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
+    assert result.stdout.split() == ["done"], result.stderr
+    assert receiver.wait_for(lambda r: histogram_count(
+        r, "db.client.operation.duration", **{"db.system": "sqlite",
+                                              "db.operation.name": "SELECT"}) >= 5)
+    assert histogram_count(receiver, "db.client.operation.duration",
+                           **{"db.system": "sqlite", "db.operation.name": "SELECT"}) == 5

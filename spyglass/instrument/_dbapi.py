@@ -316,8 +316,12 @@ class DriverInstrumentation:
                 if described is not None and end - start < slow_ns:
                     if scope is not None:
                         fast(scope.span, cursor, args, kwargs, described, start, end)
-                    elif metric is not None:
-                        metric(system, described.operation, (end - start) / 1e9)
+                    else:
+                        note = statement_note.get()
+                        if note is not None:  # SQLAlchemy's statement: counted here, once
+                            note.taken = True
+                        if metric is not None:
+                            metric(system, described.operation, (end - start) / 1e9)
                     return result
             record((scope or OUTSIDE_SCOPE).span, cursor, args, kwargs, start, end, None, False)
             return result
