@@ -169,7 +169,8 @@ def instructions_main(core_ips):
     print(f"flask hello-world, instructions per request: plain {per_request['plain']:,.0f}, "
           f"profiling off {per_request['off']:,.0f} (ratio {off:.3f}), profiling tracer "
           f"{per_request['on']:,.0f} (ratio {on:.3f})")
-    print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {IDLE_THREADS} idle); "
+    print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {REQUEST_DEPTH} "
+          f"frames deep, {IDLE_THREADS} idle); "
           f"at {hz:g} Hz {per_tick * hz / 1e6:.2f} M instructions/s; {100 * share:.3f}% of a core "
           f"({how})")
     print(f"request ratio's rise with profiling on: {rise:+.4f} (bar <= +{RATIO_BAR}) "
