@@ -15,13 +15,16 @@ exports to a sink, as in bench_flask.py; the profiler's samples go through the r
 queue, whose export is a sink too.
 
 ``--instructions`` counts instructions instead (valgrind's callgrind, which simulates one
-CPU: the same counts on a loaded machine; the main thread's only): per Flask hello-world request, plain, with
-profiling off and with the profiling tracer (each the difference of two runs of different
-request counts, so start-up cancels out), and per sampler tick with one thread inside a
-traced request and 8 idle ones. The sampler's share of a core at the default rate is
-its thread's own CPU time over a few seconds (the scheduler's count for that thread: other
-processes' load barely moves it), or, with ``--core-ips N``, its instructions per second
-over N; the request ratio's rise is on x (1 + that share) - off, against plain.
+CPU: the same counts on a loaded machine; the main thread's only): per Flask hello-world
+request, plain, with profiling off and with the profiling tracer (each the difference of
+two runs of different request counts, so start-up cancels out), and per sampler tick as
+its thread runs one: with 8 idle threads and one inside a traced request, 30 frames deep
+(the heap frozen out of the collector's sight: where a full collection falls would vary
+from run to run). The sampler's share of a core at the default rate is its thread's own
+CPU time over a few seconds (the scheduler's count for that thread, not the wall clock;
+other processes' load still moves it, by the cold caches each wake-up finds), or, with
+``--core-ips N``, its instructions per second over N; the request ratio's rise is
+on x (1 + that share) - off, against plain.
 """
 import argparse
 import os
@@ -36,6 +39,7 @@ from _util import verdict  # noqa: E402
 RATIO_BAR = 0.03
 CPU_BAR = 1.0  # percent of one core
 IDLE_THREADS = 8
+REQUEST_DEPTH = 30  # frames: about a Flask view's, in a WSGI server's thread
 CPU_SECONDS = 5.0
 
 
@@ -90,7 +94,10 @@ def instructions_flask(mode, number):
 
 
 def instructions_tick(number):
-    """``number`` sampler ticks, with 8 idle threads and this one inside a traced request."""
+    """``number`` sampler ticks, run on this thread as the sampler thread runs them (itself
+    and spyglass's threads left out), with 8 idle threads and one inside a traced request,
+    REQUEST_DEPTH frames deep (asleep in a function of its own: sampled as running)."""
+    import gc
     import threading
 
     agent, switch = start_spyglass()
@@ -98,11 +105,28 @@ def instructions_tick(number):
     for _ in range(IDLE_THREADS):
         threading.Thread(target=release.wait, daemon=True).start()
     switch(True, sampler=False)
+    in_request = threading.Event()
+
+    def request(depth=REQUEST_DEPTH - 4):  # under Thread.run, _bootstrap_inner, _bootstrap
+        if depth:
+            return request(depth - 1)
+        with agent.tracer.start_active_span("request"):
+            in_request.set()
+            time.sleep(3600)  # a daemon thread: it ends with the process
+
+    threading.Thread(target=request, daemon=True).start()
+    in_request.wait()
     profiler = agent._bench_profiler
+    profiler._note_own_threads()
     profiler._last_sweep_ns = 1 << 62  # no sweep (wall-clock driven): ticks alike
-    with agent.tracer.start_active_span("request"):
-        for _ in range(50 + number):  # a warm-up, then the ticks counted
-            profiler._sample(-1)
+    me = threading.get_ident()
+    # The heap so far out of the collector's sight: which thread's allocation sets off a
+    # full collection, and when, varies from run to run (the sampler's own young objects
+    # are still collected, on whichever thread).
+    gc.collect()
+    gc.freeze()
+    for _ in range(50 + number):  # a warm-up, then the ticks counted
+        profiler._tick(me)
     release.set()
 
 
@@ -134,7 +158,7 @@ def instructions_main(core_ips):
 
     hz = load(environ={}).profiling_hz
     per_request = {mode: per_unit("instr-flask", mode) for mode in ("plain", "off", "on")}
-    per_tick = per_unit("instr-tick", small=100, large=600)
+    per_tick = per_unit("instr-tick", small=200, large=2200)
     if core_ips is None:
         percent, _ = in_a_process_of_its_own("cpu")
         share, how = percent / 100, "its thread's CPU time, measured"
@@ -145,7 +169,8 @@ def instructions_main(core_ips):
     print(f"flask hello-world, instructions per request: plain {per_request['plain']:,.0f}, "
           f"profiling off {per_request['off']:,.0f} (ratio {off:.3f}), profiling tracer "
           f"{per_request['on']:,.0f} (ratio {on:.3f})")
-    print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {IDLE_THREADS} idle); "
+    print(f"sampler: {per_tick:,.0f} instructions per tick (1 thread in a request, {REQUEST_DEPTH} "
+          f"frames deep, {IDLE_THREADS} idle); "
           f"at {hz:g} Hz {per_tick * hz / 1e6:.2f} M instructions/s; {100 * share:.3f}% of a core "
           f"({how})")
     print(f"request ratio's rise with profiling on: {rise:+.4f} (bar <= +{RATIO_BAR}) "

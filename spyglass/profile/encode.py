@@ -134,7 +134,9 @@ class Dictionary:
 
     def __init__(self):
         self.strings = {"": 0}
-        self.functions = {}   # code object -> index in function_table (= location_table)
+        # id(code object) -> index in function_table (= location_table): the samples being
+        # encoded hold the codes; a code object's hash is recomputed, deep, at each call.
+        self.functions = {}
         self.stacks = {(): 0}
         self.links = {(0, 0): 0}
         self.attributes = {None: 0}
@@ -156,14 +158,14 @@ class Dictionary:
 
     def location(self, code):
         """One location per function: a sample says which functions, not which lines."""
-        index = self.functions.get(code)
+        index = self.functions.get(id(code))
         if index is None:
             function = bytearray()
             _uint(function, 1, self.string(getattr(code, "co_qualname", code.co_name)))
             _uint(function, 2, self.string(code.co_name))
             _uint(function, 3, self.string(code.co_filename))
             _uint(function, 4, code.co_firstlineno)
-            index = self.functions[code] = self._add("functions", function)
+            index = self.functions[id(code)] = self._add("functions", function)
             line, location = bytearray(), bytearray()
             _uint(line, 1, index)
             _length_delimited(location, 3, line)

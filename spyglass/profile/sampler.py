@@ -11,7 +11,14 @@ A thread is idle when its innermost Python frame is a known blocking call (a con
 a thread's wait, a selector's select, a socket's accept or read): reading each thread's CPU
 state from /proc would cost a file read per thread per tick. A trace's samples keep their
 state; the process-wide profile leaves idle threads out (a pool of waiting workers would
-fill it).
+fill it). An idle thread outside a trace costs a tick a few lookups: its stack is not walked.
+
+What a tick costs (benchmarks/bench_profiling.py counts it): no code object is hashed on
+this thread, as CPython hashes one anew each time, from its constants (nested functions'
+code included), names and line table, tens of thousands of instructions for a module's.
+Codes are told apart by identity (``id``); a stack is a ``Stack``, hashed by identity,
+interned by its codes' ids, and a thread whose stack is the one of its last sample shares
+it without a lookup. Stacks are walked in C (``accumulate`` over ``f_back``).
 
 A trace exported with samples (``registry.exported``) hands them to the reporter as a
 ``TraceProfile``; one never exported (head-dropped, fast, no error) is freed a second after
@@ -28,6 +35,8 @@ import os
 import sys
 import threading
 import time
+from itertools import accumulate, takewhile
+from operator import attrgetter
 
 from ..process import suppressed
 from ..report import threads
@@ -53,6 +62,18 @@ class OtherStacks:
 
 
 OVERFLOW = (OtherStacks,)
+
+# A stack's walk: each frame's code, and the f_back of all but the innermost (MAX_DEPTH).
+CODE = attrgetter("f_code")
+CALLERS = ("f_back",) * (MAX_DEPTH - 1)
+
+
+class Stack(tuple):
+    """The code objects of a stack, innermost first; hashed by identity, as interned: a
+    dict keyed by stacks (the process-wide profile's counts, the encoder's table) does
+    not hash its codes."""
+    __slots__ = ()
+    __hash__ = object.__hash__
 
 
 class TraceProfile:
@@ -90,7 +111,8 @@ class _Buffer:
 
 
 def idle_codes():
-    """The code objects whose being innermost means a thread waits."""
+    """The code objects whose being innermost means a thread waits (the sampler holds them,
+    so that their ids stay theirs)."""
     import selectors
     import socket
     import threading as threading_module
@@ -118,6 +140,7 @@ class Profiler:
         self.period_ns = int(1e9 / self.hz)
         self.interval_ns = int(max(config.profiling_interval, 1.0) * 1e9)
         self._idle = idle_codes()
+        self._idle_ids = frozenset(map(id, self._idle))
         registry.forget_if_forked()  # made in a worker whose master wrote there
         self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -130,6 +153,7 @@ class Profiler:
         self._counts_start_ns = time.time_ns()
         self._hand_over_due = False
         self._interned = {}
+        self._last_stacks = {}  # thread id -> its stack at its last sample
         self._buffered = 0
         self._last_sweep_ns = 0
         self.dropped_trace_full = self.dropped_buffers_full = 0  # samples refused by a bound
@@ -151,12 +175,15 @@ class Profiler:
         if self.reporter.profiles_refused:  # the endpoint does not take them (404)
             self.stop()
             return
-        self._own = frozenset(thread.ident for thread in threading.enumerate()
-                              if thread.name.startswith("spyglass"))
+        self._note_own_threads()
         if self._thread is None:
             self.start()
         elif time.time_ns() - self._counts_start_ns >= self.interval_ns:
             self._hand_over_due = True
+
+    def _note_own_threads(self):
+        self._own = frozenset(thread.ident for thread in threading.enumerate()
+                              if thread.name.startswith("spyglass"))
 
     def start(self):
         """Start sampling in a thread of its own (the reporter's tick calls this)."""
@@ -206,11 +233,7 @@ class Profiler:
         due = monotonic()
         while self._thread is this:
             try:
-                self._sample(me)
-                self._take_exported()
-                if self._hand_over_due:
-                    self._hand_over_due = False
-                    self._hand_over_process_profile()
+                self._tick(me)
             except Exception:
                 log.exception("spyglass: the profiler failed; profiling stops")
                 return
@@ -221,9 +244,16 @@ class Profiler:
                 delay = 0
             sleep(delay)
 
+    def _tick(self, me):
+        self._sample(me)
+        self._take_exported()
+        if self._hand_over_due:
+            self._hand_over_due = False
+            self._hand_over_process_profile()
+
     def _sample(self, me):
         now = time.time_ns()
-        own, idle_codes_, roots_get = self._own, self._idle, registry.roots.get
+        own, idle_ids, roots_get = self._own, self._idle_ids, registry.roots.get
         buffers = registry.buffers
         counts = self._counts
         frame = None
@@ -232,12 +262,12 @@ class Profiler:
             for thread_id, frame in frames.items():
                 if thread_id == me or thread_id in own:
                     continue
-                idle = frame.f_code in idle_codes_
+                idle = id(frame.f_code) in idle_ids
                 root = roots_get(thread_id)
                 in_trace = root is not None and not root.end_ns
                 if idle and not in_trace:
                     continue
-                stack = self._stack(frame)
+                stack = self._stack(thread_id, frame)
                 if not idle:
                     if stack in counts:
                         counts[stack] += 1
@@ -263,23 +293,26 @@ class Profiler:
             self._last_sweep_ns = now
             self._sweep(now)
 
-    def _stack(self, frame):
-        """The code objects of ``frame`` and its callers, innermost first: one tuple shared
-        by every sample of the same stack."""
-        codes = []
-        append = codes.append
-        depth = 0
-        while frame is not None and depth < MAX_DEPTH:
-            append(frame.f_code)
-            frame = frame.f_back
-            depth += 1
-        stack = tuple(codes)
+    def _stack(self, thread_id, frame):
+        """The code objects of ``frame`` and its callers, innermost first: one ``Stack``
+        shared by every sample of the same stack."""
+        # Walked in C: accumulate asks each frame for its f_back, until one has none (a loop
+        # in Python costs about a thousand instructions a frame).
+        stack = tuple(map(CODE, takewhile(bool, accumulate(CALLERS, getattr, initial=frame))))
+        last_stacks = self._last_stacks
+        found = last_stacks.get(thread_id)
+        if found == stack:  # as at its last sample (compared code by code, by identity)
+            return found
+        # Interned by the hash of its codes' ids: an entry's own codes keep those ids theirs,
+        # and the entry is compared by identity, code by code, before it is shared.
+        key = hash(tuple(map(id, stack)))
         interned = self._interned
-        found = interned.get(stack)
-        if found is None:
+        found = interned.get(key)
+        if found != stack:  # new, or another stack whose ids hash alike: it takes the key
             if len(interned) >= MAX_INTERNED:
                 interned.clear()
-            interned[stack] = found = stack
+            interned[key] = found = Stack(stack)
+        last_stacks[thread_id] = found
         return found
 
     def _take_exported(self):
@@ -303,9 +336,9 @@ class Profiler:
             if buffer is not None:
                 self._buffered -= len(buffer.samples)
         alive = sys._current_frames().keys()
-        roots = registry.roots
-        for thread_id in [thread_id for thread_id in roots if thread_id not in alive]:
-            roots.pop(thread_id, None)
+        for by_thread in (registry.roots, self._last_stacks):
+            for thread_id in [thread_id for thread_id in by_thread if thread_id not in alive]:
+                by_thread.pop(thread_id, None)
 
     def _hand_over_process_profile(self):
         counts, self._counts = self._counts, {}
