@@ -23,11 +23,23 @@ def profiled_uwsgi(endpoint_owner, **env):
                  SPYGLASS_FLUSH_INTERVAL="0.2", **env)
 
 
+def wait_until_both_workers_sample(server, timeout=30):
+    """Until each of the 2 workers answers that its profiler runs (it starts after the
+    fork, with the sensor's reporter: a fixed wait is too short on a loaded machine)."""
+    deadline, sampling = time.monotonic() + timeout, set()
+    while len(sampling) < 2:
+        assert time.monotonic() < deadline, f"workers sampling: {sampling}"
+        for status, answer in server.drive("/sampling", 4, concurrency=2):
+            if status == 200 and answer["sampling"]:
+                sampling.add(answer["pid"])
+        time.sleep(0.2)
+
+
 def test_a_slow_request_has_a_linked_profile_and_a_fast_dropped_one_none(receiver):
     with profiled_uwsgi(receiver) as server:
         server.wait_ready()
         server.wait_workers_ready(2)
-        time.sleep(1.5)  # each worker's sampler starts a second after its fork
+        wait_until_both_workers_sample(server)
         slow = server.drive("/slow", 4, concurrency=2)
         fast = server.drive("/fast", 6, concurrency=2)
         assert {status for status, _ in slow + fast} == {200}
@@ -58,7 +70,7 @@ def test_the_trace_page_draws_the_slow_request_flame_graph(tmp_path, browser):
         with profiled_uwsgi(collector) as server:
             server.wait_ready()
             server.wait_workers_ready(2)
-            time.sleep(1.5)  # each worker's sampler starts a second after its fork
+            wait_until_both_workers_sample(server)
             assert {status for status, _ in server.drive("/slow", 2, concurrency=2)} == {200}
             server.quit()
         traces = wait_for_profiled_traces(collector, 2)

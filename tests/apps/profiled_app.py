@@ -1,6 +1,7 @@
 """A Flask app whose slow route spends its time in pure Python that no instrumentation
 knows: what profiles linked to traces are for (tests/test_profiling_uwsgi.py)."""
 import os
+import threading
 import time
 
 from flask import Flask
@@ -21,6 +22,14 @@ def render_report(seconds):
 @app.route("/")
 def index():
     return {"pid": os.getpid()}
+
+
+@app.route("/sampling")
+def sampling():
+    """Whether this worker's profiler samples yet (it starts with the sensor's reporter,
+    at its first tick after the fork)."""
+    running = any(thread.name == "spyglass-profiler" for thread in threading.enumerate())
+    return {"pid": os.getpid(), "sampling": running}
 
 
 @app.route("/slow")
