@@ -12,6 +12,7 @@ retention deletes row by row. Indexes declared on the parent reach every partiti
 unique one includes the partition key, as PostgreSQL requires, so a span sent twice
 (a retried batch) is stored once.
 """
+from .rollup import ROLLUP_SCHEMA
 
 #: The tables partitioned by time, and their time column.
 PARTITIONED = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"))
@@ -139,4 +140,6 @@ MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS calls_by_duration ON spans (service, call_key, duration_ns)
         INCLUDE (start_ns, is_slow, call_count) WHERE call_key IS NOT NULL;
     """,
+    # 6: requests per minute (collector/rollup.py), which the summaries read instead of the spans
+    ROLLUP_SCHEMA.format(integer="BIGINT"),
 ]

@@ -36,19 +36,9 @@ def _percentile_column(percent, rank="rank_asc"):
     return f"max(CASE WHEN {rank} = {_rank_of(percent)} THEN duration_ns END) AS p{percent}_ns"
 
 
-#: Requests (local root spans) since ``?``, counted per group; each group's percentiles are
-#: then found by ``Queries._nearest_rank``. The groups are read from an index in their order
-#: (schema 5), without the rows.
-_COUNTS = ("count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
-           "sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns")
-SERVICES = f"SELECT service, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? GROUP BY service"
 SERVICE_INSTANCES = """
     SELECT service, count(*) AS instances, max(last_seen_ns) AS last_seen_ns FROM resources
     WHERE last_seen_ns >= ? GROUP BY service
-"""
-ROUTES = f"""
-    SELECT service, http_method, route, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? {{service_clause}}
-    GROUP BY service, http_method, route
 """
 #: Calls since ``?`` per service and call key; their p95 and slowest call are found per call
 #: (``Queries.slow_calls``) from the calls-by-duration index.
@@ -267,16 +257,22 @@ class Queries(SearchQueries):
     def _nearest_rank(self, where, parameters, count, percent):
         return self._nearest_ranks(where, parameters, count, [percent])[f"p{percent}_ns"]
 
-    def _with_percentiles(self, row, since_ns, **columns):
-        """A requests group's ``row`` with its ``pNN_ns``: the group of requests since
-        ``since_ns`` whose ``columns`` have the given values."""
-        parameters = []
-        where = _group_where("is_root", since_ns, parameters, **columns)
-        return row | self._nearest_ranks(where, parameters, row["requests"], PERCENTILES)
+    def request_stats(self, since_ns, until_ns=None, by=(), **columns):
+        """``{key: row}``: the requests from ``since_ns`` to ``until_ns`` (open: ``None``) whose
+        ``columns`` have the given values, grouped by the columns ``by`` (read from the
+        per-minute rollup, ``rollup``): requests, errors, total, longest and exact p50/p95/p99."""
+        stats = {}
+        for key, group in self.rollup.groups(since_ns, until_ns, by, **columns).items():
+            parameters = [] if until_ns is None else [until_ns]
+            where = _group_where("is_root" if until_ns is None else "is_root AND start_ns < ?", since_ns, parameters,
+                                 **{**columns, **dict(zip(by, key))})
+            stats[key] = {"requests": group.requests, "errors": group.errors, "total_ns": group.total_ns,
+                          "max_ns": group.max_ns, **dict(zip(by, key)),
+                          **self.rollup.exact_percentiles(group, where, parameters, PERCENTILES)}
+        return stats
 
     def services(self, since_ns):
-        stats = {row["service"]: self._with_percentiles(row, since_ns, service=row["service"])
-                 for row in self._rows(SERVICES, [since_ns])}
+        stats = {key[0]: row for key, row in self.request_stats(since_ns, by=("service",)).items()}
         seen = {row["service"]: row for row in self._rows(SERVICE_INSTANCES, [since_ns])}
         result = []
         for service in sorted(set(stats) | set(seen)):
@@ -298,10 +294,8 @@ class Queries(SearchQueries):
             "SELECT DISTINCT service FROM resources WHERE last_seen_ns >= ? ORDER BY service", [since_ns])]
 
     def routes(self, since_ns, service=None):
-        parameters = [since_ns]
-        sql = ROUTES.format(service_clause=_service_clause(service, parameters))
-        rows = [self._with_percentiles(row, since_ns, service=row["service"], http_method=row["http_method"],
-                                       route=row["route"]) for row in self._rows(sql, parameters)]
+        rows = list(self.request_stats(since_ns, by=("service", "http_method", "route"),
+                                       **({"service": service} if service else {})).values())
         rows.sort(key=lambda row: (-(row["p95_ns"] or 0), -row["requests"], row["service"], row["route"] or ""))
         return [{
             "service": row["service"], "method": row["http_method"], **_route_and_name(row),

@@ -4,6 +4,7 @@ Append a migration to change the schema; never edit one that has shipped. Indexe
 the UI's queries: requests by service and time (partial, on local roots only), calls by
 time (partial, on call spans only), spans by trace, and everything by time for retention.
 """
+from .rollup import ROLLUP_SCHEMA
 
 MIGRATIONS = [
     # 1: the first schema
@@ -127,4 +128,6 @@ MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS slow_calls_covering ON spans (start_ns, service, call_key, duration_ns, call_count, is_slow)
         WHERE is_slow AND call_key IS NOT NULL;
     """,
+    # 6: requests per minute (collector/rollup.py), which the summaries read instead of the spans
+    ROLLUP_SCHEMA.format(integer="INTEGER"),
 ]
