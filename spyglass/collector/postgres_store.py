@@ -51,7 +51,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
-from .rollup import MINUTE_NS, Rollup
+from .rollup import LOG_RATIO, MINUTE_NS, Rollup
 from .search import TAG_COLUMNS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
@@ -70,10 +70,10 @@ DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
 #: Tables outside the time partitions, that retention deletes rows from.
-UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags", "request_minutes")
+UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags", "request_rollup")
 #: The time column of each unpartitioned table retention deletes by time.
 _TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "span_tags": "time_ns",
-                 "resources": "last_seen_ns", "request_minutes": "minute_ns"}
+                 "resources": "last_seen_ns", "request_rollup": "start_ns"}
 
 _ROOT_AT, _START_AT = SPAN_COLUMNS.index("is_root"), SPAN_COLUMNS.index("start_ns")
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
@@ -195,6 +195,9 @@ class PostgresStore(Queries):
     """``store.Store`` on a PostgreSQL database, named by a ``postgresql://`` URL."""
 
     CONTAINS = "strpos({column}, ?) > 0"  # search.SearchQueries: SQLite's instr()
+    #: rollup.bucket_of: the same C log() of the same double, divided by the same double.
+    BUCKET_SQL = (f"CASE WHEN duration_ns > 1 THEN floor(ln(duration_ns::float8) / '{LOG_RATIO!r}'::float8)::bigint "
+                  f"ELSE 0 END")
 
     def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE,
                  maintain=True):

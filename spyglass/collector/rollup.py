@@ -1,11 +1,13 @@
-"""Requests per minute: what the summaries (services, routes, a service's page, its series
-and release comparison) read instead of every request span.
+"""Requests per minute, ten minutes and hour: what the summaries (services, routes, a
+service's page, its series and release comparison) read instead of every request span.
 
-``request_minutes`` holds, per minute of start time, service, method, route, root span name,
-release (``service.version``) and duration bucket: the requests, the errors among them, and
-their total, least and greatest duration. Buckets grow by ``BUCKET_RATIO`` (about 9 %), so
-a group's histogram is tens of rows however many requests it has, and the request of a
-nearest rank lies in a known bucket:
+``request_rollup`` holds, per block of time (``LEVELS``: a minute, ten minutes, an hour, by
+``grain_ns``), service, method, route, root span name, release (``service.version``) and
+duration bucket: the requests, the errors among them, and their total, least and greatest
+duration. A window is read from the longest blocks that fit in it, then shorter ones at its
+ends, then the spans of its partial minutes (``groups``). Buckets grow by ``BUCKET_RATIO``
+(about 9 %), so a group's histogram is tens of rows however many requests it has, and the
+request of a nearest rank lies in a known bucket:
 
 - services, routes and a service's summary find its exact duration there, by a seek in a
   duration-ordered index that reads only that bucket's durations (``exact_percentiles``);
@@ -13,7 +15,8 @@ nearest rank lies in a known bucket:
   bucket: exact when the bucket holds one duration, otherwise at most 9 % above.
 
 The store's maintenance thread rolls minutes up (``roll_up``) once ``LAG_NS`` has passed
-since they ended, moving the watermark on. The minutes after it, and the partial minutes
+since they ended, moving the watermark on, and the minutes of each block the watermark
+passed into that block. The minutes after it, and the partial minutes
 at a window's edges, are read from the spans, so that a summary is exact and current.
 Spans that arrive after their minute was rolled up (late) are found by the store
 (``_late_minutes``: on SQLite, the rows written since the last roll-up, any process's; on
@@ -29,7 +32,7 @@ NS = 1_000_000_000
 MINUTE_NS = 60 * NS
 #: Each duration bucket's durations are up to this factor longer than the one before's.
 BUCKET_RATIO = 2 ** 0.125
-_LOG_RATIO = math.log(BUCKET_RATIO)
+LOG_RATIO = math.log(BUCKET_RATIO)
 #: A minute is rolled up once this long has passed since it ended (spans are sent when
 #: they end, a batch every few seconds).
 LAG_NS = 2 * MINUTE_NS
@@ -38,62 +41,79 @@ LAG_NS = 2 * MINUTE_NS
 RECHECK_NS = 15 * MINUTE_NS
 #: Minutes rolled up in one round (catching up after an upgrade or a pause).
 CHUNK_MINUTES = 10
+#: The blocks of time rolled up, each of whole blocks of the one after it, longest first.
+LEVELS = (3600 * NS, 600 * NS, MINUTE_NS)
 INT64_MAX = (1 << 63) - 1
 
 #: Schema 6 of both stores, with their 64-bit integer type (never edit: append a migration).
 #: Per minute, service, route, release and duration bucket; and how far that is rolled up:
 #: the watermark, and the store's ``_rollup_mark`` then (SQLite: the greatest span rowid).
 ROLLUP_SCHEMA = """
-    CREATE TABLE request_minutes (
-        minute_ns {integer} NOT NULL, service TEXT NOT NULL, http_method TEXT, route TEXT, name TEXT,
-        release TEXT NOT NULL, bucket INTEGER NOT NULL, requests {integer} NOT NULL, errors {integer} NOT NULL,
-        total_ns {integer} NOT NULL, min_ns {integer} NOT NULL, max_ns {integer} NOT NULL
+    CREATE TABLE request_rollup (
+        grain_ns {integer} NOT NULL, start_ns {integer} NOT NULL, service TEXT NOT NULL, http_method TEXT,
+        route TEXT, name TEXT, release TEXT NOT NULL, bucket INTEGER NOT NULL, requests {integer} NOT NULL,
+        errors {integer} NOT NULL, total_ns {integer} NOT NULL, min_ns {integer} NOT NULL,
+        max_ns {integer} NOT NULL
     );
-    CREATE INDEX request_minutes_by_service ON request_minutes (service, minute_ns);
-    CREATE INDEX request_minutes_by_time ON request_minutes (minute_ns);
+    CREATE INDEX request_rollup_by_service ON request_rollup (grain_ns, service, start_ns);
+    CREATE INDEX request_rollup_by_time ON request_rollup (grain_ns, start_ns);
     CREATE TABLE rollup_state (watermark_ns {integer} NOT NULL, mark {integer} NOT NULL);
     INSERT INTO rollup_state (watermark_ns, mark) VALUES (0, 0)
 """
-COLUMNS = ("minute_ns", "service", "http_method", "route", "name", "release", "bucket",
+COLUMNS = ("grain_ns", "start_ns", "service", "http_method", "route", "name", "release", "bucket",
            "requests", "errors", "total_ns", "min_ns", "max_ns")
-INSERT = f"INSERT INTO request_minutes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-DELETE = "DELETE FROM request_minutes WHERE minute_ns >= ? AND minute_ns < ?"
-SET_STATE = "UPDATE rollup_state SET watermark_ns = CASE WHEN watermark_ns < ? THEN ? ELSE watermark_ns END, mark = ?"
-#: The request spans of a time range, as rolled up.
-REQUESTS = """
-    SELECT service, http_method, route, name, resource_key, start_ns, duration_ns, is_error
-    FROM spans WHERE is_root AND start_ns >= ? AND start_ns < ? {filters}
+INSERT = f"INSERT INTO request_rollup ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+DELETE = "DELETE FROM request_rollup WHERE grain_ns = ? AND start_ns >= ? AND start_ns < ?"
+#: A level's blocks from those of the level below: ``grain_ns`` twice, the finer grain, the range.
+COARSER = f"""
+    INSERT INTO request_rollup ({', '.join(COLUMNS)})
+    SELECT ?, block, service, http_method, route, name, release, bucket, sum(requests), sum(errors),
+           sum(total_ns), min(min_ns), max(max_ns)
+    FROM (SELECT start_ns / ? * ? AS block, service, http_method, route, name, release, bucket, requests, errors,
+                 total_ns, min_ns, max_ns
+          FROM request_rollup WHERE grain_ns = ? AND start_ns >= ? AND start_ns < ?) AS finer
+    GROUP BY block, service, http_method, route, name, release, bucket
 """
+SET_STATE = "UPDATE rollup_state SET watermark_ns = CASE WHEN watermark_ns < ? THEN ? ELSE watermark_ns END, mark = ?"
 #: A group's dimensions (``Rollup.groups``' ``by``), as SQL over both tables.
-DIMENSIONS = {"service": "service", "http_method": "http_method", "route": "route",
-              "route_or_name": "coalesce(route, name)", "release": "release"}
+DIMENSIONS = {"service": "service", "http_method": "http_method", "route": "route", "name": "name",
+              "route_or_name": "coalesce(route, name)", "release": "release", "resource_key": "resource_key"}
+#: The columns of ``request_rollup`` that a minute's rows are keyed by, before the bucket.
+KEYS = ("service", "http_method", "route", "name", "release")
 ROLLED = """
     SELECT {dimensions} bucket, sum(requests) AS requests, sum(errors) AS errors, sum(total_ns) AS total_ns,
            min(min_ns) AS min_ns, max(max_ns) AS max_ns
-    FROM request_minutes WHERE minute_ns >= ? AND minute_ns < ? {filters}
+    FROM request_rollup WHERE grain_ns = ? AND start_ns >= ? AND start_ns < ? {filters}
     GROUP BY {names} bucket
+"""
+#: The same of the request spans, each bucket by the store's ``BUCKET_SQL`` (``bucket_of``).
+SPANS = """
+    SELECT {{dimensions}} {bucket} AS bucket, count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors,
+           sum(duration_ns) AS total_ns, min(duration_ns) AS min_ns, max(duration_ns) AS max_ns
+    FROM spans WHERE is_root AND start_ns >= ? AND start_ns < ? {{filters}}
+    GROUP BY {{names}} {bucket}
 """
 MINUTE_COUNTS = f"""
     SELECT start_ns / {MINUTE_NS} AS minute, count(*) AS requests FROM spans
     WHERE is_root AND start_ns >= ? AND start_ns < ? GROUP BY start_ns / {MINUTE_NS}
 """
 ROLLED_COUNTS = f"""
-    SELECT minute_ns / {MINUTE_NS} AS minute, sum(requests) AS requests FROM request_minutes
-    WHERE minute_ns >= ? AND minute_ns < ? GROUP BY minute_ns / {MINUTE_NS}
+    SELECT start_ns / {MINUTE_NS} AS minute, sum(requests) AS requests FROM request_rollup
+    WHERE grain_ns = {MINUTE_NS} AND start_ns >= ? AND start_ns < ? GROUP BY start_ns / {MINUTE_NS}
 """
 
 
 def bucket_of(duration_ns):
     """The duration bucket of ``duration_ns``: never smaller for a longer duration."""
-    return int(math.log(duration_ns) / _LOG_RATIO) if duration_ns > 1 else 0
+    return int(math.log(duration_ns) / LOG_RATIO) if duration_ns > 1 else 0
 
 
-def floor_minute(time_ns):
-    return time_ns // MINUTE_NS * MINUTE_NS
+def floor_minute(time_ns, grain_ns=MINUTE_NS):
+    return time_ns // grain_ns * grain_ns
 
 
-def ceil_minute(time_ns):
-    return -(-time_ns // MINUTE_NS) * MINUTE_NS
+def ceil_minute(time_ns, grain_ns=MINUTE_NS):
+    return -(-time_ns // grain_ns) * grain_ns
 
 
 @dataclass
@@ -161,49 +181,59 @@ class Rollup:
         the root span's name), keyed by the values of ``by`` (``DIMENSIONS``); with ``step``
         ``(origin_ns, step_ns)`` (whole minutes), by time bucket first; of ``releases`` only."""
         until_ns = INT64_MAX if until_ns is None else until_ns
-        first, rolled_end = ceil_minute(since_ns), min(self.rolled_until(), floor_minute(until_ns))
+        rolled_end = max(since_ns, min(self.rolled_until(), until_ns))
+        # A series' time buckets take whole blocks only.
+        levels = [grain for grain in LEVELS if not step or (step[1] % grain == 0 and step[0] % grain == 0)]
         groups = {}
-        edges = [(since_ns, until_ns)]
-        if rolled_end > first:
-            edges = [(since_ns, first), (rolled_end, until_ns)]
-            self._add_rolled(groups, first, rolled_end, by, step, releases, equal)
-        for low, high in edges:
-            if high > low:
-                self._add_spans(groups, low, high, by, step, releases, equal)
+        query = (by, step, releases, equal)
+        self._add_range(groups, since_ns, rolled_end, levels, query)
+        if until_ns > rolled_end:
+            self._add_spans(groups, rolled_end, until_ns, *query)
         return groups
 
-    def _add_rolled(self, groups, since_ns, until_ns, by, step, releases, equal):
-        parameters, dimensions, names = [], "", ""
-        if step:
-            dimensions, names = "(minute_ns - ?) / ? AS time_bucket, ", "time_bucket, "
-            parameters += step
-        dimensions += "".join(f"{DIMENSIONS[name]} AS {name}, " for name in by)
-        names += "".join(f"{name}, " for name in by)
-        parameters += [since_ns, until_ns]
-        filters = _filters(equal, parameters)
-        if releases is not None:
-            filters += f" AND release IN ({', '.join('?' * len(releases))})"
-            parameters += list(releases)
-        for row in self.store._rows(ROLLED.format(dimensions=dimensions, names=names, filters=filters), parameters):
-            key = ((row["time_bucket"],) if step else ()) + tuple(row[name] for name in by)
-            groups.setdefault(key, Group()).add(row["bucket"], row["requests"], row["errors"], row["total_ns"],
-                                                row["min_ns"], row["max_ns"])
+    def _add_range(self, groups, since_ns, until_ns, levels, query):
+        """Add the requests from ``since_ns`` to ``until_ns`` (rolled up): the whole blocks of
+        the first of ``levels`` inside, then the ends by the next levels, then by the spans."""
+        if until_ns <= since_ns:
+            return
+        if not levels:
+            self._add_spans(groups, since_ns, until_ns, *query)
+            return
+        grain, finer = levels[0], levels[1:]
+        first, last = ceil_minute(since_ns, grain), floor_minute(until_ns, grain)
+        if last <= first:
+            self._add_range(groups, since_ns, until_ns, finer, query)
+            return
+        self._add_rolled(groups, grain, first, last, *query)
+        self._add_range(groups, since_ns, first, finer, query)
+        self._add_range(groups, last, until_ns, finer, query)
+
+    def _add_rolled(self, groups, grain_ns, since_ns, until_ns, by, step, releases, equal):
+        sql = _grouped(ROLLED, by, step, equal, releases)
+        parameters = [*(step or ()), grain_ns, since_ns, until_ns, *_values(equal, releases)]
+        for row in self.store._rows(sql, parameters):
+            _group_of(groups, row, by, step).add(row["bucket"], row["requests"], row["errors"], row["total_ns"],
+                                                 row["min_ns"], row["max_ns"])
 
     def _add_spans(self, groups, since_ns, until_ns, by, step, releases, equal):
-        parameters = [since_ns, until_ns]
-        filters = _filters(equal, parameters)
+        for row in self.span_cells(since_ns, until_ns, by, step, releases, equal):
+            _group_of(groups, row, by, step).add(row["bucket"], row["requests"], row["errors"], row["total_ns"],
+                                                 row["min_ns"], row["max_ns"])
+
+    def span_cells(self, since_ns, until_ns, by, step=None, releases=None, equal=None):
+        """The requests from ``since_ns`` to ``until_ns`` from the spans, counted per ``by``,
+        process and duration bucket (``bucket_of``, as the store's ``BUCKET_SQL``) in the
+        database; each row's ``release`` is then its process's."""
+        equal = equal or {}
+        columns = (*(name for name in by if name != "release"), "resource_key")
+        sql = _grouped(SPANS.format(bucket=self.store.BUCKET_SQL), columns, step, equal, None)
         versions = self._versions()
-        for row in self.store._rows(REQUESTS.format(filters=filters), parameters):
+        rows = []
+        for row in self.store._rows(sql, [*(step or ()), since_ns, until_ns, *_values(equal, None)]):
             row["release"] = versions.get(row["resource_key"], "")
-            if releases is not None and row["release"] not in releases:
-                continue
-            row["route_or_name"] = row["name"] if row["route"] is None else row["route"]
-            key = tuple(row[name] for name in by)
-            if step:
-                key = ((row["start_ns"] - step[0]) // step[1], *key)
-            duration = row["duration_ns"]
-            groups.setdefault(key, Group()).add(bucket_of(duration), 1, bool(row["is_error"]), duration,
-                                                duration, duration)
+            if releases is None or row["release"] in releases:
+                rows.append(row)
+        return rows
 
     def _versions(self):
         """Each process's release (``service.version``, ``""`` for none), by resource key."""
@@ -252,11 +282,22 @@ class Rollup:
         ranges = _ranges(minutes) + ([(watermark, end)] if end > watermark else [])
         if not ranges and mark == old_mark:
             return False
-        rows = []
-        versions = self._versions()
+        cells = {}  # the processes of a release added up
         for low, high in ranges:
-            rows += rolled(self.store._rows(REQUESTS.format(filters=""), [low, high]), versions)
-        self.store._write_rollup([(DELETE, ranges), (INSERT, rows), (SET_STATE, [(end, end, mark)])])
+            for row in self.span_cells(low, high, KEYS, (0, MINUTE_NS)):
+                key = (row["time_bucket"] * MINUTE_NS, *(row[name] for name in KEYS), row["bucket"])
+                cell = cells.setdefault(key, [0, 0, 0, row["min_ns"], row["max_ns"]])
+                cell[0] += int(row["requests"])
+                cell[1] += int(row["errors"])
+                cell[2] += int(row["total_ns"])
+                cell[3], cell[4] = min(cell[3], row["min_ns"]), max(cell[4], row["max_ns"])
+        rows = [(MINUTE_NS, *key, *cell) for key, cell in cells.items()]
+        statements = [(DELETE, [(MINUTE_NS, low, high) for low, high in ranges]), (INSERT, rows)]
+        for grain, finer in reversed(list(zip(LEVELS, LEVELS[1:]))):
+            blocks = _blocks(ranges, grain, end)
+            statements += [(DELETE, [(grain, low, high) for low, high in blocks]),
+                           (COARSER, [(grain, grain, grain, finer, low, high) for low, high in blocks])]
+        self.store._write_rollup([*statements, (SET_STATE, [(end, end, mark)])])
         self.store._rolled_up(late)
         return end < target
 
@@ -271,24 +312,6 @@ class Rollup:
                 if int(spans.get(minute, 0)) != int(rolled_counts.get(minute, 0))}
 
 
-def rolled(rows, versions):
-    """The rows of ``request_minutes`` (``COLUMNS``) that the request spans ``rows`` make."""
-    cells = {}
-    for row in rows:
-        duration = row["duration_ns"]
-        key = (floor_minute(row["start_ns"]), row["service"], row["http_method"], row["route"], row["name"],
-               versions.get(row["resource_key"], ""), bucket_of(duration))
-        cell = cells.get(key)
-        if cell is None:
-            cells[key] = [1, int(bool(row["is_error"])), duration, duration, duration]
-        else:
-            cell[0] += 1
-            cell[1] += bool(row["is_error"])
-            cell[2] += duration
-            cell[3], cell[4] = min(cell[3], duration), max(cell[4], duration)
-    return [(*key, *cell) for key, cell in cells.items()]
-
-
 def _ranges(minutes):
     """Minute numbers as ``[(start_ns, end_ns)]`` ranges, consecutive ones joined."""
     ranges = []
@@ -300,15 +323,44 @@ def _ranges(minutes):
     return ranges
 
 
-def _filters(equal, parameters):
-    clauses = []
+def _blocks(ranges, grain_ns, rolled_ns):
+    """The blocks of ``grain_ns`` that ``ranges`` (just rolled up) reach and that end by
+    ``rolled_ns`` (complete), as ``[(start_ns, end_ns)]``."""
+    starts = set()
+    for low, high in ranges:
+        starts.update(range(floor_minute(low, grain_ns), min(high, floor_minute(rolled_ns, grain_ns)), grain_ns))
+    return [(start, start + grain_ns) for start in sorted(starts)]
+
+
+def _grouped(sql, by, step, equal, releases):
+    """``sql`` (``ROLLED`` or ``SPANS``) grouped by the time bucket of ``step``, if any, and
+    ``by``, with the filters of ``equal`` and ``releases``: its parameters are ``step``'s,
+    the table's, then ``_values``."""
+    dimensions = names = ""
+    if step:
+        dimensions, names = "(start_ns - ?) / ? AS time_bucket, ", "time_bucket, "
+    dimensions += "".join(f"{DIMENSIONS[name]} AS {name}, " for name in by)
+    names += "".join(f"{name}, " for name in by)
+    filters = []
     for name, value in equal.items():
         if name == "route_or_name":
-            clauses.append("(route = ? OR name = ?)")
-            parameters += [value, value]
-        elif value is None:
-            clauses.append(f"{name} IS NULL")
+            filters.append("(route = ? OR name = ?)")
         else:
-            clauses.append(f"{name} = ?")
-            parameters.append(value)
-    return "".join(f" AND {clause}" for clause in clauses)
+            filters.append(f"{name} IS NULL" if value is None else f"{name} = ?")
+    if releases is not None:
+        filters.append(f"release IN ({', '.join('?' * len(releases))})")
+    return sql.format(dimensions=dimensions, names=names, filters="".join(f" AND {f}" for f in filters))
+
+
+def _values(equal, releases):
+    """The parameters of ``_grouped``'s filters."""
+    values = []
+    for name, value in equal.items():
+        values += [value, value] if name == "route_or_name" else [] if value is None else [value]
+    return values + list(releases or ())
+
+
+def _group_of(groups, row, by, step):
+    """The group of ``groups`` that ``row`` counts in, made if new."""
+    key = ((row["time_bucket"],) if step else ()) + tuple(row[name] for name in by)
+    return groups.setdefault(key, Group())

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
-from .rollup import MINUTE_NS, Rollup
+from .rollup import MINUTE_NS, Rollup, bucket_of
 from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -39,7 +39,7 @@ _BUSY_TIMEOUT_MS = 10_000
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
                  ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("span_tags", "time_ns"),
-                 ("request_minutes", "minute_ns"))
+                 ("request_rollup", "start_ns"))
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
 MAX_WAL_BYTES = 64 << 20
@@ -101,6 +101,9 @@ class SQLiteStore(Queries):
     """
 
     _errors = staticmethod(_store_errors)
+    #: A request's duration bucket in the rollup (rollup.py): its own function, so that it is
+    #: the same number Python computes.
+    BUCKET_SQL = "spyglass_bucket(duration_ns)"
 
     def __init__(self, path, retention_seconds=7 * 86400, retention_bytes=1 << 30, maintain=True):
         self.path = os.path.abspath(path)
@@ -137,6 +140,7 @@ class SQLiteStore(Queries):
                        f"busy_timeout = {busy_timeout_ms}", "temp_store = MEMORY", "cache_size = -16000",
                        f"journal_size_limit = {self.wal_limit}"):
             connection.execute(f"PRAGMA {pragma}")
+        connection.create_function("spyglass_bucket", 1, bucket_of, deterministic=True)
         return connection
 
     @property
