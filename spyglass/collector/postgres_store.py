@@ -236,6 +236,9 @@ class PostgresStore(Queries):
 
     @staticmethod
     def _configure(connection):
+        # JIT compiles a query for a second when the planner guesses it large (after a bulk
+        # load, before statistics); the UI's queries read little and answer in milliseconds.
+        connection.execute("SET jit = off")
         # Per session: COPY lands here, then one INSERT … ON CONFLICT merges it.
         connection.execute("CREATE TEMP TABLE IF NOT EXISTS spans_incoming (LIKE spans INCLUDING DEFAULTS) "
                            "ON COMMIT DELETE ROWS")

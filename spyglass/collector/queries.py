@@ -20,6 +20,7 @@ import re
 
 from .error_states import group_state
 
+from .rollup import Group
 from .search import SearchQueries
 
 NS = 1_000_000_000
@@ -209,15 +210,14 @@ ERROR_BREAKDOWN = """
     WHERE group_id = ? AND time_ns >= ? AND time_ns < ?
     GROUP BY {column} ORDER BY events DESC, {column} IS NULL, {column} LIMIT ?
 """
-SLOW_CALL_P95 = f"""
-    SELECT service, call_key, bucket, {_percentile_column(95)}
-    FROM (SELECT service, call_key, bucket, duration_ns,
-                 row_number() OVER (PARTITION BY service, call_key, bucket ORDER BY duration_ns) AS rank_asc,
-                 count(*) OVER (PARTITION BY service, call_key, bucket) AS n
-          FROM (SELECT service, call_key, (start_ns - ?) / ? AS bucket, duration_ns FROM spans
-                WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {{keys_clause}} {{slow_clause}}
-               ) AS bucketed) AS ranked
-    GROUP BY service, call_key, bucket
+#: The calls of some keys per time bucket and duration bucket (``rollup.bucket_of``, as the
+#: store's ``BUCKET_SQL``): counted in the database, never sorted.
+SLOW_CALL_HISTOGRAMS = """
+    SELECT service, call_key, (start_ns - ?) / ? AS bucket, {bucket} AS duration_bucket, count(*) AS n,
+           min(duration_ns) AS min_ns, max(duration_ns) AS max_ns
+    FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {services_clause} {keys_clause}
+                     {slow_clause}
+    GROUP BY service, call_key, bucket, {bucket}
 """
 
 
@@ -450,20 +450,26 @@ class Queries(SearchQueries):
 
     def slow_call_p95_series(self, since_ns, until_ns, step_ns, calls, slow_only=False):
         """The p95 of each of ``calls`` (``(service, key)`` pairs) per bucket of ``step_ns``:
-        ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window."""
+        ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window. Each
+        p95 is the longest call of the duration bucket (``rollup.BUCKET_RATIO``) that holds it:
+        exact when that bucket holds one duration, otherwise at most 9 % above."""
         wanted = {(service, key) for service, key in calls}
         if not wanted:
             return {}
         starts = _buckets(since_ns, until_ns, step_ns)
         parameters = [since_ns, step_ns, since_ns, until_ns]
-        sql = SLOW_CALL_P95.format(keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
-                                   slow_clause="AND is_slow" if slow_only else "")
-        found = {}
+        sql = SLOW_CALL_HISTOGRAMS.format(
+            bucket=self.BUCKET_SQL,
+            services_clause=_in_clause("service", sorted({service for service, _ in wanted}), parameters),
+            keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
+            slow_clause="AND is_slow" if slow_only else "")
+        histograms = {}
         for row in self._rows(sql, parameters):
             if (row["service"], row["call_key"]) in wanted:
-                found.setdefault((row["service"], row["call_key"]), {})[row["bucket"]] = _ms(row["p95_ns"])
-        return {call: [[start, found.get(call, {}).get(index)] for index, start in enumerate(starts)]
-                for call in wanted}
+                histograms.setdefault((row["service"], row["call_key"], row["bucket"]), Group()).add(
+                    row["duration_bucket"], row["n"], 0, 0, row["min_ns"], row["max_ns"])
+        return {call: [[start, _ms(histograms[(*call, index)].percentile(95)) if (*call, index) in histograms
+                        else None] for index, start in enumerate(starts)] for call in wanted}
 
     def latest_metrics(self, since_ns, service=None):
         parameters = [since_ns]

@@ -12,6 +12,7 @@ checkpoints and truncates it (see ``_Maintainer``). Under sustained ingest a 20 
 keeps the database and its WAL under 24 MB together (tests/collector/test_retention_bounds.py).
 """
 import json
+import math
 import os
 
 try:
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
-from .rollup import MINUTE_NS, Rollup, bucket_of
+from .rollup import LOG_RATIO, MINUTE_NS, Rollup
 from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -101,9 +102,9 @@ class SQLiteStore(Queries):
     """
 
     _errors = staticmethod(_store_errors)
-    #: A request's duration bucket in the rollup (rollup.py): its own function, so that it is
-    #: the same number Python computes.
-    BUCKET_SQL = "spyglass_bucket(duration_ns)"
+    #: A duration's bucket (rollup.bucket_of), with SQLite's ln() (C's log()), or Python's where
+    #: SQLite was built without its math functions.
+    BUCKET_SQL = f"CASE WHEN duration_ns > 1 THEN CAST(ln(duration_ns) / {LOG_RATIO!r} AS INTEGER) ELSE 0 END"
 
     def __init__(self, path, retention_seconds=7 * 86400, retention_bytes=1 << 30, maintain=True):
         self.path = os.path.abspath(path)
@@ -140,7 +141,10 @@ class SQLiteStore(Queries):
                        f"busy_timeout = {busy_timeout_ms}", "temp_store = MEMORY", "cache_size = -16000",
                        f"journal_size_limit = {self.wal_limit}"):
             connection.execute(f"PRAGMA {pragma}")
-        connection.create_function("spyglass_bucket", 1, bucket_of, deterministic=True)
+        try:
+            connection.execute("SELECT ln(2)")
+        except sqlite3.OperationalError:
+            connection.create_function("ln", 1, math.log, deterministic=True)
         return connection
 
     @property
