@@ -88,7 +88,9 @@ _CALL_ROW = _object({
     "avg_ms": {"type": "number"}, "p95_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER,
     "slowest_trace_id": {"type": "string"}, "slowest_span_id": {"type": "string"},
     "p95_series": {"type": "array", "description": "[unix seconds (a bucket's start), p95 ms or null], "
-                                                   "every bucket of the window", "items": {
+                                                   "every bucket of the window; each p95 is the longest call "
+                                                   "of the duration bucket (9 % wide) that holds it: exact, "
+                                                   "or at most 9 % above", "items": {
         "type": "array", "items": NULLABLE_NUMBER, "minItems": 2, "maxItems": 2}},
 }, required=("service", "key", "count", "total_ms", "p95_series"))
 _STATE = {
@@ -158,7 +160,7 @@ _SERIES = _object({
 _SERVICE_PATH = _param("service", "The service (`service.name`).", {"type": "string", "pattern": "^[^\\u0000]+$"},
                        "path", True)
 _STEP = _param("step", "Bucket length: 60 (seconds), 30s, 5m, 1h. Default and minimum: what keeps the "
-                       "window within 360 buckets.",
+                       "window within 360 buckets (a whole minute at least over an hour or more).",
                {"type": "string", "pattern": "^[0-9]{1,15}(\\.[0-9]{1,9})?(ms|s|m|h|d|w)?$"})
 _RELEASE = _object({
     "version": {"type": "string", "description": "`service.version`; empty where the processes had none."},
@@ -180,10 +182,15 @@ _SERVICE_OVER_TIME = {
                      "t", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms")}),
                  "releases": {"type": "array", "items": _RELEASE}}),
         "Columns of equal length, one entry per bucket; `t` is the bucket's start in unix seconds. "
-        "Buckets without requests have null latencies and error rate."),
+        "Buckets without requests have null latencies and error rate. A step of whole minutes is read "
+        "from the per-minute rollup: the buckets are whole minutes, the last one ending with the block "
+        "`until` is in (a minute, ten minutes or an hour: the longest that divides the step), and each percentile is the longest request of the duration bucket (9 % wide) "
+        "that holds it: exact where that bucket holds one duration, otherwise at most 9 % above. "
+        "Shorter steps have exact percentiles."),
     "/api/services/{service}": _get(
         "One service: requests, error rate, p50/p95/p99 and processes over the window; its releases "
-        "(`service.version`) and the latest compared with the one before: p95 and error rate per route, "
+        "(`service.version`) and the latest compared with the one before: p95 and error rate per route "
+        "(each p95 the longest request of its 9 %-wide duration bucket: at most 9 % above the exact one), "
         "new error groups",
         [_SERVICE_PATH, *_WINDOW],
         _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},

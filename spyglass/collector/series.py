@@ -11,7 +11,7 @@ import json
 import math
 
 from .queries import PERCENTILES, _percentile_column, route_name
-from .rollup import MINUTE_NS, ceil_minute
+from .rollup import LEVELS, MINUTE_NS, ceil_minute
 
 NS = 1_000_000_000
 #: Buckets per chart at most: a step that would make more is widened.
@@ -145,7 +145,7 @@ class ServiceSeries:
         (``t`` the bucket's start in unix seconds); empty buckets have no latency.
 
         A step of whole minutes (by default, over an hour or more) is read from the
-        per-minute rollup (``rollup``): the buckets end with the minute ``until_ns`` is in,
+        per-minute rollup (``rollup``): the buckets end with the block ``until_ns`` is in,
         and their percentiles are the greatest duration of the duration bucket of that rank
         (exact when it holds one duration, else at most 9 % above). Shorter steps read the
         spans, with exact percentiles."""
@@ -168,10 +168,12 @@ class ServiceSeries:
 
     def _rolled_requests(self, service, since_ns, until_ns, step, route, method):
         """``requests`` by whole minutes, from the rollup: as many buckets as the window
-        holds steps, the last one ending at the end of the minute ``until_ns`` is in."""
+        holds steps, the last one ending where the longest block of the rollup that divides
+        the step (a minute, ten, an hour) that ``until_ns`` is in ends."""
         step_ns = step * NS
         count = math.ceil((until_ns - since_ns) / step_ns)
-        origin = ceil_minute(until_ns) - count * step_ns
+        block = next(grain for grain in LEVELS if step_ns % grain == 0)
+        origin = ceil_minute(until_ns, block) - count * step_ns
         equal = {"service": service, **({"route_or_name": route} if route else {}),
                  **({"http_method": method} if method else {})}
         rows = {}
