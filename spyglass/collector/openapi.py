@@ -5,6 +5,8 @@ requests from it (the tests run schemathesis on it): every parameter's form, eve
 """
 from functools import lru_cache
 
+from .search import LOG_SCAN_BUDGET
+
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 NULLABLE_INTEGER = {"type": ["integer", "null"]}
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -345,7 +347,12 @@ def openapi_document():
                 _param("logger", "Only records of this logger (`log.logger`) or of one below it (`app` takes "
                                  "`app.views`)."),
                 _param("trace_id", "Only records of this trace: its id or the start of it.", _HEX_PREFIX),
-            ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER)),
+            ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER, more_before_ns={
+                "type": ["integer", "null"],
+                "description": f"By text or logger, a search reads the newest {LOG_SCAN_BUDGET:,} records of the other "
+                               "filters at most: when it found fewer than `limit`, the time (unix ns) of the "
+                               "oldest it read, where the next page goes on (`until`); null when it read "
+                               "the whole window."})),
         },
         "components": {"responses": {
             "BadRequest": {"description": "A parameter is invalid: `error` says which and why",
