@@ -2,14 +2,17 @@
 
 Percentiles, rankings and route grouping happen in the database, not in Python: each
 query groups and ranks the rows it reads, and only the answer crosses the connection.
-Over the whole window (services, routes, slow calls) a group is counted first, then each
-of its percentiles is one seek in an index in duration order (``_nearest_rank``): sorting
-the window's rows with window functions took seconds with a million spans.
+Requests (services, routes) are counted from the per-minute rollup (``rollup``), whose
+duration buckets say where each percentile lies: one seek in an index in duration order
+reads that bucket only. Slow calls are counted per group, then each percentile is one seek
+in an index in duration order (``_nearest_rank``): sorting the window's rows with window
+functions took seconds with a million spans.
 The SQL keeps to what both dialects share: window functions, ``count(*) FILTER``,
 ``CASE``, ``?`` placeholders (the PostgreSQL store rewrites them to ``%s``), and boolean
 columns used as predicates (``WHERE is_root``: an integer in SQLite, a boolean in
 PostgreSQL). A backend mixes ``Queries`` in and provides ``_rows(sql, parameters)``,
-returning a list of dicts.
+returning a list of dicts, ``BUCKET_SQL`` (``rollup.bucket_of`` in its dialect) and the
+rollup's (``rollup.Rollup``) hooks.
 
 Percentiles are nearest-rank: the p-th percentile of n values is the one of rank
 ``ceil(n * p / 100)`` in ascending order, which is ``(n * p + 99) / 100`` in integer
