@@ -41,6 +41,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
+from operator import itemgetter
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -76,6 +77,7 @@ _TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "span_
                  "resources": "last_seen_ns", "request_rollup": "start_ns"}
 
 _ROOT_AT, _START_AT = SPAN_COLUMNS.index("is_root"), SPAN_COLUMNS.index("start_ns")
+_start_of = itemgetter(_START_AT)
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
 _FLOAT_INDEXES = (METRIC_COLUMNS.index("value"), METRIC_COLUMNS.index("sum"))
@@ -356,8 +358,11 @@ class PostgresStore(Queries):
     def _note_late(self, batch):
         """Remember the minutes of the requests just written that the rollup has passed."""
         behind = self._rolling_to
-        if not behind:
-            return
+        try:  # nearly every batch is newer than the rollup: one pass in C tells
+            if not behind or not batch.spans or min(map(_start_of, batch.spans)) >= behind:
+                return
+        except TypeError:  # a start time that is not a number: look at each
+            pass
         for row in batch.spans:
             start_ns = row[_START_AT]
             if row[_ROOT_AT] and type(start_ns) is int and start_ns < behind:
