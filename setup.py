@@ -49,7 +49,7 @@ TEST = [
     "opentelemetry-exporter-otlp-proto-http>=1.20",
     "playwright>=1.40",  # drives Debian's chromium; its own browser download is not used
     # frameworks and servers
-    "flask>=2.2", "flask-login", "django>=4.2", "fastapi", "starlette", "uvicorn",
+    "flask>=2.2", "flask-login", "django>=4.2", "fastapi", "starlette", "uvicorn", "hypercorn",
     "gunicorn", "uwsgi>=2.0.20", "aiohttp", "pyramid", "tornado", "gevent",
     # databases, caches, HTTP clients, templates
     "psycopg2-binary", "psycopg[binary]", "pymysql", "mysqlclient", "redis", "pysolr",

@@ -133,3 +133,33 @@ def test_a_request_that_gets_no_response_is_counted_with_its_error_type(receiver
     assert receiver.wait_for(lambda r: histogram_count(
         r, "http.client.request.duration", **{"server.port": 9,
                                               "error.type": "ConnectionRefusedError"}) == 1)
+
+
+def test_a_5xx_outside_any_trace_is_named_by_its_status(receiver):
+    result = run_python("""
+        import http.server, threading, urllib.request
+
+        class Unavailable(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_error(503)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/busy")
+        except urllib.error.HTTPError as error:
+            print(error.code)
+    """, AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
+    assert result.stdout.strip() == "503", result.stderr
+    assert receiver.wait_for(lambda r: histogram_count(
+        r, "http.client.request.duration", **{"http.response.status_class": "5xx",
+                                              "error.type": "503"}) == 1)
+    # Failed, so a trace of its own, its span saying why as OpenTelemetry does.
+    span, = receiver.wait_for(lambda r: r.spans())
+    assert "parentSpanId" not in span or not span["parentSpanId"]
+    attributes = {a["key"]: a["value"] for a in span["attributes"]}
+    assert attributes["error.type"] == {"stringValue": "503"}
+    assert span["status"]["code"] == 2

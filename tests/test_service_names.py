@@ -114,10 +114,10 @@ def _gunicorn(spec, cwd, bootstrap):
     return start
 
 
-def _uvicorn(*options):
+def _asgi_server(program, *options):
     def start(receiver):
         require_installed("fastapi")
-        return _server([_program("uvicorn"), *options, "--port", "{port}", "app:app"],
+        return _server([_program(program), *options, "app:app"],
                        os.path.join(APPS, "fastapi_quickstart"), "fastapi")(receiver)
     return start
 
@@ -192,9 +192,10 @@ def cases(tmp_path_factory):
         "gunicorn app:app": Case(_gunicorn("app:app", EXAMPLES, "flask"), "app"),
         "gunicorn config.wsgi": Case(_gunicorn("config.wsgi:application", DJANGO_PROJECT,
                                                "django"), "config"),
-        "uvicorn": Case(_uvicorn(), "app"),
+        "uvicorn": Case(_asgi_server("uvicorn", "--port", "{port}"), "app"),
         # the server runs in a child that multiprocessing spawned (python -c …)
-        "uvicorn --reload": Case(_uvicorn("--reload"), "app"),
+        "uvicorn --reload": Case(_asgi_server("uvicorn", "--reload", "--port", "{port}"), "app"),
+        "hypercorn": Case(_asgi_server("hypercorn", "-b", "127.0.0.1:{port}"), "app"),
         "flask --app": Case(_flask("--app", "app", "run", cwd=EXAMPLES), "app"),
         "FLASK_APP": Case(_flask("run", cwd=APPS, FLASK_APP="flask_app"), "flask_app"),
         "flask --debug": Case(_flask("--app", "flask_app", "--debug", "run", cwd=APPS),
@@ -223,7 +224,7 @@ def cases(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["uwsgi --ini", "gunicorn app:app", "gunicorn config.wsgi",
-                                  "uvicorn", "flask --app", "FLASK_APP"])
+                                  "uvicorn", "hypercorn", "flask --app", "FLASK_APP"])
 def test_a_server_is_named_by_its_app(cases, name):
     case = cases[name]
     server = case.ready()

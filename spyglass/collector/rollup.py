@@ -45,22 +45,6 @@ CHUNK_MINUTES = 10
 LEVELS = (3600 * NS, 600 * NS, MINUTE_NS)
 INT64_MAX = (1 << 63) - 1
 
-#: Schema 6 of both stores, with their 64-bit integer type (never edit: append a migration);
-#: run again over what it made, it changes nothing.
-#: Per minute, service, route, release and duration bucket; and how far that is rolled up:
-#: the watermark, and the store's ``_rollup_mark`` then (SQLite: the greatest span rowid).
-ROLLUP_SCHEMA = """
-    CREATE TABLE IF NOT EXISTS request_rollup (
-        grain_ns {integer} NOT NULL, start_ns {integer} NOT NULL, service TEXT NOT NULL, http_method TEXT,
-        route TEXT, name TEXT, release TEXT NOT NULL, bucket INTEGER NOT NULL, requests {integer} NOT NULL,
-        errors {integer} NOT NULL, total_ns {integer} NOT NULL, min_ns {integer} NOT NULL,
-        max_ns {integer} NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS request_rollup_by_service ON request_rollup (grain_ns, service, start_ns);
-    CREATE INDEX IF NOT EXISTS request_rollup_by_time ON request_rollup (grain_ns, start_ns);
-    CREATE TABLE IF NOT EXISTS rollup_state (watermark_ns {integer} NOT NULL, mark {integer} NOT NULL);
-    INSERT INTO rollup_state (watermark_ns, mark) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM rollup_state)
-"""
 COLUMNS = ("grain_ns", "start_ns", "service", "http_method", "route", "name", "release", "bucket",
            "requests", "errors", "total_ns", "min_ns", "max_ns")
 INSERT = f"INSERT INTO request_rollup ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"

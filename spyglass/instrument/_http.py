@@ -90,6 +90,8 @@ class OutboundHTTP:
                 span.attributes["http.response.status_code"] = int(status)
                 if int(status) >= 500:
                     span.mark_error(f"HTTP {int(status)}")
+                    # OpenTelemetry's rule: a failure told by the status names it as error.type
+                    span.attributes["error.type"] = str(int(status))
             if error is not None:
                 span.attributes["error.type"] = type(error).__qualname__
             self.calls.finish(span, error)
@@ -100,13 +102,14 @@ class OutboundHTTP:
 
     def count(self, span, status, error):
         """``http.client.request.duration``: method, server, status class (as the server's
-        metric), the error's type when no response came; never the URL's path."""
+        metric), ``error.type`` (the exception's type when no response came, the status of a
+        5xx); never the URL's path."""
         attributes = span.attributes
         method = attributes["http.request.method"]
         self.metric(method if method in KNOWN_METHODS else "_OTHER",
                     attributes.get("server.address"), attributes.get("server.port"),
                     None if status is None else int(status),
-                    None if error is None or status is not None else type(error).__qualname__,
+                    _error_type(status, error),
                     (span.end_ns - span.start_ns) / 1e9)
 
     def with_context(self, started, headers):
@@ -154,6 +157,12 @@ class OutboundHTTP:
             except (ValueError, RuntimeError):  # another context, or already reset
                 pass
         return span, None
+
+
+def _error_type(status, error):
+    if status is not None:
+        return str(int(status)) if int(status) >= 500 else None
+    return None if error is None else type(error).__qualname__
 
 
 class Sending:

@@ -91,7 +91,8 @@ def record_http_client(method: str, address, port, status_code, error_type,
                        duration_s: float) -> None:
     """One finished outbound HTTP request: ``http.client.request.duration`` by method,
     server address and port, status class ("2xx", as the server's) and, for a request that
-    got no response, the exception's type (``error.type``). Never the URL's path."""
+    got no response, the exception's type, and for a 5xx its status (``error.type``). Never
+    the URL's path."""
     _record_duration(_HTTP_CLIENT, (method, address, port, status_code, error_type), duration_s)
 
 
