@@ -41,6 +41,10 @@ LAG_NS = 2 * MINUTE_NS
 RECHECK_NS = 15 * MINUTE_NS
 #: Minutes rolled up in one round (catching up after an upgrade or a pause).
 CHUNK_MINUTES = 10
+#: Minutes with late requests are rolled up again at most this often (a sender that sends
+#: out of time order, as a backfill does, would have every minute rolled up every round);
+#: meanwhile windows read them from the spans.
+LATE_INTERVAL_S = 30.0
 #: The blocks of time rolled up, each of whole blocks of the one after it, longest first.
 LEVELS = (3600 * NS, 600 * NS, MINUTE_NS)
 INT64_MAX = (1 << 63) - 1
@@ -147,6 +151,7 @@ class Rollup:
     def __init__(self, store):
         self.store = store
         self.checked_all = False  # the first roll-up of a process recounts every minute
+        self.late_rolled_at = 0.0  # time.monotonic() of the last roll-up of late minutes
 
     # -- reading -------------------------------------------------------------------------
 
@@ -260,6 +265,10 @@ class Rollup:
         end = min(target, watermark + CHUNK_MINUTES * MINUTE_NS) if target > watermark else watermark
         mark = self.store._rollup_mark(end)  # before reading: what is written after it is late
         late = self.store._late_minutes(old_mark, watermark, mark)
+        if late and time.monotonic() - self.late_rolled_at < LATE_INTERVAL_S:
+            late, mark = {}, old_mark  # later: until then they stay late (past the old mark)
+        elif late:
+            self.late_rolled_at = time.monotonic()
         minutes = set(late)
         if end == target and (end > watermark or not self.checked_all):
             minutes |= self._miscounted(0 if not self.checked_all else watermark - RECHECK_NS, watermark)
