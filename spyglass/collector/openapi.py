@@ -349,8 +349,8 @@ def openapi_document():
                 _param("trace_id", "Only records of this trace: its id or the start of it.", _HEX_PREFIX),
             ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER, more_before_ns={
                 "type": ["integer", "null"],
-                "description": f"By text or logger, a search reads the newest {LOG_SCAN_BUDGET:,} records of the other "
-                               "filters at most: when it found fewer than `limit`, the time (unix ns) of the "
+                "description": f"By text or logger, a search reads the newest {LOG_SCAN_BUDGET:,} records of the window "
+                               "at most: when it found fewer than `limit`, the time (unix ns) of the "
                                "oldest it read, where the next page goes on (`until`); null when it read "
                                "the whole window."})),
         },
