@@ -12,6 +12,7 @@ of each API route that has one), and prints ms per route against the bar.
 
     python benchmarks/bench_ui.py [--spans 1000000] [--store sqlite|postgresql|both]
                                   [--db FILE (reuse a filled SQLite file)] [--bar 300]
+                                  [--postgres-url URL (reuse a filled PostgreSQL database)]
 
 The exit status is 1 when a route is over the bar. Times are the median of ``--repeat``
 requests, each on a new connection, after one untimed request.
@@ -328,11 +329,22 @@ def _postgres_database():
     return url, drop
 
 
+def _is_empty(url):
+    """Whether the PostgreSQL database at ``url`` holds no spans yet."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        if connection.execute("SELECT to_regclass('spans')").fetchone()[0] is None:
+            return True
+        return connection.execute("SELECT 1 FROM spans LIMIT 1").fetchone() is None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--store", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--db", help="a SQLite file: filled on the first run, reused as it is after")
+    parser.add_argument("--postgres-url", help="a PostgreSQL database: filled on the first run, reused as it is after")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bar", type=float, default=300.0, help="ms a route may take (default 300)")
     args = parser.parse_args(argv)
@@ -344,11 +356,11 @@ def main(argv=None):
             over += run(db, args, fill_store=not (args.db and os.path.exists(args.db)))
     if args.store in ("postgresql", "both"):
         print("== PostgreSQL")
-        database = _postgres_database()
+        database = (args.postgres_url, lambda: None) if args.postgres_url else _postgres_database()
         if database:
             url, drop = database
             try:
-                over += run(url, args)
+                over += run(url, args, fill_store=not args.postgres_url or _is_empty(url))
             finally:
                 drop()
     print(f"\n{len(over)} over the bar of {args.bar:g} ms" + (f": {', '.join(over)}" if over else ""))

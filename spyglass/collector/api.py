@@ -268,10 +268,14 @@ class Api:
 
     def logs(self, query):
         since_ns, until_ns = _window(_until_as_end(query))
+        limit = _limit(query, 100)
         logs = self.store.logs(since_ns, until_ns, text=query.get("q") or None, level=_level(query),
                                service=query.get("service") or None, logger=query.get("logger") or None,
-                               trace_id=_hex_prefix(query, "trace_id"), limit=_limit(query, 100))
-        return {"since_ns": since_ns, "until_ns": until_ns, "logs": logs}
+                               trace_id=_hex_prefix(query, "trace_id"), limit=limit)
+        searched = query.get("q") or query.get("logger")
+        # A search that found fewer than asked for read a bounded number of records: where it stopped.
+        edge = self.store.log_search_edge(since_ns, until_ns) if searched and len(logs) < limit else None
+        return {"since_ns": since_ns, "until_ns": until_ns, "logs": logs, "more_before_ns": edge}
 
     # -- a service over time (series.py) -------------------------------------------------
 

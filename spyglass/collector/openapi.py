@@ -5,6 +5,8 @@ requests from it (the tests run schemathesis on it): every parameter's form, eve
 """
 from functools import lru_cache
 
+from .search import LOG_SCAN_BUDGET
+
 NULLABLE_NUMBER = {"type": ["number", "null"]}
 NULLABLE_INTEGER = {"type": ["integer", "null"]}
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -88,7 +90,9 @@ _CALL_ROW = _object({
     "avg_ms": {"type": "number"}, "p95_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER,
     "slowest_trace_id": {"type": "string"}, "slowest_span_id": {"type": "string"},
     "p95_series": {"type": "array", "description": "[unix seconds (a bucket's start), p95 ms or null], "
-                                                   "every bucket of the window", "items": {
+                                                   "every bucket of the window; each p95 is the longest call "
+                                                   "of the duration bucket (9 % wide) that holds it: exact, "
+                                                   "or at most 9 % above", "items": {
         "type": "array", "items": NULLABLE_NUMBER, "minItems": 2, "maxItems": 2}},
 }, required=("service", "key", "count", "total_ms", "p95_series"))
 _STATE = {
@@ -158,7 +162,7 @@ _SERIES = _object({
 _SERVICE_PATH = _param("service", "The service (`service.name`).", {"type": "string", "pattern": "^[^\\u0000]+$"},
                        "path", True)
 _STEP = _param("step", "Bucket length: 60 (seconds), 30s, 5m, 1h. Default and minimum: what keeps the "
-                       "window within 360 buckets.",
+                       "window within 360 buckets (a whole minute at least over an hour or more).",
                {"type": "string", "pattern": "^[0-9]{1,15}(\\.[0-9]{1,9})?(ms|s|m|h|d|w)?$"})
 _RELEASE = _object({
     "version": {"type": "string", "description": "`service.version`; empty where the processes had none."},
@@ -180,10 +184,15 @@ _SERVICE_OVER_TIME = {
                      "t", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms")}),
                  "releases": {"type": "array", "items": _RELEASE}}),
         "Columns of equal length, one entry per bucket; `t` is the bucket's start in unix seconds. "
-        "Buckets without requests have null latencies and error rate."),
+        "Buckets without requests have null latencies and error rate. A step of whole minutes is read "
+        "from the per-minute rollup: the buckets are whole minutes, the last one ending with the block "
+        "`until` is in (a minute, ten minutes or an hour: the longest that divides the step), and each percentile is the longest request of the duration bucket (9 % wide) "
+        "that holds it: exact where that bucket holds one duration, otherwise at most 9 % above. "
+        "Shorter steps have exact percentiles."),
     "/api/services/{service}": _get(
         "One service: requests, error rate, p50/p95/p99 and processes over the window; its releases "
-        "(`service.version`) and the latest compared with the one before: p95 and error rate per route, "
+        "(`service.version`) and the latest compared with the one before: p95 and error rate per route "
+        "(each p95 the longest request of its 9 %-wide duration bucket: at most 9 % above the exact one), "
         "new error groups",
         [_SERVICE_PATH, *_WINDOW],
         _object({"service": {"type": "string"}, "since_ns": {"type": "integer"}, "until_ns": {"type": "integer"},
@@ -338,7 +347,12 @@ def openapi_document():
                 _param("logger", "Only records of this logger (`log.logger`) or of one below it (`app` takes "
                                  "`app.views`)."),
                 _param("trace_id", "Only records of this trace: its id or the start of it.", _HEX_PREFIX),
-            ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER)),
+            ], _list_of("logs", _LOG_ROW, until_ns=NULLABLE_INTEGER, more_before_ns={
+                "type": ["integer", "null"],
+                "description": f"By text or logger, a search reads the newest {LOG_SCAN_BUDGET:,} records of the window "
+                               "at most: when it found fewer than `limit`, the time (unix ns) of the "
+                               "oldest it read, where the next page goes on (`until`); null when it read "
+                               "the whole window."})),
         },
         "components": {"responses": {
             "BadRequest": {"description": "A parameter is invalid: `error` says which and why",

@@ -65,4 +65,5 @@ MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS calls_by_duration ON spans (service, call_key, duration_ns)
         INCLUDE (start_ns, is_slow, call_count) WHERE call_key IS NOT NULL;
     """,
+    typed(schema.REQUEST_ROLLUP, DIALECT),  # 6: requests per minute, ten minutes and hour (rollup.py)
 ]

@@ -41,6 +41,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
+from operator import itemgetter
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -51,6 +52,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
+from .rollup import LOG_RATIO, MINUTE_NS, Rollup
 from .search import TAG_COLUMNS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
@@ -61,7 +63,7 @@ HOUR_NS = 3600 * NS
 #: Partitions exist from the retention age up to this many hours ahead of now.
 HOURS_AHEAD = 2
 #: Keys of the advisory locks (any 64-bit numbers other applications are unlikely to use).
-SCHEMA_LOCK, PARTITION_LOCK = 0x7370_7967_6C61_7301, 0x7370_7967_6C61_7302
+SCHEMA_LOCK, PARTITION_LOCK, ROLLUP_LOCK = 0x7370_7967_6C61_7301, 0x7370_7967_6C61_7302, 0x7370_7967_6C61_7303
 #: A process's resource row is refreshed at most this often (its ``last_seen_ns``).
 RESOURCE_REFRESH_NS = NS
 MAX_RESOURCES_REMEMBERED = 10_000
@@ -69,8 +71,13 @@ DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
 #: Tables outside the time partitions, that retention deletes rows from.
-UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags")
+UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags", "request_rollup")
+#: The time column of each unpartitioned table retention deletes by time.
+_TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "span_tags": "time_ns",
+                 "resources": "last_seen_ns", "request_rollup": "start_ns"}
 
+_ROOT_AT, _START_AT = SPAN_COLUMNS.index("is_root"), SPAN_COLUMNS.index("start_ns")
+_start_of = itemgetter(_START_AT)
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
 _FLOAT_INDEXES = (METRIC_COLUMNS.index("value"), METRIC_COLUMNS.index("sum"))
@@ -190,6 +197,9 @@ class PostgresStore(Queries):
     """``store.Store`` on a PostgreSQL database, named by a ``postgresql://`` URL."""
 
     CONTAINS = "strpos({column}, ?) > 0"  # search.SearchQueries: SQLite's instr()
+    #: rollup.bucket_of: the same C log() of the same double, divided by the same double.
+    BUCKET_SQL = (f"CASE WHEN duration_ns > 1 THEN floor(ln(duration_ns::float8) / '{LOG_RATIO!r}'::float8)::bigint "
+                  f"ELSE 0 END")
 
     def __init__(self, url, retention_seconds=7 * 86400, retention_bytes=1 << 30, pool_size=POOL_SIZE,
                  maintain=True):
@@ -199,6 +209,9 @@ class PostgresStore(Queries):
         self._hours = set()  # hours whose partitions exist, as far as this process knows
         self._hours_lock = threading.Lock()
         self._resources_written = {}  # resource key -> when this process last wrote its row
+        self.rollup = Rollup(self)
+        self._rolling_to = 0  # the minutes before it are rolled up, or being
+        self._late = {}  # minute -> writes of requests behind _rolling_to, since it was rolled up
         with _store_errors():
             with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
                 self.schema_version = self._migrate(connection)
@@ -225,6 +238,9 @@ class PostgresStore(Queries):
 
     @staticmethod
     def _configure(connection):
+        # JIT compiles a query for a second when the planner guesses it large (after a bulk
+        # load, before statistics); the UI's queries read little and answer in milliseconds.
+        connection.execute("SET jit = off")
         # Per session: COPY lands here, then one INSERT … ON CONFLICT merges it.
         connection.execute("CREATE TEMP TABLE IF NOT EXISTS spans_incoming (LIKE spans INCLUDING DEFAULTS) "
                            "ON COMMIT DELETE ROWS")
@@ -265,6 +281,7 @@ class PostgresStore(Queries):
                 raise
             # A NUL, a lone surrogate, an id or a name too long to index: store the rest as it is.
             self._write(_scrubbed(batch))
+        self._note_late(batch)
 
     def _write(self, batch):
         now_ns = time.time_ns()
@@ -335,6 +352,50 @@ class PostgresStore(Queries):
             row = connection.execute(_dialect(SET_STATE), state_parameters(
                 group_id, state, time.time_ns() if now_ns is None else now_ns)).fetchone()
         return group_state(dict(row)) if row else None
+
+    # -- the rollup (rollup.py) ------------------------------------------------------------
+
+    def _note_late(self, batch):
+        """Remember the minutes of the requests just written that the rollup has passed."""
+        behind = self._rolling_to
+        try:  # nearly every batch is newer than the rollup: one pass in C tells
+            if not behind or not batch.spans or min(map(_start_of, batch.spans)) >= behind:
+                return
+        except TypeError:  # a start time that is not a number: look at each
+            pass
+        for row in batch.spans:
+            start_ns = row[_START_AT]
+            if row[_ROOT_AT] and type(start_ns) is int and start_ns < behind:
+                minute = start_ns // MINUTE_NS
+                self._late[minute] = self._late.get(minute, 0) + 1
+
+    def _rollup_mark(self, rolling_to_ns):
+        """Announce that the minutes before ``rolling_to_ns`` are being rolled up: requests
+        this process writes for them from now on are late. PostgreSQL has no insert order to
+        mark (what other collectors write late is found by the rollup's recount)."""
+        if rolling_to_ns is not None:
+            self._rolling_to = max(self._rolling_to, rolling_to_ns)
+        return 0
+
+    def _late_minutes(self, mark, watermark_ns, until_mark=None):
+        """The minutes before ``watermark_ns`` this process wrote requests for after they
+        were rolled up, with how many writes (``_rolled_up`` forgets those)."""
+        return {minute: writes for minute, writes in list(self._late.items()) if minute * MINUTE_NS < watermark_ns}
+
+    def _rolled_up(self, late):
+        """Forget the late minutes of ``late`` that no write came for since."""
+        for minute, writes in late.items():
+            if self._late.get(minute) == writes:
+                self._late.pop(minute, None)
+
+    def _write_rollup(self, statements):
+        """Run each ``(sql, rows)`` of ``statements`` over its rows, in one transaction, one
+        collector at a time (each replaces what it rolls up: a second one's is the same)."""
+        with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK,))
+            for sql, rows in statements:
+                if rows:
+                    cursor.executemany(_dialect(sql), rows)
 
     # -- partitions ----------------------------------------------------------------------
 
@@ -486,8 +547,7 @@ class PostgresStore(Queries):
                 if within_partitions:
                     emptied.update(tables[table] for hour, tables in hours.items()
                                    if hour * HOUR_NS < cutoff_ns and table in tables)
-        for table in ("error_events", "profile_samples", "span_tags", "resources"):
-            column = "last_seen_ns" if table == "resources" else "time_ns"
+        for table, column in _TIME_COLUMNS.items():
             deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff_ns,)).rowcount
         deleted["error_groups"] = cursor.execute(
             "DELETE FROM error_groups AS g WHERE NOT EXISTS "

@@ -2,14 +2,17 @@
 
 Percentiles, rankings and route grouping happen in the database, not in Python: each
 query groups and ranks the rows it reads, and only the answer crosses the connection.
-Over the whole window (services, routes, slow calls) a group is counted first, then each
-of its percentiles is one seek in an index in duration order (``_nearest_rank``): sorting
-the window's rows with window functions took seconds with a million spans.
+Requests (services, routes) are counted from the per-minute rollup (``rollup``), whose
+duration buckets say where each percentile lies: one seek in an index in duration order
+reads that bucket only. Slow calls are counted per group, then each percentile is one seek
+in an index in duration order (``_nearest_rank``): sorting the window's rows with window
+functions took seconds with a million spans.
 The SQL keeps to what both dialects share: window functions, ``count(*) FILTER``,
 ``CASE``, ``?`` placeholders (the PostgreSQL store rewrites them to ``%s``), and boolean
 columns used as predicates (``WHERE is_root``: an integer in SQLite, a boolean in
 PostgreSQL). A backend mixes ``Queries`` in and provides ``_rows(sql, parameters)``,
-returning a list of dicts.
+returning a list of dicts, ``BUCKET_SQL`` (``rollup.bucket_of`` in its dialect) and the
+rollup's (``rollup.Rollup``) hooks.
 
 Percentiles are nearest-rank: the p-th percentile of n values is the one of rank
 ``ceil(n * p / 100)`` in ascending order, which is ``(n * p + 99) / 100`` in integer
@@ -20,6 +23,7 @@ import re
 
 from .error_states import group_state
 
+from .rollup import Group
 from .search import SearchQueries
 
 NS = 1_000_000_000
@@ -36,19 +40,9 @@ def _percentile_column(percent, rank="rank_asc"):
     return f"max(CASE WHEN {rank} = {_rank_of(percent)} THEN duration_ns END) AS p{percent}_ns"
 
 
-#: Requests (local root spans) since ``?``, counted per group; each group's percentiles are
-#: then found by ``Queries._nearest_rank``. The groups are read from an index in their order
-#: (schema 5), without the rows.
-_COUNTS = ("count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, "
-           "sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns")
-SERVICES = f"SELECT service, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? GROUP BY service"
 SERVICE_INSTANCES = """
     SELECT service, count(*) AS instances, max(last_seen_ns) AS last_seen_ns FROM resources
     WHERE last_seen_ns >= ? GROUP BY service
-"""
-ROUTES = f"""
-    SELECT service, http_method, route, {_COUNTS} FROM spans WHERE is_root AND start_ns >= ? {{service_clause}}
-    GROUP BY service, http_method, route
 """
 #: Calls since ``?`` per service and call key; their p95 and slowest call are found per call
 #: (``Queries.slow_calls``) from the calls-by-duration index.
@@ -219,15 +213,14 @@ ERROR_BREAKDOWN = """
     WHERE group_id = ? AND time_ns >= ? AND time_ns < ?
     GROUP BY {column} ORDER BY events DESC, {column} IS NULL, {column} LIMIT ?
 """
-SLOW_CALL_P95 = f"""
-    SELECT service, call_key, bucket, {_percentile_column(95)}
-    FROM (SELECT service, call_key, bucket, duration_ns,
-                 row_number() OVER (PARTITION BY service, call_key, bucket ORDER BY duration_ns) AS rank_asc,
-                 count(*) OVER (PARTITION BY service, call_key, bucket) AS n
-          FROM (SELECT service, call_key, (start_ns - ?) / ? AS bucket, duration_ns FROM spans
-                WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {{keys_clause}} {{slow_clause}}
-               ) AS bucketed) AS ranked
-    GROUP BY service, call_key, bucket
+#: The calls of some keys per time bucket and duration bucket (``rollup.bucket_of``, as the
+#: store's ``BUCKET_SQL``): counted in the database, never sorted.
+SLOW_CALL_HISTOGRAMS = """
+    SELECT service, call_key, (start_ns - ?) / ? AS bucket, {bucket} AS duration_bucket, count(*) AS n,
+           min(duration_ns) AS min_ns, max(duration_ns) AS max_ns
+    FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {services_clause} {keys_clause}
+                     {slow_clause}
+    GROUP BY service, call_key, bucket, {bucket}
 """
 
 
@@ -267,16 +260,22 @@ class Queries(SearchQueries):
     def _nearest_rank(self, where, parameters, count, percent):
         return self._nearest_ranks(where, parameters, count, [percent])[f"p{percent}_ns"]
 
-    def _with_percentiles(self, row, since_ns, **columns):
-        """A requests group's ``row`` with its ``pNN_ns``: the group of requests since
-        ``since_ns`` whose ``columns`` have the given values."""
-        parameters = []
-        where = _group_where("is_root", since_ns, parameters, **columns)
-        return row | self._nearest_ranks(where, parameters, row["requests"], PERCENTILES)
+    def request_stats(self, since_ns, until_ns=None, by=(), **columns):
+        """``{key: row}``: the requests from ``since_ns`` to ``until_ns`` (open: ``None``) whose
+        ``columns`` have the given values, grouped by the columns ``by`` (read from the
+        per-minute rollup, ``rollup``): requests, errors, total, longest and exact p50/p95/p99."""
+        stats = {}
+        for key, group in self.rollup.groups(since_ns, until_ns, by, **columns).items():
+            parameters = [] if until_ns is None else [until_ns]
+            where = _group_where("is_root" if until_ns is None else "is_root AND start_ns < ?", since_ns, parameters,
+                                 **{**columns, **dict(zip(by, key))})
+            stats[key] = {"requests": group.requests, "errors": group.errors, "total_ns": group.total_ns,
+                          "max_ns": group.max_ns, **dict(zip(by, key)),
+                          **self.rollup.exact_percentiles(group, where, parameters, PERCENTILES)}
+        return stats
 
     def services(self, since_ns):
-        stats = {row["service"]: self._with_percentiles(row, since_ns, service=row["service"])
-                 for row in self._rows(SERVICES, [since_ns])}
+        stats = {key[0]: row for key, row in self.request_stats(since_ns, by=("service",)).items()}
         seen = {row["service"]: row for row in self._rows(SERVICE_INSTANCES, [since_ns])}
         result = []
         for service in sorted(set(stats) | set(seen)):
@@ -298,10 +297,8 @@ class Queries(SearchQueries):
             "SELECT DISTINCT service FROM resources WHERE last_seen_ns >= ? ORDER BY service", [since_ns])]
 
     def routes(self, since_ns, service=None):
-        parameters = [since_ns]
-        sql = ROUTES.format(service_clause=_service_clause(service, parameters))
-        rows = [self._with_percentiles(row, since_ns, service=row["service"], http_method=row["http_method"],
-                                       route=row["route"]) for row in self._rows(sql, parameters)]
+        rows = list(self.request_stats(since_ns, by=("service", "http_method", "route"),
+                                       **({"service": service} if service else {})).values())
         rows.sort(key=lambda row: (-(row["p95_ns"] or 0), -row["requests"], row["service"], row["route"] or ""))
         return [{
             "service": row["service"], "method": row["http_method"], **_route_and_name(row),
@@ -456,20 +453,28 @@ class Queries(SearchQueries):
 
     def slow_call_p95_series(self, since_ns, until_ns, step_ns, calls, slow_only=False):
         """The p95 of each of ``calls`` (``(service, key)`` pairs) per bucket of ``step_ns``:
-        ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window."""
+        ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window. Each
+        p95 is the longest call of the duration bucket (``rollup.BUCKET_RATIO``) that holds it:
+        exact when that bucket holds one duration, otherwise at most 9 % above."""
         wanted = {(service, key) for service, key in calls}
         if not wanted:
             return {}
         starts = _buckets(since_ns, until_ns, step_ns)
         parameters = [since_ns, step_ns, since_ns, until_ns]
-        sql = SLOW_CALL_P95.format(keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
-                                   slow_clause="AND is_slow" if slow_only else "")
-        found = {}
+        sql = SLOW_CALL_HISTOGRAMS.format(
+            bucket=self.BUCKET_SQL,
+            # Slow calls are few, found by their own index: a filter on services would lead the
+            # planner to the index of every call.
+            services_clause="" if slow_only else _in_clause("service", sorted({s for s, _ in wanted}), parameters),
+            keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
+            slow_clause="AND is_slow" if slow_only else "")
+        histograms = {}
         for row in self._rows(sql, parameters):
             if (row["service"], row["call_key"]) in wanted:
-                found.setdefault((row["service"], row["call_key"]), {})[row["bucket"]] = _ms(row["p95_ns"])
-        return {call: [[start, found.get(call, {}).get(index)] for index, start in enumerate(starts)]
-                for call in wanted}
+                histograms.setdefault((row["service"], row["call_key"], row["bucket"]), Group()).add(
+                    row["duration_bucket"], row["n"], 0, 0, row["min_ns"], row["max_ns"])
+        return {call: [[start, _ms(histograms[(*call, index)].percentile(95)) if (*call, index) in histograms
+                        else None] for index, start in enumerate(starts)] for call in wanted}
 
     def latest_metrics(self, since_ns, service=None):
         parameters = [since_ns]

@@ -28,6 +28,10 @@ MAX_PREFIX_MATCHES = 1000
 #: How far outside the searched window a request's calls may have started.
 MEMBER_MARGIN_NS = 3600 * 1_000_000_000
 _HEX = re.compile(r"[0-9a-f]{1,32}")
+#: Log records of its window a search by text or logger reads at most, newest first: a search
+#: that matches few ends there, and says where (``log_search_edge``), so that the next page
+#: goes on from it.
+LOG_SCAN_BUDGET = 10_000
 
 
 def attribute_needles(key, value):
@@ -152,11 +156,17 @@ class SearchQueries:
              limit=100):
         """Log records since ``since_ns``, newest first: whose body contains ``text`` (any
         case), at ``level`` (a severity number) or above, of ``service``, of ``logger`` or a
-        logger below it (``app`` takes ``app.views``), of the trace ``trace_id`` (a prefix)."""
+        logger below it (``app`` takes ``app.views``), of the trace ``trace_id`` (a prefix).
+        By text or logger, among the newest ``LOG_SCAN_BUDGET`` records of the window only
+        (``log_search_edge``: how far that reaches)."""
         clauses, parameters = ["time_ns >= ?"], [since_ns]
         if until_ns is not None:
             clauses.append("time_ns <= ?")
             parameters.append(until_ns)
+        edge = self.log_search_edge(since_ns, until_ns) if text or logger else None
+        if edge is not None:
+            clauses.append("time_ns >= ?")
+            parameters.append(edge)
         if text:
             clauses.append("lower(body) LIKE ? ESCAPE '\\'")
             parameters.append("%" + re.sub(r"([\\%_])", r"\\\1", text.lower()) + "%")
@@ -176,6 +186,18 @@ class SearchQueries:
         rows = self._rows(f"SELECT * FROM logs WHERE {' AND '.join(clauses)} ORDER BY time_ns DESC LIMIT ?",
                           [*parameters, int(limit)])
         return [_log_row(row) for row in rows]
+
+    def log_search_edge(self, since_ns, until_ns=None):
+        """The time of the oldest record a search by text or logger reads: the
+        ``LOG_SCAN_BUDGET``-th newest of the window (from the time index alone); older ones
+        are not searched. ``None`` when the window holds fewer."""
+        clauses, parameters = ["time_ns >= ?"], [since_ns]
+        if until_ns is not None:
+            clauses.append("time_ns <= ?")
+            parameters.append(until_ns)
+        rows = self._rows(f"SELECT time_ns FROM logs WHERE {' AND '.join(clauses)} ORDER BY time_ns DESC "
+                          f"LIMIT 1 OFFSET ?", [*parameters, LOG_SCAN_BUDGET - 1])
+        return rows[0]["time_ns"] if rows else None
 
 
 def _log_row(row):

@@ -11,6 +11,7 @@ import json
 import math
 
 from .queries import PERCENTILES, _percentile_column, route_name
+from .rollup import LEVELS, MINUTE_NS, ceil_minute
 
 NS = 1_000_000_000
 #: Buckets per chart at most: a step that would make more is widened.
@@ -20,6 +21,11 @@ STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 4320
 #: A route is "slower" in a release when its p95 grew by this factor and this many ms.
 SLOWER_FACTOR, SLOWER_MS = 1.2, 1.0
 UNVERSIONED = ""
+#: Routes a service's page lists at most.
+MAX_ROUTES = 500
+#: Over a window this long or longer, the series' buckets are whole minutes by default (so
+#: that they are read from the rollup).
+ROLLUP_WINDOW_NS = 3600 * NS
 
 SERIES = f"""
     SELECT bucket, count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors,
@@ -36,19 +42,6 @@ RELEASE_SPANS = """
     SELECT resource_key, min(start_ns) AS first_ns, max(start_ns) AS last_ns, count(*) AS requests
     FROM spans WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?
     GROUP BY resource_key
-"""
-RELEASE_ROUTES = f"""
-    SELECT is_current, http_method, route, count(*) AS requests,
-           count(*) FILTER (WHERE is_error) AS errors, {_percentile_column(95)}
-    FROM (SELECT is_current, http_method, route, duration_ns, is_error,
-                 row_number() OVER (PARTITION BY is_current, http_method, route ORDER BY duration_ns) AS rank_asc,
-                 count(*) OVER (PARTITION BY is_current, http_method, route) AS n
-          FROM (SELECT CASE WHEN resource_key IN ({{current}}) THEN 1 ELSE 0 END AS is_current,
-                       http_method, coalesce(route, name) AS route, duration_ns, is_error
-                FROM spans WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?
-                                 AND resource_key IN ({{both}})) AS tagged
-         ) AS ranked
-    GROUP BY is_current, http_method, route
 """
 NEW_ERRORS = """
     SELECT g.id, g.type, g.message, g.culprit, count(*) AS events
@@ -69,17 +62,6 @@ METRIC_BUCKETS = """
           FROM metric_points WHERE name = ? AND service = ? AND time_ns >= ? AND time_ns < ?) AS bucketed
     GROUP BY instance, attributes, bucket
     ORDER BY bucket
-"""
-#: A service's requests in a window: ``service``, ``since_ns``, ``until_ns``.
-WINDOW_REQUESTS = "is_root AND service = ? AND start_ns >= ? AND start_ns < ?"
-SUMMARY = f"""
-    SELECT count(*) AS requests, count(*) FILTER (WHERE is_error) AS errors, max(duration_ns) AS max_ns
-    FROM spans WHERE {WINDOW_REQUESTS}
-"""
-ROUTES = """
-    SELECT http_method, coalesce(route, name) AS route, count(*) AS requests FROM spans
-    WHERE is_root AND service = ? AND start_ns >= ? AND start_ns < ?
-    GROUP BY http_method, coalesce(route, name) ORDER BY requests DESC, route LIMIT 500
 """
 INSTANCES = "SELECT count(*) AS instances FROM resources WHERE service = ? AND last_seen_ns >= ?"
 SERVICE_METRIC_NAMES = """
@@ -121,6 +103,25 @@ def choose_step(since_ns, until_ns, step_s=None):
     return next((step for step in STEPS if step >= least), math.ceil(least))
 
 
+def _columns(rows, since_ns, step, buckets):
+    """The series of ``rows`` (by bucket number: requests, errors, ``pNN_ns``) as columns,
+    ``buckets`` of ``step`` seconds from ``since_ns``; buckets without a row are empty."""
+    columns = {name: [] for name in ("t", "requests", "rps", "errors", "error_rate",
+                                     *(f"p{p}_ms" for p in PERCENTILES))}
+    for bucket in range(buckets):
+        row = rows.get(bucket) or {"requests": 0, "errors": 0}
+        requests = int(row["requests"])
+        columns["t"].append((since_ns + bucket * step * NS) / NS)
+        columns["requests"].append(requests)
+        columns["rps"].append(requests / step)
+        columns["errors"].append(int(row["errors"]))
+        columns["error_rate"].append(int(row["errors"]) / requests if requests else None)
+        for p in PERCENTILES:
+            value = row.get(f"p{p}_ns")
+            columns[f"p{p}_ms"].append(None if value is None else value / 1e6)
+    return {"step_s": step, "series": columns}
+
+
 def _placeholders(values):
     return ", ".join("?" * len(values)) or "NULL"
 
@@ -141,8 +142,18 @@ class ServiceSeries:
 
     def requests(self, service, since_ns, until_ns, step_s=None, route=None, method=None):
         """Requests per bucket: count, per second, error rate, p50/p95/p99, as columns
-        (``t`` the bucket's start in unix seconds); empty buckets have no latency."""
+        (``t`` the bucket's start in unix seconds); empty buckets have no latency.
+
+        A step of whole minutes (by default, over an hour or more) is read from the
+        per-minute rollup (``rollup``): the buckets end with the block ``until_ns`` is in,
+        and their percentiles are the greatest duration of the duration bucket of that rank
+        (exact when it holds one duration, else at most 9 % above). Shorter steps read the
+        spans, with exact percentiles."""
         step = choose_step(since_ns, until_ns, step_s)
+        if not step_s and until_ns - since_ns >= ROLLUP_WINDOW_NS:
+            step = max(step, MINUTE_NS // NS)
+        if step * NS % MINUTE_NS == 0:
+            return self._rolled_requests(service, since_ns, until_ns, step, route, method)
         step_ns = step * NS
         parameters = [since_ns, step_ns, service, since_ns, until_ns]
         route_clause = ""
@@ -153,21 +164,23 @@ class ServiceSeries:
             route_clause += " AND http_method = ?"
             parameters.append(method)
         rows = {row["bucket"]: row for row in self.store._rows(SERIES.format(route_clause=route_clause), parameters)}
-        buckets = math.ceil((until_ns - since_ns) / step_ns)
-        columns = {name: [] for name in ("t", "requests", "rps", "errors", "error_rate",
-                                         *(f"p{p}_ms" for p in PERCENTILES))}
-        for bucket in range(buckets):
-            row = rows.get(bucket) or {"requests": 0, "errors": 0}
-            requests = int(row["requests"])
-            columns["t"].append((since_ns + bucket * step_ns) / NS)
-            columns["requests"].append(requests)
-            columns["rps"].append(requests / step)
-            columns["errors"].append(int(row["errors"]))
-            columns["error_rate"].append(int(row["errors"]) / requests if requests else None)
-            for p in PERCENTILES:
-                value = row.get(f"p{p}_ns")
-                columns[f"p{p}_ms"].append(None if value is None else value / 1e6)
-        return {"step_s": step, "series": columns}
+        return _columns(rows, since_ns, step, math.ceil((until_ns - since_ns) / step_ns))
+
+    def _rolled_requests(self, service, since_ns, until_ns, step, route, method):
+        """``requests`` by whole minutes, from the rollup: as many buckets as the window
+        holds steps, the last one ending where the longest block of the rollup that divides
+        the step (a minute, ten, an hour) that ``until_ns`` is in ends."""
+        step_ns = step * NS
+        count = math.ceil((until_ns - since_ns) / step_ns)
+        block = next(grain for grain in LEVELS if step_ns % grain == 0)
+        origin = ceil_minute(until_ns, block) - count * step_ns
+        equal = {"service": service, **({"route_or_name": route} if route else {}),
+                 **({"http_method": method} if method else {})}
+        rows = {}
+        for (bucket,), group in self.store.rollup.groups(origin, until_ns, step=(origin, step_ns), **equal).items():
+            rows[bucket] = {"requests": group.requests, "errors": group.errors,
+                            **{f"p{p}_ns": group.percentile(p) for p in PERCENTILES}}
+        return _columns(rows, origin, step, count)
 
     def releases(self, service, since_ns, until_ns):
         """The service's releases with requests in the window, oldest first: version, first and
@@ -207,18 +220,17 @@ class ServiceSeries:
                     "routes": [], "new_errors": []}
         previous, current = releases[-2], releases[-1]
         current_keys, previous_keys = current["resource_keys"], previous["resource_keys"]
-        sql = RELEASE_ROUTES.format(current=_placeholders(current_keys),
-                                    both=_placeholders(current_keys + previous_keys))
         routes = {}
-        for row in self.store._rows(sql, [*current_keys, service, since_ns, until_ns,
-                                          *current_keys, *previous_keys]):
-            side = "current" if row["is_current"] else "previous"
-            entry = routes.setdefault((row["http_method"] or "", row["route"] or ""), {
-                "method": row["http_method"], "route": row["route"],
-                "name": route_name(row["http_method"], row["route"]), "current": None, "previous": None})
-            requests = int(row["requests"])
-            entry[side] = {"requests": requests, "error_rate": int(row["errors"]) / requests,
-                           "p95_ms": row["p95_ns"] / 1e6}
+        # p95 from the rollup's duration buckets (``rollup.Group.percentile``).
+        for (release, method, route), group in self.store.rollup.groups(
+                since_ns, until_ns, by=("release", "http_method", "route_or_name"),
+                releases=(current["version"], previous["version"]), service=service).items():
+            side = "current" if release == current["version"] else "previous"
+            entry = routes.setdefault((method or "", route or ""), {
+                "method": method, "route": route, "name": route_name(method, route), "current": None,
+                "previous": None})
+            entry[side] = {"requests": group.requests, "error_rate": group.errors / group.requests,
+                           "p95_ms": group.percentile(95) / 1e6}
         for entry in routes.values():
             now, before = entry["current"], entry["previous"]
             entry["slower"] = bool(now and before and now["p95_ms"] > before["p95_ms"] * SLOWER_FACTOR
@@ -235,10 +247,9 @@ class ServiceSeries:
 
     def summary(self, service, since_ns, until_ns):
         """The service's requests, error rate and p50/p95/p99 over the window, and its processes."""
-        row = self.store._rows(SUMMARY, [service, since_ns, until_ns])[0]
-        requests = int(row["requests"])
-        row |= (self.store._nearest_ranks(WINDOW_REQUESTS, [service, since_ns, until_ns], requests, PERCENTILES)
-                if requests else {f"p{p}_ns": None for p in PERCENTILES})
+        row = self.store.request_stats(since_ns, until_ns, service=service).get(()) or {
+            "requests": 0, "errors": 0, "max_ns": None, **{f"p{p}_ns": None for p in PERCENTILES}}
+        requests = row["requests"]
         instances = self.store._rows(INSTANCES, [service, since_ns])[0]["instances"]
         return {"requests": requests, "errors": int(row["errors"] or 0),
                 "error_rate": int(row["errors"] or 0) / requests if requests else 0.0,
@@ -247,9 +258,10 @@ class ServiceSeries:
 
     def routes(self, service, since_ns, until_ns):
         """The service's routes in the window (for choosing one), busiest first."""
-        return [{"method": row["http_method"], "route": row["route"],
-                 "name": route_name(row["http_method"], row["route"]), "requests": int(row["requests"])}
-                for row in self.store._rows(ROUTES, [service, since_ns, until_ns])]
+        groups = self.store.rollup.groups(since_ns, until_ns, by=("http_method", "route_or_name"), service=service)
+        busiest = sorted(groups.items(), key=lambda item: (-item[1].requests, item[0][1] or ""))[:MAX_ROUTES]
+        return [{"method": method, "route": route, "name": route_name(method, route), "requests": group.requests}
+                for (method, route), group in busiest]
 
     def metric_names(self, since_ns, until_ns, service=None):
         """The metrics reported in the window per service (of ``service`` only where given),

@@ -53,4 +53,5 @@ MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS slow_calls_covering ON spans (start_ns, service, call_key, duration_ns, call_count, is_slow)
         WHERE is_slow AND call_key IS NOT NULL;
     """,
+    typed(schema.REQUEST_ROLLUP, DIALECT),  # 6: requests per minute, ten minutes and hour (rollup.py)
 ]

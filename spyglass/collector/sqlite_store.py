@@ -12,6 +12,7 @@ checkpoints and truncates it (see ``_Maintainer``). Under sustained ingest a 20 
 keeps the database and its WAL under 24 MB together (tests/collector/test_retention_bounds.py).
 """
 import json
+import math
 import os
 
 try:
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
+from .rollup import LOG_RATIO, MINUTE_NS, Rollup
 from .search import TAG_COLUMNS
 from .sqlite_schema import MIGRATIONS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -37,7 +39,8 @@ _BUSY_TIMEOUT_MS = 10_000
 #: A checkpoint that holds writers off waits this long for a reader, then gives up for now.
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
-                 ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("span_tags", "time_ns"))
+                 ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("span_tags", "time_ns"),
+                 ("request_rollup", "start_ns"))
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
 MAX_WAL_BYTES = 64 << 20
@@ -99,6 +102,9 @@ class SQLiteStore(Queries):
     """
 
     _errors = staticmethod(_store_errors)
+    #: A duration's bucket (rollup.bucket_of), with SQLite's ln() (C's log()), or Python's where
+    #: SQLite was built without its math functions.
+    BUCKET_SQL = f"CASE WHEN duration_ns > 1 THEN CAST(ln(duration_ns) / {LOG_RATIO!r} AS INTEGER) ELSE 0 END"
 
     def __init__(self, path, retention_seconds=7 * 86400, retention_bytes=1 << 30, maintain=True):
         self.path = os.path.abspath(path)
@@ -114,6 +120,7 @@ class SQLiteStore(Queries):
             self._lock_file = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             self._writer = self._connect()
             self.schema_version = self._migrate()
+        self.rollup = Rollup(self)
         self._maintainer = _Maintainer(self) if maintain else None
         if self._maintainer:
             self._maintainer.start()
@@ -134,6 +141,10 @@ class SQLiteStore(Queries):
                        f"busy_timeout = {busy_timeout_ms}", "temp_store = MEMORY", "cache_size = -16000",
                        f"journal_size_limit = {self.wal_limit}"):
             connection.execute(f"PRAGMA {pragma}")
+        try:
+            connection.execute("SELECT ln(2)")
+        except sqlite3.OperationalError:
+            connection.create_function("ln", 1, math.log, deterministic=True)
         return connection
 
     @property
@@ -275,6 +286,33 @@ class SQLiteStore(Queries):
                 group_id, state, time.time_ns() if now_ns is None else now_ns))
             row = cursor.fetchone()
         return group_state(dict(zip((column[0] for column in cursor.description), row))) if row else None
+
+    # -- the rollup (rollup.py) ------------------------------------------------------------
+
+    def _rollup_mark(self, rolling_to_ns):
+        """What tells the spans written from now on: the greatest rowid (SQLite gives each
+        insert a greater one than any there, whichever process writes it)."""
+        return self._rows("SELECT coalesce(max(rowid), 0) AS mark FROM spans")[0]["mark"]
+
+    def _late_minutes(self, mark, watermark_ns, until_mark=None):
+        """The minutes before ``watermark_ns`` of the requests written after ``mark`` (up to
+        ``until_mark``): late for the rollup."""
+        newest = self._rollup_mark(None)
+        if newest < mark:  # every span was deleted since, and rowids began again
+            mark = 0
+        return {row["minute"] for row in self._rows(
+            f"SELECT DISTINCT start_ns / {MINUTE_NS} AS minute FROM spans "
+            f"WHERE rowid > ? AND rowid <= ? AND is_root AND start_ns < ?",
+            [mark, newest if until_mark is None else until_mark, watermark_ns])}
+
+    def _rolled_up(self, late):
+        """Nothing to forget: the mark written with the rollup moved past the late spans."""
+
+    def _write_rollup(self, statements):
+        """Run each ``(sql, rows)`` of ``statements`` over its rows, in one transaction."""
+        with self._transaction() as connection:
+            for sql, rows in statements:
+                connection.executemany(sql, rows)
 
     # -- retention -----------------------------------------------------------------------
 

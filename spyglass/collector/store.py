@@ -7,7 +7,9 @@ PostgreSQL (``postgres_store``, for several collectors behind a load balancer). 
 answer the queries with the same SQL (``queries``), and raise only the errors below, so
 nothing above this module knows which database it talks to.
 """
+import logging
 import threading
+import time
 from typing import Optional, Protocol
 from urllib.parse import urlsplit
 
@@ -16,6 +18,10 @@ from urllib.parse import urlsplit
 #: oldest down to the lower share. What is left of the limit is room for what arrives
 #: meanwhile (and, on SQLite, for the WAL: deleting rewrites pages, so it costs WAL too).
 SIZE_HIGH_WATER, SIZE_LOW_WATER = 0.8, 0.6
+#: Seconds between the rounds that roll requests up per minute (``rollup``) once caught up.
+ROLL_UP_INTERVAL = 1.0
+
+logger = logging.getLogger("spyglass.collector")
 
 
 class StoreError(Exception):
@@ -138,9 +144,13 @@ def open_store(target, maintain=True):
 
 class Maintainer(threading.Thread):
     """A store's thread that keeps it within its size limit between retention rounds, off
-    the request path: the backend's ``round()`` every ``poll`` seconds."""
+    the request path: the backend's ``round()`` every ``poll`` seconds; and rolls requests
+    up per minute (``rollup.Rollup.roll_up``) every ``ROLL_UP_INTERVAL``, or each round
+    while catching up."""
 
     poll = 0.1
+    next_roll_up = 0.0
+    roll_up_failed = False
 
     def __init__(self, store, interval=10.0):
         super().__init__(name="spyglass-maintenance", daemon=True)
@@ -152,8 +162,22 @@ class Maintainer(threading.Thread):
         while not self.stopped.wait(self.poll):
             try:
                 self.round()
+                self.roll_up()
             except StoreError:  # busy or gone: the next round tries again
                 pass
+
+    def roll_up(self):
+        if time.monotonic() < self.next_roll_up:
+            return
+        try:
+            behind = self.store.rollup.roll_up()
+        except StoreError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug here must not stop the size limit's upkeep
+            if not self.roll_up_failed:
+                logger.exception("rolling requests up failed; the summaries read the spans")
+            self.roll_up_failed, behind = True, False
+        self.next_roll_up = 0.0 if behind else time.monotonic() + ROLL_UP_INTERVAL
 
     def round(self):
         raise NotImplementedError

@@ -211,8 +211,9 @@ class Ui:
         raise ApiError(404, f"no trace id starts with {text}")
 
     def logs(self, query):
-        return "logs.html", {"logs": self.api.get("/api/logs", query)["logs"], "services": self.service_names(),
-                             "levels": LEVEL_CHOICES}
+        found = self.api.get("/api/logs", query)
+        return "logs.html", {"logs": found["logs"], "services": self.service_names(), "levels": LEVEL_CHOICES,
+                             "more_before_ns": found["more_before_ns"]}
 
     def metrics(self, query):
         """Per service: the runtime metrics in ``CHART_METRICS`` order, then its custom metrics,

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from spyglass.collector import search
+from spyglass.collector.api import Api
 from spyglass.collector.sqlite_schema import MIGRATIONS
 from spyglass.collector.otlp_json import decode
 
@@ -127,6 +128,29 @@ def test_logs_by_text_level_service_logger_and_trace(make_store):
     (record,) = store.logs(since, trace_id=trace_id, level=13)
     assert (record["logger"], record["trace_id"], record["span_id"], record["service"]) == \
         ("app.payments", trace_id, span_id, "shop")
+
+
+def test_a_search_by_text_reads_a_bounded_number_of_records_and_says_where_it_stopped(make_store, monkeypatch):
+    monkeypatch.setattr(search, "LOG_SCAN_BUDGET", 4)
+    store = make_store()
+    now = time.time_ns() // NS * NS  # whole seconds: `until` in seconds names each exactly
+    store.write(decode("logs", payloads.json_bytes(_logs("shop", [
+        _record("needle in the oldest", 9, "app", time_ns=now - 10 * NS),
+        *(_record(f"hay {index}", 9, "app", time_ns=now - index * NS) for index in range(1, 10))]))))
+    api = Api(store)
+    first = api.get("/api/logs", {"since": "1m", "q": "needle"})
+    assert first["logs"] == [] and first["more_before_ns"] == now - 4 * NS  # the 4th newest: as far as it read
+    pages, until = 1, first["more_before_ns"]
+    while True:
+        page = api.get("/api/logs", {"since": "1m", "q": "needle", "until": str(until / NS)})
+        pages += 1
+        if page["logs"]:
+            break
+        until = page["more_before_ns"]
+    assert [log["body"] for log in page["logs"]] == ["needle in the oldest"] and pages == 3
+    assert api.get("/api/logs", {"since": "1m", "q": "needle", "until": str((now - 8 * NS) / NS)})[
+        "more_before_ns"] is None  # 3 records left to read: all of them
+    assert api.get("/api/logs", {"since": "1m", "q": "hay", "limit": "2"})["more_before_ns"] is None  # filled
 
 
 # -- the API over HTTP ----------------------------------------------------------------------
