@@ -56,6 +56,28 @@ PEER_ENV = {"DD_TRACE_AGENT_URL": "http://127.0.0.1:9", "DD_REMOTE_CONFIGURATION
             "ELASTIC_APM_CENTRAL_CONFIG": "false"}
 
 
+def without_periodic_work(agent):
+    """No periodic work on the reporter's thread (its process snapshot scans the installed
+    distributions, for minutes under callgrind): a thread that takes the GIL now and then
+    costs the counted thread in proportion to the run's wall time, not to its requests."""
+    agent.reporter._periodic.clear()
+
+
+def counted(run, number):
+    """``run(number)`` after a warm-up, then the process ends (the sensor's exit is not the
+    requests'). The heap made so far is frozen: the cyclic GC's full collections would
+    traverse it at moments that fall one side or the other of the two counted runs' ends,
+    a difference of tens of thousands of instructions a request."""
+    import gc
+    import os
+
+    run(50)  # caches, the first request's imports
+    gc.collect()
+    gc.freeze()
+    run(number)
+    os._exit(0)
+
+
 def count_instructions(script, *args, env=None, timeout=1800):
     """Instructions the main thread of ``python script args`` runs, counted by valgrind's
     callgrind with a fixed hash seed: the same count however loaded the machine is. The main

@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _util import (PEER_ENV, SENTRY_WITH_SINK, best_per_call_interleaved,  # noqa: E402
-                   export_to_sink, print_instructions, verdict)
+                   counted, export_to_sink, print_instructions, verdict,
+                   without_periodic_work)
 
 N = 3_000
 BAR = 1.08
@@ -104,11 +105,12 @@ def plain_and_instrumented():
 
 def counted_loop(mode, number):
     """Under callgrind: ``number`` requests after a warm-up, ``mode`` plain or spyglass."""
+    import spyglass
+
     plain_loop, instrumented_loop = plain_and_instrumented()
+    without_periodic_work(spyglass.agent.get())
     run = plain_loop if mode == "plain" else instrumented_loop
-    run(50)
-    run(number)
-    os._exit(0)  # the count ends with the requests: the sensor's exit is not theirs
+    counted(run, number)
 
 
 def main():

@@ -17,7 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _util import (PEER_ENV, SENTRY_WITH_SINK, best_per_call_interleaved,  # noqa: E402
-                   export_to_sink, print_instructions, verdict)
+                   counted, export_to_sink, print_instructions, verdict,
+                   without_periodic_work)
 
 N = 5_000
 BAR = 1.08
@@ -117,12 +118,10 @@ def main():
 
 def counted_loop(mode, number):
     """Under callgrind: ``number`` requests after a warm-up, ``mode`` plain or spyglass."""
-    start_spyglass()
+    without_periodic_work(start_spyglass().get())
     app = hello_app()
     run = request_loop(unpatched(app) if mode == "plain" else app)
-    run(50)  # caches, the first request's imports
-    run(number)
-    os._exit(0)  # the count ends with the requests: the sensor's exit is not theirs
+    counted(run, number)
 
 
 if __name__ == "__main__":
