@@ -39,14 +39,11 @@ plain_us / plain_instructions``.
 """
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import export_to_sink, verdict  # noqa: E402
+from _util import export_to_sink, instructions_per_call, verdict  # noqa: E402
 
 SMALL, LARGE = 2_000, 12_000
 PER_TRACE = 100
@@ -93,23 +90,11 @@ def loop(case, queries):
                     execute(statement).fetchall()
 
 
-def instructions(case, queries, source):
-    """The app thread's instruction count (callgrind's Ir) for one run."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "callgrind.out")
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        env["PYTHONPATH"] = source  # ahead of the installed package
-        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes",
-                        f"--callgrind-out-file={out}", sys.executable, __file__, "--loop",
-                        case, str(queries)], env=env, check=True, capture_output=True)
-        with open(out + "-01") as handle:  # thread 1: the app's (the main thread)
-            totals = re.search(r"^(?:summary|totals): (\d+)", handle.read(), re.M)
-        return int(totals.group(1))
-
-
 def per_query(case, source):
-    return (instructions(case, LARGE, source) - instructions(case, SMALL, source)) / (
-        LARGE - SMALL)
+    """The app thread's instructions per query (callgrind's Ir), ``source``'s spyglass
+    ahead of the installed package."""
+    return instructions_per_call(__file__, "--loop", case, small=SMALL, large=LARGE,
+                                 env={"PYTHONPATH": source})
 
 
 def plain_us_per_query(rounds=15, queries=20_000):

@@ -28,13 +28,12 @@ on x (1 + that share) - off, against plain.
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import verdict  # noqa: E402
+from _util import instructions_per_call, verdict  # noqa: E402
 
 RATIO_BAR = 0.03
 CPU_BAR = 1.0  # percent of one core
@@ -130,27 +129,9 @@ def instructions_tick(number):
     release.set()
 
 
-def count_instructions(*args):
-    """Instructions the main thread of this script with ``args`` runs, under callgrind (one
-    count per thread: the reporter's and the other threads' work follows the wall clock,
-    which valgrind slows, so it would not cancel out), with a fixed hash seed."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as directory:
-        result = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--separate-threads=yes",
-             f"--callgrind-out-file={directory}/out", sys.executable, __file__, *map(str, args)],
-            capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONHASHSEED": "0"})
-        with open(f"{directory}/out-01") as out:  # thread 1, the main thread
-            found = re.search(r"^(?:summary|totals): (\d+)", out.read(), re.MULTILINE)
-    if result.returncode != 0 or not found:
-        raise SystemExit(f"valgrind {args}: {result.stderr[-2000:]}")
-    return int(found.group(1))
-
-
 def per_unit(*args, small=200, large=1200):
     """Instructions per request (or tick): the difference of two runs over their counts."""
-    return (count_instructions(*args, large) - count_instructions(*args, small)) / (large - small)
+    return instructions_per_call(__file__, *args, small=small, large=large)
 
 
 def instructions_main(core_ips):

@@ -97,7 +97,7 @@ def cycles(graph):
 
 def test_the_walk_sees_the_imports_it_must():
     graph = dependencies()
-    assert ("spyglass.web.wsgi", "spyglass.agent") in graph["web"]["agent"]
+    assert ("spyglass.web.asgi", "spyglass.agent") in graph["web"]["agent"]
     assert ("spyglass.trace.span", "spyglass.redact.stacktrace") in graph["trace"]["redact"]
     assert cycles({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}, "d": {"a": []}}) == [
         {"a", "b", "c"}]

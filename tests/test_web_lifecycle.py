@@ -71,3 +71,13 @@ def test_left_from_another_context_both_set_back_what_was_there(enter):
     assert contextvars.copy_context().run(lambda: (leave(), state())[1]) == before
     leave()  # and here, where the tokens are good
     assert state() == before
+
+
+def test_the_layer_entered_is_made_as_event_scope_makes_it():
+    request = a_request()
+    parent = scopes.current()
+    leave = enter_written_out(request)
+    layer = scopes.current()
+    leave()
+    assert type(layer) is scopes.EventScope
+    assert vars(layer) == vars(scopes.EventScope(parent, request))

@@ -149,6 +149,24 @@ def test_a_wsgi_request_is_made_as_a_request_trace_is():
     assert {name: ours[name] for name in theirs} == theirs
 
 
+# -- web.wsgi.start: Tracer.start_server_span, for a request that starts a trace ---------------
+
+@pytest.mark.parametrize("traceparent", [None, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"])
+def test_a_wsgi_requests_span_is_the_one_start_server_span_makes(traceparent):
+    from support.calls import agent
+    from spyglass.web import wsgi
+
+    running = agent()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    if traceparent:
+        environ["HTTP_TRACEPARENT"] = traceparent
+    span = wsgi.start(running, environ, None).span
+    theirs = running.tracer.start_server_span("GET", environ if traceparent else None)
+    assert type(span) is type(theirs)
+    assert {**slots(span), "attributes": {}, "local": None} == {
+        **slots(theirs), "local": None}
+
+
 # -- WSGIRequest.current_options: web.carried_options ------------------------------------------
 
 @pytest.mark.parametrize("environ, options", [

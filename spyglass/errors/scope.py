@@ -25,10 +25,8 @@ class EventScope:
 
     def __init__(self, parent=None, request=None):
         self.parent = parent
-        if request is not None:
-            self.request = request
-        elif parent is not None:
-            self.request = parent.request
+        # Always set, also to None: read on every request, and an instance's is the cheap read
+        self.request = request if request is not None or parent is None else parent.request
 
     # -- writing (this layer only) -----------------------------------------------------
 

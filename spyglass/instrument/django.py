@@ -14,7 +14,7 @@ server closes it.
 import functools
 
 from ._patch import Patch, Supports
-from .. import agent as agent_module
+from .. import process
 from ..errors import capture
 from ..errors.scope import current as current_scope, current_request
 from ..trace.context import suppressed
@@ -27,8 +27,6 @@ PATCHES = (
     Patch("django.core.handlers.base", "BaseHandler", load_middleware="tracing_chain"),
     Patch("django.core.handlers.exception", response_for_exception="reporting_exception"),
 )
-
-_get_agent = agent_module.get
 
 
 def tracing_chain(original, agent):
@@ -134,7 +132,7 @@ class OuterLayer:
 def _begin(request):
     """The trace to run Django's chain in: the request's own (started), the outer layer's,
     or None (not traced: no agent, spyglass's own thread, an ignored path, an error)."""
-    agent = _get_agent()
+    agent = process.agent  # agent.get(), without its call
     if agent is None or suppressed.get():
         return None
     outer = current_scope().request
@@ -160,20 +158,21 @@ def _annotate(trace, request, response):
         route = getattr(match, "route", None)
         if route:
             trace.route = route if route.startswith(("/", "^")) else "/" + route
-        trace.framework_user = _evaluated_user(request, trace.agent.config.send_default_pii)
+        user = _evaluated_user(request)
+        trace.framework_user = None if user is None else user_from(
+            user, trace.agent.config.send_default_pii)
         trace.data = functools.partial(_parsed_body, request)
     except Exception:
         pass
 
 
-def _evaluated_user(request, send_pii):
+def _evaluated_user(request):
+    """The user object the app (its middleware) already loaded, or None."""
     user = request.__dict__.get("user")
     if user is None:
         return None
     wrapped = getattr(user, "_wrapped", user)  # SimpleLazyObject: evaluated or not yet
-    if wrapped is None or wrapped is _lazy_empty():
-        return None
-    return user_from(wrapped, send_pii)
+    return None if wrapped is _lazy_empty() else wrapped
 
 
 _empty = None

@@ -17,7 +17,7 @@ import functools
 
 from ._patch import Patch, Supports
 from ..errors import capture
-from ..errors.scope import current_request
+from ..errors.scope import current as current_scope, current_request
 from ..web import user_from, wsgi
 
 SUPPORTS = Supports("flask", "2.2")
@@ -42,7 +42,7 @@ def reading_route(original, agent):
         try:
             return original(self)
         finally:
-            request = current_request()
+            request = current_scope().request  # current_request(), without its call
             if request is not None and request_var is not None:
                 _annotate(request, request_var.get(None), app_var.get(None))
 
@@ -67,17 +67,18 @@ def _annotate(request, request_context, app_context):
                 request.route = rule.rule
             request.data = functools.partial(_parsed_body, flask_request)
         if app_context is not None:
-            request.framework_user = _loaded_user(app_context.g, request.agent.config.send_default_pii)
+            user = _loaded_user(app_context.g)
+            request.framework_user = None if user is None else user_from(
+                user, request.agent.config.send_default_pii)
     except Exception:
         pass  # the span is then named by the method alone
 
 
-def _loaded_user(g, send_pii):
+def _loaded_user(g):
+    """The user object the app loaded, or None."""
     attributes = getattr(g, "__dict__", {})
     user = attributes.get("_login_user")  # flask-login, once the app asked for current_user
-    if user is None:
-        user = attributes.get("user")
-    return user_from(user, send_pii) if user is not None else None
+    return attributes.get("user") if user is None else user
 
 
 def _parsed_body(flask_request):

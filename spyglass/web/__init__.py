@@ -56,25 +56,16 @@ _time_ns = time.time_ns
 _current_scope, _set_scope, _reset_scope = scopes.current, scopes.set_current, scopes.reset_current
 _get_active_scope, _activate_scope = context.get_active_scope, context.activate_scope
 _reset_active_scope = context.reset_active_scope
-
-
-def span_method(method):
-    """The method for span names: the known ones as they are, anything else ``_OTHER``
-    (OpenTelemetry's rule, which keeps span names few)."""
-    return method if method in METHODS else "_OTHER"
+_new_object, _EventScope = object.__new__, scopes.EventScope
 
 
 class RequestTrace:
-    # No __slots__: class-level defaults keep a new one cheap (one is made per request).
-    route = None            # the route template, once the framework has matched one
-    status_code = 0
-    errored = False
-    options = None          # set through spyglass.set_request_options
+    # No __slots__ (subclasses add their own). What every request reads is set on the
+    # instance by __init__: on CPython 3.11 a read that finds only a class-level default is
+    # not specialized, and costs several times an instance attribute's. The error path's
+    # are class-level defaults.
     captured = None         # exceptions already reported in this request
-    held_logs = None        # OTLP log records held back under logging_on_error
-    framework_user = None   # {"id": ..., ...} found by a framework integration
     data = None             # callable -> the body the app already parsed (form/JSON)
-    finished = False
     path = ""
     http = True             # an HTTP request: its end goes into the request metrics
 
@@ -83,6 +74,13 @@ class RequestTrace:
         self.tracer = tracer  # the tracer that made ``span``
         self.span = span
         self.method = method
+        self.route = None           # the route template, once the framework has matched one
+        self.status_code = 0
+        self.errored = False
+        self.options = None         # set through spyglass.set_request_options
+        self.held_logs = None       # OTLP log records held back under logging_on_error
+        self.framework_user = None  # {"id": ..., ...} found by a framework integration
+        self.finished = False
 
     # -- the app runs inside: ``with request:`` ----------------------------------------------
 
@@ -94,7 +92,10 @@ class RequestTrace:
     def __enter__(self):
         parent = _current_scope()
         self._parent_scope = parent
-        self._scope_token = _set_scope(scopes.EventScope(parent, self))
+        layer = _new_object(_EventScope)  # EventScope(parent, self), its __init__ written out
+        layer.parent = parent
+        layer.request = self
+        self._scope_token = _set_scope(layer)
         active = self._active = context.Scope()
         active._manager = self.tracer._scope_manager
         active.span = self.span
@@ -200,15 +201,15 @@ class RequestTrace:
         try:
             # Options read once: the common request has none, and finishing is per request.
             options = self.current_options()
-            route = options.get("view_name") or self.route
+            route = (options and options.get("view_name")) or self.route
             duration_s = self._complete(span, route, options)
         except Exception:
             log.exception("spyglass: error while finishing a request's span")
             duration_s = None
         try:  # this runs in the app's own except blocks too: nothing of ours may escape
             span.finish()
-            if duration_s is not None and self.http:
-                _record_metric(route or "", self.method, self.status_code, duration_s)
+            if duration_s is not None and self.http and _record_request is not None:
+                _record_request(route or "", self.method, self.status_code, duration_s)
         except Exception:
             log.exception("spyglass: error while exporting a request's span")
 
@@ -216,15 +217,19 @@ class RequestTrace:
         config = self.agent.config
         attributes = span.attributes
         status = self.status_code
-        method = span_method(self.method)
         if route:
-            span.name = f"{method} {route}"
+            method = self.method  # a known one, else _OTHER: OpenTelemetry's rule (few names)
+            span.name = f"{method if method in METHODS else '_OTHER'} {route}"
             attributes["http.route"] = route
         if status:
             attributes["http.response.status_code"] = status
-        user = self.user_info(options)
-        if user and user.get("id"):
-            attributes["enduser.id"] = str(user["id"])
+        if options or self.framework_user:
+            user = self.user_info(options)
+            user_id = user and user.get("id")
+        else:  # user_info's last case, the common one, without its call
+            user_id = self._remote_user()
+        if user_id:
+            attributes["enduser.id"] = str(user_id)
         if not self.errored and status >= 500 and not truthy(options.get("ignore_error")):
             span.mark_error("")
             self.errored = True
@@ -301,27 +306,12 @@ def check_options(options):
         raise TypeError(f"unknown request option(s): {', '.join(sorted(unknown))}")
 
 
-# -- request metrics (spyglass.metrics, when it is there) ---------------------------------
+# -- request metrics: spyglass.metrics's recorder (which never raises), when it is there ----
 
-_record_request = None
-
-
-def _record_metric(route, method, status_code, duration_s):
-    global _record_request
-    record = _record_request
-    if record is None:
-        try:
-            from ..metrics import record_request as record
-        except Exception:  # no request metrics in this build
-            record = False
-        _record_request = record
-    if record is False:
-        return
-    try:
-        record(route, method, status_code, duration_s)
-    except Exception:
-        _record_request = False
-        log.exception("spyglass: request metrics failed; no more will be recorded")
+try:
+    from ..metrics import record_request as _record_request
+except ImportError:  # a build without metrics
+    _record_request = None
 
 
 def error_block(request, scrubber, url, query, headers, client=None):

@@ -17,15 +17,20 @@ applies; its span ends when the app returns it.
 """
 import functools
 import logging
+import time
 
 from . import (CARRIED_KEY_SET as _CARRIED_KEY_SET, CARRIED_KEYS, METHODS as _METHODS,
                NO_OPTIONS, RequestTrace, error_block, hooked_route, host_only)
-from .. import agent as agent_module
+from .. import process
 from ..errors.scope import current as current_scope
 from ..trace.context import suppressed
+from ..trace.span import SERVER
 
-_get_agent = agent_module.get
 _is_suppressed = suppressed.get
+_time_ns = time.time_ns
+# RequestTrace's own, as globals: CPython 3.11 specializes reading a global, not a class's
+# attribute, and these run on every request.
+_init_request, _finish_request = RequestTrace.__init__, RequestTrace.finish
 
 
 def middleware(app, route=None):
@@ -54,18 +59,12 @@ def traced_method(original):
 
 
 class WSGIRequest(RequestTrace):
-    status = None
-    route_hook = None  # the middleware's ``route=``: environ -> route template
-
     def __init__(self, agent, tracer, span, method, environ, start_response):
-        # RequestTrace.__init__, written out: one of these is made per request
-        # (tests/test_written_out_copies.py holds the two equal).
-        self.agent = agent
-        self.tracer = tracer
-        self.span = span
-        self.method = method
+        _init_request(self, agent, tracer, span, method)
         self.environ = environ
         self._start_response = start_response
+        self.status = None
+        self.route_hook = None  # the middleware's ``route=``: environ -> route template
 
     def start_response(self, status, headers, exc_info=None):
         self.status = status
@@ -78,6 +77,8 @@ class WSGIRequest(RequestTrace):
         RequestTrace.fail(self, exc)
 
     def finish(self):
+        if self.finished:  # the server closing what it has read to the end
+            return
         status = self.status
         if status is not None and not self.status_code:
             try:
@@ -86,7 +87,7 @@ class WSGIRequest(RequestTrace):
                 pass
         if self.route_hook is not None:
             self._name_by_hook()
-        RequestTrace.finish(self)
+        _finish_request(self)
 
     def _name_by_hook(self):
         hook, self.route_hook = self.route_hook, None  # asked once
@@ -126,7 +127,10 @@ def start(agent, environ, start_response, kind=WSGIRequest):
     method = get("REQUEST_METHOD") or "GET"
     known = method if method in _METHODS else "_OTHER"
     tracer = agent.tracer
-    span = tracer.start_server_span(known, environ if "HTTP_TRACEPARENT" in environ else None)
+    if "HTTP_TRACEPARENT" in environ:
+        span = tracer.start_server_span(known, environ)
+    else:  # start_server_span's own way for a new trace, without its call
+        span = tracer._new_local_root(known, None, _time_ns(), SERVER)
     attributes = span.attributes
     attributes["http.request.method"] = known
     if known is not method:
@@ -151,7 +155,7 @@ def start(agent, environ, start_response, kind=WSGIRequest):
 def call(app, environ, start_response, route_hook=None):
     """Call the WSGI ``app`` for one request, traced (named by ``route_hook(environ)``
     when given)."""
-    agent = _get_agent()
+    agent = process.agent  # agent.get(), without its call
     if agent is None or _is_suppressed():
         return app(environ, start_response)
     outer = current_scope().request
@@ -176,7 +180,9 @@ def call(app, environ, start_response, route_hook=None):
     if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
         request.finish()
         return result
-    return ClosingResponse(result, request)
+    response = ClosingResponse()
+    response._result, response._request = result, request
+    return response
 
 
 class ClosingResponse:
@@ -192,10 +198,9 @@ class ClosingResponse:
     """
 
     __slots__ = ("_result", "_request", "_iterator")
-
-    def __init__(self, result, request):
-        self._result = result
-        self._request = request
+    # Made by call(), its slots set there: a class with object's own __init__ is made in C
+    # (as trace.span's spans are), once per request.
+    __init__ = object.__init__
 
     def __iter__(self):
         self._iterator = iter(self._result)
