@@ -51,7 +51,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
-from .search import TAG_COLUMNS
+from .search import TAG_COLUMNS, tag_rows
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
@@ -69,7 +69,7 @@ DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
 #: Tables outside the time partitions, that retention deletes rows from.
-UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags")
+UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "traces_by_tag")
 
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
@@ -80,7 +80,7 @@ _COPY = {
     "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
     "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
     "profile_samples": f"COPY profile_samples ({', '.join(PROFILE_COLUMNS)}) FROM STDIN",
-    "span_tags": f"COPY span_tags ({', '.join(TAG_COLUMNS)}) FROM STDIN",
+    "traces_by_tag": f"COPY traces_by_tag ({', '.join(TAG_COLUMNS)}) FROM STDIN",
 }
 _MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
                 f"FROM spans_incoming ON CONFLICT DO NOTHING")
@@ -276,7 +276,7 @@ class PostgresStore(Queries):
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if batch.spans:
                 self._write_spans(connection, cursor, batch.spans)
-                self._copy(cursor, "span_tags", batch.tags)
+                self._copy(cursor, "traces_by_tag", tag_rows(batch))
             for table, rows in (("logs", batch.logs), ("metric_points", metrics),
                                 ("profile_samples", batch.profiles)):
                 if rows:
@@ -486,7 +486,7 @@ class PostgresStore(Queries):
                 if within_partitions:
                     emptied.update(tables[table] for hour, tables in hours.items()
                                    if hour * HOUR_NS < cutoff_ns and table in tables)
-        for table in ("error_events", "profile_samples", "span_tags", "resources"):
+        for table in ("error_events", "profile_samples", "traces_by_tag", "resources"):
             column = "last_seen_ns" if table == "resources" else "time_ns"
             deleted[table] = cursor.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff_ns,)).rowcount
         deleted["error_groups"] = cursor.execute(
