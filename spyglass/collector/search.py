@@ -60,16 +60,14 @@ def add_tags(batch, trace_id, attributes):
     every span: the usual case, a pair seen before in the request, takes the short way."""
     tags = batch.tags
     for key, value in attributes.items():
-        if type(value) is str:
-            if len(key) + len(value) >= MAX_TAG_CHARS:
-                continue
-            tag = f"{key}={value}"
-        elif value is None or type(value) is dict or type(value) is list:
+        kind = type(value)
+        if kind is bool:
+            value = "true" if value else "false"
+        elif kind is not str and kind is not int and kind is not float:
+            continue  # none, or an array or kvlist
+        tag = f"{key}={value}"
+        if len(tag) > MAX_TAG_CHARS or "=" in key:  # a key with "=" is never searched for (nor told apart)
             continue
-        else:
-            tag = _tag(key, value)
-            if len(tag) > MAX_TAG_CHARS:
-                continue
         traces = tags.get(tag)
         if traces is None:
             if len(tags) < MAX_TAGS and "\0" not in tag and _encodable(tag):
