@@ -22,6 +22,7 @@ SQL_SYSTEMS = frozenset({
 })
 
 
+@lru_cache(maxsize=4096)  # the same few statements and operations, call after call
 def _short_hash(text):
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 

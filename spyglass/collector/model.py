@@ -180,8 +180,8 @@ class Batch:
     metrics: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     profiles: list = field(default_factory=list)  # rows of PROFILE_COLUMNS (otlp_profiles)
-    tags: list = field(default_factory=list)  # rows of search.TAG_COLUMNS: the spans' key=value pairs
-    tagged: set = field(default_factory=set)  # (trace id, tag) pairs in tags
+    tags: dict = field(default_factory=dict)  # search.add_tags: key=value -> ids of the traces with it
+    untagged: list = field(default_factory=list)  # ids of the traces with a pair left out of tags
     rejected: int = 0
     rejected_reason: str = ""
     dropped_values: int = 0

@@ -311,7 +311,7 @@ def _read_traces(groups, batch):
             _string(status, "message"), attributes, events, links,
         )
         batch.spans.append(row)
-        add_tags(batch, row, attributes)
+        add_tags(batch, trace_id, attributes)
         if resource.sdk != "spyglass":  # spyglass sends full error events as logs
             for event in events:
                 if event["name"] == "exception":

@@ -221,7 +221,7 @@ def _read_traces(groups, batch):
             span.status.message, attributes, events, links,
         )
         append(row)
-        add_tags(batch, row, attributes)
+        add_tags(batch, trace_hex, attributes)
         if resource.sdk != "spyglass" and events:  # spyglass sends full error events as logs
             for event in events:
                 if event["name"] == "exception":

@@ -53,7 +53,7 @@ from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
 from .rollup import LOG_RATIO, MINUTE_NS, Rollup
-from .search import TAG_COLUMNS
+from .search import TAG_COLUMNS, tag_rows
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
 logger = logging.getLogger("spyglass.collector")
@@ -71,9 +71,10 @@ DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
 #: Tables outside the time partitions, that retention deletes rows from.
-UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "span_tags", "request_rollup")
+UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "traces_by_tag",
+                 "request_rollup")
 #: The time column of each unpartitioned table retention deletes by time.
-_TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "span_tags": "time_ns",
+_TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "traces_by_tag": "time_ns",
                  "resources": "last_seen_ns", "request_rollup": "start_ns"}
 
 _ROOT_AT, _START_AT = SPAN_COLUMNS.index("is_root"), SPAN_COLUMNS.index("start_ns")
@@ -87,7 +88,7 @@ _COPY = {
     "logs": f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN",
     "metric_points": f"COPY metric_points ({', '.join(METRIC_COLUMNS)}) FROM STDIN",
     "profile_samples": f"COPY profile_samples ({', '.join(PROFILE_COLUMNS)}) FROM STDIN",
-    "span_tags": f"COPY span_tags ({', '.join(TAG_COLUMNS)}) FROM STDIN",
+    "traces_by_tag": f"COPY traces_by_tag ({', '.join(TAG_COLUMNS)}) FROM STDIN",
 }
 _MERGE_SPANS = (f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) SELECT {', '.join(SPAN_COLUMNS)} "
                 f"FROM spans_incoming ON CONFLICT DO NOTHING")
@@ -293,7 +294,7 @@ class PostgresStore(Queries):
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             if batch.spans:
                 self._write_spans(connection, cursor, batch.spans)
-                self._copy(cursor, "span_tags", batch.tags)
+                self._copy(cursor, "traces_by_tag", tag_rows(batch))
             for table, rows in (("logs", batch.logs), ("metric_points", metrics),
                                 ("profile_samples", batch.profiles)):
                 if rows:

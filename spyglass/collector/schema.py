@@ -8,6 +8,7 @@ which each schema fills in with its own (``typed``, from its ``DIALECT``):
     {without_rowid}   SQLite's clustered tables (keyed by their primary key)
     {by_start_ns}, {by_time_ns}   PostgreSQL's partitioning of a table by time
     {span_key}   what makes a span unique (PostgreSQL's includes the partition key)
+    {joined_ids}   an aggregate of trace_id: the ids joined by spaces
 
 What only one of them has (PostgreSQL's default partitions, either's own indexes, their
 JSON functions) stays in that schema's own text.
@@ -137,4 +138,22 @@ REQUEST_ROLLUP = """
     CREATE INDEX IF NOT EXISTS request_rollup_by_time ON request_rollup (grain_ns, start_ns);
     CREATE TABLE IF NOT EXISTS rollup_state (watermark_ns {int} NOT NULL, mark {int} NOT NULL);
     INSERT INTO rollup_state (watermark_ns, mark) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM rollup_state)
+"""
+
+
+# Migration 7: the tag index as one row per distinct key=value pair of a request with the ids
+# of its traces that carry it (collector/search.py), not a row per pair and trace (2.5 rows a
+# span cost ingest as much as the spans). span_tags' rows move over, 256 ids a row, a tag's in
+# time order.
+TRACES_BY_TAG = """
+    CREATE TABLE IF NOT EXISTS traces_by_tag (tag TEXT NOT NULL, first_ns {int} NOT NULL, time_ns {int} NOT NULL,
+                                              traces TEXT NOT NULL);
+    INSERT INTO traces_by_tag (tag, first_ns, time_ns, traces)
+        SELECT tag, min(time_ns), max(time_ns), {joined_ids} FROM (
+            SELECT tag, trace_id, time_ns, (row_number() OVER (PARTITION BY tag ORDER BY time_ns) - 1) / 256 AS part
+            FROM span_tags) AS parts
+        GROUP BY tag, part;
+    DROP TABLE span_tags;
+    CREATE INDEX IF NOT EXISTS traces_by_tag_lookup ON traces_by_tag (tag, time_ns);
+    CREATE INDEX IF NOT EXISTS traces_by_tag_by_time ON traces_by_tag (time_ns);
 """

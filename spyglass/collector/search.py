@@ -6,9 +6,16 @@ non-ASCII as it is). A ``key=value`` filter is therefore a search for the text t
 encoder writes for that pair, ``"key":"value"`` (or ``"key":42``, ``"key":true`` for a
 value that reads as a number or a boolean), inside the JSON: exact, case-sensitive, and
 no quote inside a stored string can fake it (the encoder escapes them). A trace matches
-when any of its spans, the request's own or any call below it, carries the pair: the
-filter probes each candidate request's spans through the ``(trace_id, span_id)`` index,
-newest request first, and stops at ``limit`` matches.
+when any of its spans, the request's own or any call below it, carries the pair.
+
+The index ``traces_by_tag`` says which traces carry a pair: one row per distinct pair of
+a request (not per trace: most pairs repeat from trace to trace) with the ids of the
+request's traces that carry it, so that ingest writes a few rows per request. A pair in
+few rows is looked up there; one in many (a common one) is probed for in the spans,
+request by request, newest first, where matches come soon. The index holds every
+top-level scalar pair up to ``MAX_TAG_CHARS`` long, but at most ``MAX_TAGS`` per request
+(so its memory is bounded): the traces of the pairs left out are listed under
+``INCOMPLETE``, and a search probes their spans too, so it misses nothing.
 """
 import re
 
@@ -16,13 +23,19 @@ from .model import INT64_MAX, SPAN_COLUMNS, dumps
 
 #: Severity numbers of the level names (OpenTelemetry's): each level covers four numbers.
 LEVELS = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21, "critical": 21}
-#: ``span_tags``: each trace's top-level scalar attributes as ``key=value`` texts up to this
-#: long, the index attribute search looks up first (longer pairs are searched in the spans).
+#: The index holds ``key=value`` texts up to this long (longer pairs are searched in the spans).
 MAX_TAG_CHARS = 200
-TAG_COLUMNS = ("tag", "trace_id", "time_ns")
-_TRACE_AT, _START_AT = SPAN_COLUMNS.index("trace_id"), SPAN_COLUMNS.index("start_ns")
-#: A tag on at most this many spans in the window is looked up; one on more, probed for.
-RARE_TAG_TRACES = 2000
+#: Distinct pairs a request adds to the index at most; the traces of the others are probed.
+MAX_TAGS = 8192
+#: The tag of the traces that carry a pair the index left out.
+INCOMPLETE = "*"
+#: Trace ids in one row of the index at most.
+MAX_ROW_TRACES = 256
+TAG_COLUMNS = ("tag", "first_ns", "time_ns", "traces")
+_START_AT = SPAN_COLUMNS.index("start_ns")
+#: A pair in at most this many rows of the index, for at most ``RARE_TAG_TRACES`` traces,
+#: is looked up; one in more, probed for.
+RARE_TAG_ROWS, RARE_TAG_TRACES = 500, 2000
 #: Traces a trace id prefix selects at most.
 MAX_PREFIX_MATCHES = 1000
 #: How far outside the searched window a request's calls may have started.
@@ -45,19 +58,44 @@ def attribute_needles(key, value):
     return [prefix + form + end for form in forms for end in (",", "}")]
 
 
-def add_tags(batch, row, attributes):
-    """Add to ``batch.tags`` (rows of ``TAG_COLUMNS``) the span ``row``'s ``key=value``
-    pairs of scalar ``attributes`` (as decoded), each once per trace and batch."""
-    trace_id, start_ns = row[_TRACE_AT], row[_START_AT]
-    seen = batch.tagged
+def add_tags(batch, trace_id, attributes):
+    """Add to ``batch.tags`` (pair -> ids of the traces that carry it) the ``key=value``
+    pairs of a span's scalar ``attributes`` (as decoded). Runs for every attribute of
+    every span: the usual case, a pair seen before in the request, takes the short way."""
+    tags = batch.tags
     for key, value in attributes.items():
-        if value is None or isinstance(value, (dict, list)):
+        kind = type(value)
+        if kind is bool:
+            value = "true" if value else "false"
+        elif kind is not str and kind is not int and kind is not float:
+            continue  # none, or an array or kvlist
+        tag = f"{key}={value}"
+        if len(tag) > MAX_TAG_CHARS or "=" in key:  # a key with "=" is never searched for (nor told apart)
             continue
-        tag = _tag(key, value)
-        if len(tag) > MAX_TAG_CHARS or (trace_id, tag) in seen or "\0" in tag or not _encodable(tag):
-            continue
-        seen.add((trace_id, tag))
-        batch.tags.append((tag, trace_id, start_ns))
+        traces = tags.get(tag)
+        if traces is None:
+            if len(tags) < MAX_TAGS and "\0" not in tag and _encodable(tag):
+                tags[tag] = [trace_id]
+            elif not batch.untagged or batch.untagged[-1] != trace_id:
+                batch.untagged.append(trace_id)
+        elif traces[-1] != trace_id:
+            traces.append(trace_id)
+
+
+def tag_rows(batch):
+    """The rows of ``TAG_COLUMNS`` that index ``batch``: each pair's traces (space-separated
+    ids, at most ``MAX_ROW_TRACES`` a row) and when the request's spans started, first to
+    last (retention deletes a row once all of them are gone)."""
+    if not batch.spans:
+        return []
+    starts = [row[_START_AT] for row in batch.spans]
+    first_ns, last_ns = min(starts), max(starts)
+    rows = []
+    for tag, traces in [*batch.tags.items(), (INCOMPLETE, batch.untagged)]:
+        traces = list(dict.fromkeys(traces)) if len(traces) > 1 else traces
+        for at in range(0, len(traces), MAX_ROW_TRACES):
+            rows.append((tag, first_ns, last_ns, " ".join(traces[at:at + MAX_ROW_TRACES])))
+    return rows
 
 
 def _tag(key, value):
@@ -75,7 +113,7 @@ def _encodable(text):
 
 
 def searched_tags(key, value):
-    """The ``span_tags`` texts that a search for ``key=value`` matches: as typed, and a
+    """The index's ``key=value`` texts that a search for ``key=value`` matches: as typed, and a
     number as Python writes it back (``1e3`` is stored as ``1000.0``)."""
     tags = {_tag(key, value)}
     if re.fullmatch(r"-?[0-9]{1,18}", value):
@@ -121,27 +159,37 @@ class SearchQueries:
         if attribute:
             window = [since_ns - MEMBER_MARGIN_NS, (until_ns or INT64_MAX - MEMBER_MARGIN_NS) + MEMBER_MARGIN_NS]
             tags = searched_tags(*attribute)
-            if max(map(len, tags)) <= MAX_TAG_CHARS:
-                clauses.append(self._tagged(tags, window, parameters))
-            else:  # not in the index: the spans themselves
-                parameters += window
-                member = self._contains_any("member.attributes", attribute_needles(*attribute), parameters)
-                clauses.append(f"EXISTS (SELECT 1 FROM spans AS member WHERE member.trace_id = spans.trace_id "
-                               f"AND member.start_ns BETWEEN ? AND ? AND {member})")
+            indexed = max(map(len, tags)) <= MAX_TAG_CHARS  # else in the spans alone
+            clauses.append(indexed and self._tagged(tags, attribute, window, parameters)
+                           or self._carried(attribute, window, parameters))
 
-    def _tagged(self, tags, window, parameters):
-        """The clause for traces with one of ``tags`` in ``window``. A rare tag's traces are
-        looked up (their ids, from the tag's index by time); a common one is probed for,
-        request by request, newest first, where matches come soon."""
-        marks = ", ".join("?" * len(tags))
-        rows = self._rows(f"SELECT trace_id FROM span_tags WHERE tag IN ({marks}) AND time_ns BETWEEN ? AND ? "
-                          f"LIMIT {RARE_TAG_TRACES + 1}", [*tags, *window])
-        if len(rows) <= RARE_TAG_TRACES:
-            ids = sorted({row["trace_id"] for row in rows}) or [""]
-            parameters += ids
-            return f"trace_id IN ({', '.join('?' * len(ids))})"
-        parameters += tags
-        return f"EXISTS (SELECT 1 FROM span_tags AS t WHERE t.tag IN ({marks}) AND t.trace_id = spans.trace_id)"
+    def _tagged(self, tags, attribute, window, parameters):
+        """The clause for traces with one of ``tags`` in ``window``, from the ids the index
+        lists for them (and, probed, those of the traces it may not list them for); ``None``
+        for a common tag, which is better probed for."""
+        marks = ", ".join("?" * (len(tags) + 1))
+        rows = self._rows(f"SELECT tag, traces FROM traces_by_tag WHERE tag IN ({marks}) AND time_ns >= ? "
+                          f"AND first_ns <= ? LIMIT {RARE_TAG_ROWS + 1}", [*tags, INCOMPLETE, *window])
+        found, unsure = set(), set()
+        for row in rows:
+            (unsure if row["tag"] == INCOMPLETE else found).update(row["traces"].split())
+        unsure -= found
+        if len(rows) > RARE_TAG_ROWS or len(found) + len(unsure) > RARE_TAG_TRACES:
+            return None
+        parameters += sorted(found) or [""]
+        clause = f"trace_id IN ({', '.join('?' * max(1, len(found)))})"
+        if not unsure:
+            return clause
+        parameters += sorted(unsure)
+        return f"({clause} OR (trace_id IN ({', '.join('?' * len(unsure))}) AND " \
+               f"{self._carried(attribute, window, parameters)}))"
+
+    def _carried(self, attribute, window, parameters):
+        """The clause for traces with a span in ``window`` whose attributes hold the pair."""
+        parameters += window
+        member = self._contains_any("member.attributes", attribute_needles(*attribute), parameters)
+        return (f"EXISTS (SELECT 1 FROM spans AS member WHERE member.trace_id = spans.trace_id "
+                f"AND member.start_ns BETWEEN ? AND ? AND {member})")
 
     def trace_ids(self, prefix, limit=2):
         """The ids of the stored traces that start with ``prefix`` (hex), at most ``limit``."""

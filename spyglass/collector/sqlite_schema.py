@@ -11,7 +11,8 @@ from .schema import typed
 #: The words of schema's shared parts, as SQLite writes them.
 DIALECT = {"int": "INTEGER", "real": "REAL", "bool": "INTEGER", "false": "0",
            "id": "INTEGER PRIMARY KEY", "without_rowid": " WITHOUT ROWID", "by_start_ns": "",
-           "by_time_ns": "", "span_key": "trace_id, span_id"}
+           "by_time_ns": "", "span_key": "trace_id, span_id",
+           "joined_ids": "group_concat(trace_id, ' ')"}
 
 #: Migration 4's (tag, trace_id, start_ns) for each scalar attribute of the spans stored,
 #: by SQLite's JSON functions (schema.SPAN_TAGS).
@@ -54,4 +55,5 @@ MIGRATIONS = [
         WHERE is_slow AND call_key IS NOT NULL;
     """,
     typed(schema.REQUEST_ROLLUP, DIALECT),  # 6: requests per minute, ten minutes and hour (rollup.py)
+    typed(schema.TRACES_BY_TAG, DIALECT),  # 7: the tag index, a row per pair and request
 ]

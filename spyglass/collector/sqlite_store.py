@@ -30,7 +30,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
 from .rollup import LOG_RATIO, MINUTE_NS, Rollup
-from .search import TAG_COLUMNS
+from .search import TAG_COLUMNS, tag_rows
 from .sqlite_schema import MIGRATIONS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
@@ -39,7 +39,7 @@ _BUSY_TIMEOUT_MS = 10_000
 #: A checkpoint that holds writers off waits this long for a reader, then gives up for now.
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
-                 ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("span_tags", "time_ns"),
+                 ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("traces_by_tag", "time_ns"),
                  ("request_rollup", "start_ns"))
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
@@ -54,7 +54,7 @@ _INSERT_SPANS = _insert("spans", SPAN_COLUMNS, "INSERT OR REPLACE")
 _INSERT_LOGS = _insert("logs", LOG_COLUMNS)
 _INSERT_METRICS = _insert("metric_points", METRIC_COLUMNS)
 _INSERT_PROFILES = _insert("profile_samples", PROFILE_COLUMNS)
-_INSERT_TAGS = _insert("span_tags", TAG_COLUMNS)
+_INSERT_TAGS = _insert("traces_by_tag", TAG_COLUMNS)
 _UPSERT_RESOURCE = """
     INSERT INTO resources (key, service, instance, attributes, first_seen_ns, last_seen_ns, version)
     VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -245,7 +245,7 @@ class SQLiteStore(Queries):
             connection.executemany(_UPSERT_RESOURCE, resources)
             if batch.spans:
                 connection.executemany(_INSERT_SPANS, batch.spans)
-                connection.executemany(_INSERT_TAGS, batch.tags)
+                connection.executemany(_INSERT_TAGS, tag_rows(batch))
             if batch.logs:
                 connection.executemany(_INSERT_LOGS, batch.logs)
             if batch.metrics:

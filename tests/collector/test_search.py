@@ -69,6 +69,33 @@ def test_attribute_search_matches_the_spans_of_calls_too(searched, monkeypatch, 
     assert find("long", "x" * 299) == set()
 
 
+@pytest.mark.parametrize("max_tags", [search.MAX_TAGS, 2])  # every pair indexed; all but two left out, probed
+@pytest.mark.parametrize("rare_up_to", [search.RARE_TAG_TRACES, 0])
+def test_the_traces_of_one_request_are_found_by_the_pairs_they_share(make_store, monkeypatch, max_tags, rare_up_to):
+    monkeypatch.setattr(search, "MAX_TAGS", max_tags)
+    monkeypatch.setattr(search, "RARE_TAG_TRACES", rare_up_to)
+    store = make_store()
+    now = time.time_ns()
+    ids, traces = [], []
+    for number in range(6):
+        trace_id, spans = payloads.request_trace("shop", "/items", start_ns=now - (6 - number) * NS,
+                                                 calls=[(f"SELECT * FROM t{number % 3}", "sql", 1.0)])
+        ids.append(trace_id)
+        traces.append(spans)
+    _write(store, "shop", [span for pair in zip(*traces) for span in pair])  # the traces' spans interleaved
+    since = now - 60 * NS
+
+    def find(key, value):
+        return _ids(store.traces(since, attribute=(key, value)))
+
+    assert find("db.query.text", "SELECT * FROM t1") == {ids[1], ids[4]}
+    assert find("http.route", "/items") == set(ids)
+    assert find("db.query.text", "SELECT * FROM t") == set()
+    if max_tags == search.MAX_TAGS:  # a pair's traces in one row: a row per pair of the request, not per trace
+        (row,) = store._rows("SELECT traces FROM traces_by_tag WHERE tag = 'http.route=/items'")
+        assert sorted(row["traces"].split()) == sorted(ids)
+
+
 def test_duration_time_and_trace_id_ranges(searched):
     store, now, (postgres_id, mysql_id, plain_id) = searched
     since = now - 60 * NS
@@ -220,15 +247,16 @@ def test_the_trace_id_box_opens_a_trace_by_its_id_or_start(served):
 
 
 def test_spans_stored_before_the_upgrade_are_found_after_it(searched, make_store):
-    """Schema 4 fills the tag index from the spans a schema 3 store holds (the later
-    migrations, run again over what they made, change nothing)."""
+    """Schema 4 fills the tag index from the spans a schema 3 store holds, and a later one
+    moves it into rows of a pair's traces (the others, run again over what they made,
+    change nothing)."""
     store, now, (postgres_id, mysql_id, _) = searched
     if store.describe()["backend"] == "sqlite":
-        store._writer.execute("DROP TABLE span_tags")
+        store._writer.execute("DROP TABLE traces_by_tag")
         store._writer.execute("PRAGMA user_version = 3")
     else:
         with store._connection() as connection:
-            connection.execute("DROP TABLE span_tags")
+            connection.execute("DROP TABLE traces_by_tag")
             connection.execute("UPDATE spyglass_schema SET version = 3")
     upgraded = make_store()
     assert upgraded.schema_version == len(MIGRATIONS)
