@@ -70,6 +70,9 @@ MAX_RESOURCES_REMEMBERED = 10_000
 DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
+#: Seconds between the maintainer's measures past SIZE_HIGH_WATER while rows arrive (fast
+#: ingest fills the rest of the limit in a fraction of a second).
+FAST_POLL = 0.02
 #: Tables outside the time partitions, that retention deletes rows from.
 UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "traces_by_tag",
                  "request_rollup")
@@ -211,6 +214,9 @@ class PostgresStore(Queries):
         self._hours_lock = threading.Lock()
         self._resources_written = {}  # resource key -> when this process last wrote its row
         self.rollup = Rollup(self)
+        self.rows_written = 0  # spans, logs and metric points, since start
+        self.room = threading.Event()  # cleared while the maintainer shrinks a store past its limit
+        self.room.set()
         self._rolling_to = 0  # the minutes before it are rolled up, or being
         self._late = {}  # minute -> writes of requests behind _rolling_to, since it was rolled up
         with _store_errors():
@@ -273,6 +279,7 @@ class PostgresStore(Queries):
     # -- writing -------------------------------------------------------------------------
 
     def write(self, batch):
+        self.room.wait(POOL_TIMEOUT)
         self._ensure_partitions(batch)
         try:
             self._write(batch)
@@ -283,6 +290,9 @@ class PostgresStore(Queries):
             # A NUL, a lone surrogate, an id or a name too long to index: store the rest as it is.
             self._write(_scrubbed(batch))
         self._note_late(batch)
+        # For the maintainer: space a shrink freed is refilled when as many rows came since
+        # (not atomic across threads: a count off by a few rows does no harm)
+        self.rows_written += len(batch.spans) + len(batch.logs) + len(batch.metrics)
 
     def _write(self, batch):
         now_ns = time.time_ns()
@@ -576,11 +586,16 @@ class _Maintainer(Maintainer):
     Every ``poll`` seconds it measures what can grow (the recent partitions and the
     unpartitioned tables; the older partitions are measured every ``interval`` seconds,
     as measuring a week of them takes a third of a second). Past ``SIZE_HIGH_WATER`` of the
-    limit, and larger than after its last ``shrink`` (whose VACUUMed space is being
-    refilled until then), the store shrinks.
+    limit the store shrinks once the space its last ``shrink`` freed is refilled: the files
+    grew past their size after it, or as many rows came as it deleted. (VACUUM leaves the
+    files as large, so their size alone tells late: under fast ingest, after they grew.)
+    Past it, while rows arrive, it measures every ``FAST_POLL`` seconds, and writers wait
+    while it shrinks: ingest as fast as the receiver takes it fills the rest of the limit in
+    a fraction of a second.
     """
 
     older, from_hour, measured_at, settled = 0, None, 0.0, 0
+    rows_at_shrink, rows_freed, rows_seen = 0, float("inf"), 0
 
     def round(self):
         store, hour = self.store, time.time_ns() // HOUR_NS - 1
@@ -588,6 +603,15 @@ class _Maintainer(Maintainer):
             self.older = store.used_bytes() - store.used_bytes(from_hour=hour)
             self.from_hour, self.measured_at = hour, time.monotonic()
         used = self.older + store.used_bytes(from_hour=hour)
-        if used > max(self.high_water, self.settled):
-            store.shrink()
+        refilled = store.rows_written - self.rows_at_shrink >= self.rows_freed
+        arriving, self.rows_seen = store.rows_written != self.rows_seen, store.rows_written
+        self.poll = FAST_POLL if arriving and used > self.high_water else Maintainer.poll
+        if used > self.high_water and (used > self.settled or refilled):
+            store.room.clear()  # writers wait for the room being made (tens of ms)
+            try:
+                deleted = store.shrink()
+            finally:
+                store.room.set()
+            freed = sum(deleted.get(table, 0) for table, _ in PARTITIONED)
+            self.rows_at_shrink, self.rows_freed = store.rows_written, freed or float("inf")
             self.settled, self.measured_at = store.used_bytes(), 0.0
