@@ -139,9 +139,22 @@ def test_wrong_use_is_ignored_with_one_warning_and_never_raises(caplog):
     assert len(caplog.records) == 3
 
 
-def test_pending_values_are_bounded_and_drops_counted(monkeypatch):
+def test_pending_values_are_bounded_folded_by_the_app_when_full(monkeypatch):
     monkeypatch.setattr(metrics, "MAX_PENDING", 5)
     got = recorded(registry(), lambda: [metrics.counter("c") for _ in range(8)])
+    assert points(got["c"])[0]["asInt"] == "8"  # the first 5 folded by the 6th's call
+    assert "spyglass.metrics.dropped" not in got
+
+
+def test_pending_values_are_dropped_and_counted_while_the_reporter_folds(monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_PENDING", 5)
+    running = registry()
+
+    def calls():
+        with running._lock:  # the reporter thread, folding at that moment
+            for _ in range(8):
+                metrics.counter("c")
+    got = recorded(running, calls)
     assert points(got["c"])[0]["asInt"] == "5"
     assert points(got["spyglass.metrics.dropped"])[0]["asInt"] == "3"
 

@@ -210,11 +210,11 @@ def test_memory_stays_bounded_when_the_endpoint_is_unreachable():
 
 
 def test_metrics_are_folded_while_the_queue_never_empties(receiver):
-    # The app makes traces faster than they are exported, so the queue is never empty;
-    # the fold (4 times a second) must still run between batches, or the values recorded
-    # meanwhile pile up to metrics.MAX_PENDING and are dropped (8,192 of them fill up in
-    # under half a second at the 20,000 a second recorded here, paced by the clock so that
-    # a faster tracer does not raise the rate past what one fold interval holds).
+    # The app makes traces faster than they are exported, so the queue is never empty and
+    # the reporter thread has little of the GIL; values must still all be folded: by the
+    # reporter between batches (4 times a second), and by the app's own thread when
+    # metrics.MAX_PENDING of them wait (8,192 fill up in under half a second at the 20,000
+    # a second recorded here, paced by the clock).
     result = run_python("""
         import json, time, opentracing, spyglass, spyglass.agent
         from spyglass import metrics

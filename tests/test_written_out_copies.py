@@ -210,6 +210,10 @@ class Registry:
         self.pending = [None] * metrics.MAX_PENDING if full else []
         self.generation = process.generation + (1 if forked else 0)
         self.dropped = self.forks = 0
+        self.full = []
+
+    def fold_when_full(self, event):
+        self.full.append(event)
 
     def after_fork(self):
         from spyglass import process
@@ -231,8 +235,9 @@ def test_record_request_and_record_db_call_record_alike(full, forked, monkeypatc
         monkeypatch.setattr(metrics, "_registry", registry)
         record(*key, 0.25)
         assert registry.forks == (1 if forked else 0)
-        assert registry.dropped == (1 if full else 0)
-        assert registry.pending[-1] == (None if full else (instrument, key, 0.25))
+        event = (instrument, key, 0.25)
+        assert registry.pending[-1] == (None if full else event)
+        assert registry.full == ([event] if full else [])
 
 
 # -- DriverInstrumentation.wrap_statement's synchronous execute: _dbapi.timed ----------------

@@ -11,13 +11,14 @@ is not running or metrics are off)::
 Instrumentation calls ``record_request``, ``record_db_call``, ``record_http_client`` and
 ``record_template``.
 
-The app's side only appends a tuple to a deque: no lock (nothing a fork in C could leave
-held), no syscall. The reporter thread folds what was recorded into the aggregates every
-``flush_interval`` and exports them every ``metrics_interval`` seconds with
-``metrics_temporality`` (delta by default). At most ``MAX_PENDING`` values wait to be
-folded; beyond that they are dropped and counted. Each metric keeps at most
-``metrics_max_series`` label sets; beyond that, values go to one overflow series and one
-warning is logged.
+The app's side only appends a tuple to a deque: no lock to wait for (nothing a fork in C
+could leave held), no syscall. The reporter thread folds what was recorded into the
+aggregates every ``flush_interval`` and exports them every ``metrics_interval`` seconds
+with ``metrics_temporality`` (delta by default). At most ``MAX_PENDING`` values wait to
+be folded; beyond that the app's thread folds them itself (``fold_when_full``), or, when
+the reporter thread is folding at that moment, drops the value and counts it. Each metric
+keeps at most ``metrics_max_series`` label sets; beyond that, values go to one overflow
+series and one warning is logged.
 """
 import collections
 import logging
@@ -67,7 +68,7 @@ def record_request(route: str, method: str, status_code: int, duration_s: float)
         if len(pending) < MAX_PENDING:
             pending.append((_REQUEST, (route, method, status_code), duration_s))
         else:
-            registry.dropped += 1
+            registry.fold_when_full((_REQUEST, (route, method, status_code), duration_s))
 
 
 def record_db_call(system: str, operation: str, duration_s: float) -> None:
@@ -80,7 +81,7 @@ def record_db_call(system: str, operation: str, duration_s: float) -> None:
         if len(pending) < MAX_PENDING:
             pending.append((_DB_CALL, (system, operation), duration_s))
         else:
-            registry.dropped += 1
+            registry.fold_when_full((_DB_CALL, (system, operation), duration_s))
 
 
 # An outbound request or a template's render takes tens of microseconds at the least: the
@@ -112,7 +113,7 @@ def _record_duration(instrument, key, duration_s):
         if len(pending) < MAX_PENDING:
             pending.append((instrument, key, duration_s))
         else:
-            registry.dropped += 1
+            registry.fold_when_full((instrument, key, duration_s))
 
 
 def counter(name: str, value=1, labels=None, *, unit: str = "", description: str = "") -> None:
@@ -148,7 +149,7 @@ def _record_custom(kind, name, value, labels, unit, description, boundaries):
         if len(pending) < MAX_PENDING:
             pending.append((kind, name, items, value, (unit, description, boundaries)))
         else:
-            registry.dropped += 1
+            registry.fold_when_full((kind, name, items, value, (unit, description, boundaries)))
     except Exception:
         _failed(kind)
 
@@ -217,7 +218,8 @@ class Registry:
         self.pending = collections.deque()
         self.dropped = 0
         self._start_ns = time.time_ns()
-        self._lock = threading.Lock()  # the reporter thread's and at-exit's, never the app's
+        # The reporter thread's and at-exit's; the app's only without waiting (fold_when_full)
+        self._lock = threading.Lock()
         for instrument in self.instruments():
             instrument.reset()
         if self.runtime is not None:
@@ -226,6 +228,20 @@ class Registry:
     def instruments(self):
         return ([self.requests, self.db_calls, self.http_client, self.templates]
                 + list(self._custom.values()))
+
+    def fold_when_full(self, event):
+        """On the app's thread, when MAX_PENDING values wait (the reporter thread kept busy,
+        by exports, by the GIL): fold them here, then keep ``event``; it is dropped and
+        counted only when the reporter thread is folding at that moment. Once in
+        MAX_PENDING values, so about a microsecond a value, and only under such load."""
+        if not self._lock.acquire(blocking=False):
+            self.dropped += 1
+            return
+        try:
+            self._fold()
+        finally:
+            self._lock.release()
+        self.pending.append(event)
 
     # -- on the reporter thread (or at exit) ---------------------------------------------
 
