@@ -26,7 +26,7 @@ import tempfile
 import textwrap
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from otlp_receiver import OTLPReceiver  # noqa: E402
+from support.otlp_receiver import OTLPReceiver  # noqa: E402
 
 APP = textwrap.dedent("""
     import gc, json, sqlite3, time, psutil

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from otlp_receiver import OTLPReceiver  # noqa: E402  (the tests' real OTLP receiver)
+from support.otlp_receiver import OTLPReceiver  # noqa: E402  (the tests' real OTLP receiver)
 
 from _util import verdict  # noqa: E402
 
