@@ -42,6 +42,34 @@ def test_os_fork_child_exports_its_own_spans_with_its_own_pid(receiver):
     assert receiver.schema_errors == []
 
 
+def test_children_forked_while_the_reporter_first_imports_httpx_all_export(receiver):
+    """A master tracing on one thread forks workers while its reporter thread makes its
+    first export (importing httpx and building the transport): the forks do not wait for
+    that, and every child, whatever moment of the import it was forked at, exports."""
+    result = run_python(app("""
+        import os, threading, time
+        def load():
+            while True:
+                trace("load", 50)
+        threading.Thread(target=load, daemon=True).start()
+        children = []
+        for i in range(12):
+            time.sleep(0.02)
+            pid = os.fork()
+            if pid == 0:
+                trace(f"child-{i}")
+                os._exit(0 if spyglass.flush(10) else 3)
+            children.append(pid)
+        print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+    """).replace("import opentracing", "import opentracing, spyglass"),
+        AUTOWRAPT_BOOTSTRAP="runtime", SPYGLASS_ENDPOINT=receiver.url)
+    assert result.stdout.splitlines()[-1] == str([0] * 12), result
+    receiver.wait_for(lambda r: sum(n.startswith("child-") for n in names(r)) >= 24)
+    assert {n for n in names(receiver) if n.startswith("child-")} == {
+        f"child-{i}{suffix}" for i in range(12) for suffix in ("", ".child")}
+    assert receiver.schema_errors == []
+
+
 # Where the kernel cannot wipe a page on fork, the pid is compared instead.
 PID_COMPARISON = """
     from spyglass import process
@@ -187,17 +215,19 @@ def test_exit_with_endpoint_down_says_so_to_an_app_that_configured_logging():
 
 def test_memory_stays_bounded_when_the_endpoint_is_unreachable():
     result = run_python(app("""
-        import gc, json, psutil, spyglass.agent
+        import gc, json, psutil, spyglass.agent, time
         process = psutil.Process()
         for i in range(3000):
             trace("warm", children=4)
+        reporter = spyglass.agent.get().reporter
+        while reporter._transport is None:  # httpx, imported at the first export: not growth
+            time.sleep(0.01)
         gc.collect()
         before = process.memory_info().rss
         for i in range(30000):
             trace("load", children=4)
         gc.collect()
         after = process.memory_info().rss
-        reporter = spyglass.agent.get().reporter
         print(json.dumps({"growth": after - before, "queue": reporter._waiting(),
                           "dropped": reporter.counters["dropped"]}))
     """), timeout=120, AUTOWRAPT_BOOTSTRAP="runtime",

@@ -47,11 +47,17 @@ def test_max_requests_recycling_and_hup_reload_lose_nothing(receiver):
     assert histogram_count(receiver, "http.server.request.duration", **{"http.route": "/"}) == 52
 
 
-def test_a_fork_waits_for_an_import_on_the_reporter_thread(receiver, tmp_path):
+def test_a_fork_in_the_middle_of_an_import_on_the_reporter_thread(receiver, tmp_path):
     """The master forks a worker at any moment, its reporter thread running: forked in the
-    middle of that thread's import (httpx, the first time it exports), the worker found
-    the module half-initialized for good, and never exported anything."""
-    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(1)\nLOADED = True\n")
+    middle of that thread's import (httpx, the first time it exports), the worker once found
+    the module half-initialized for good, and never exported anything; then the fork waited
+    for the import (seconds, under load). Now the fork does not wait, and the child imports
+    the module afresh, package and submodules."""
+    package = tmp_path / "slow_to_import"
+    package.mkdir()
+    (package / "part.py").write_text("PART = True\n")
+    (package / "__init__.py").write_text(
+        "from . import part\nimport time\ntime.sleep(2)\nLOADED = True\n")
     result = run_python(f"""
         import os, signal, sys, time
         sys.path.insert(0, {str(tmp_path)!r})
@@ -62,13 +68,16 @@ def test_a_fork_waits_for_an_import_on_the_reporter_thread(receiver, tmp_path):
             return []
 
         agent.start().reporter.add_periodic(import_slowly, 3600, first_delay=0)
-        while "slow_to_import" not in sys.modules:
+        while "slow_to_import.part" not in sys.modules:
             time.sleep(0.001)
         pid = os.fork()  # the reporter thread is inside the import
         if pid == 0:
             signal.alarm(10)  # a half-imported module can hang its next import
-            import slow_to_import
-            os._exit(0 if getattr(slow_to_import, "LOADED", False) else 3)
+            import slow_to_import.part
+            loaded = slow_to_import.LOADED and slow_to_import.part.PART
+            os._exit(0 if loaded else 3)
+        # The fork did not wait for the import to finish here.
+        print(hasattr(sys.modules["slow_to_import"], "LOADED"))
         print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     """, SPYGLASS_ENDPOINT=receiver.url)
-    assert result.stdout.split() == ["0"], result
+    assert result.stdout.split() == ["False", "0"], result

@@ -15,9 +15,9 @@ drained within ``shutdown_timeout``, by one owner at a time. A process that queu
 exits at once; an endpoint that refuses (or was failing) gets one attempt more, then the
 rest is dropped and counted: exit never waits on a collector that is down.
 
-The thread imports lazily (httpx, the collectors' modules), and only under ``_importing``,
-which ``os.fork`` waits for; it encodes and compresses outside it, so a fork never waits
-for that work.
+The thread imports lazily (httpx, the collectors' modules): ``os.fork`` does not wait for
+that, nor for the encoding; a child forked in the middle of an import forgets it and imports
+afresh (``threads.forget_unfinished_imports``).
 """
 import atexit
 import collections
@@ -40,35 +40,6 @@ PATHS = {TRACES: "/v1/traces", LOGS: "/v1/logs", METRICS: "/v1/metrics",
          PROFILES: "/v1development/profiles"}
 # A batch that cannot be sent is retried for this long at most (outside shutdown).
 BATCH_RETRY_BUDGET = 30.0
-# How long os.fork waits for the reporter thread to finish an import (see below).
-FORK_WAIT = 5.0
-
-# Held while the reporter thread runs code that may import. A fork in the middle of an
-# import (a gunicorn master forking a worker while its reporter imports httpx) would leave
-# the child a half-initialized module whose import lock belongs to a thread that does not
-# exist there: every later import of it fails or hangs, so that child never exports.
-_importing = threading.RLock()
-
-
-def _wait_for_imports():
-    # Bounded: the forking thread might itself hold a module lock the import waits for.
-    _importing.acquire(timeout=FORK_WAIT)
-
-
-def _release_after_fork_in_parent():
-    try:
-        _importing.release()
-    except RuntimeError:  # the wait timed out: this thread does not hold it
-        pass
-
-
-def _fresh_lock_after_fork_in_child():
-    global _importing
-    _importing = threading.RLock()
-
-
-os.register_at_fork(before=_wait_for_imports, after_in_parent=_release_after_fork_in_parent,
-                    after_in_child=_fresh_lock_after_fork_in_child)
 
 
 class Reporter:
@@ -346,8 +317,7 @@ class Reporter:
             self._wake.clear()
             self._quiet_below = self._batch_size
             try:
-                with _importing:  # collectors import what they need on first use
-                    self._run_periodic()
+                self._run_periodic()
                 self._drain(time.monotonic() + BATCH_RETRY_BUDGET, periodic=True)
             except Exception:
                 log.exception("spyglass: reporter error (continuing)")
@@ -422,8 +392,7 @@ class Reporter:
                 self._spans_out += spans  # the budget covers a batch until it is sent
                 self._busy = False
             if periodic and self._deadline is None:
-                with _importing:
-                    self._run_periodic()
+                self._run_periodic()
         return ok and not (self._traces or self._others or self._profiles)
 
     def _take_batch(self):
@@ -486,16 +455,14 @@ class Reporter:
 
     def _export(self, kind, items, deadline) -> bool:
         """Send ``items`` of one kind in as many requests as ``max_batch_spans`` and
-        ``max_batch_bytes`` require; True when all were sent. Encoding and compressing
-        happen outside ``_importing``: a fork never waits for them."""
+        ``max_batch_bytes`` require; True when all were sent."""
         try:
             if self._transport is None or self.resource is None:
                 if self._exiting and self._transport is None and self._endpoint_refuses():
                     self._given_up = True  # nothing imported, nothing sent: the drop is counted
                     self.counters["abandoned"] += self._weight(kind, items)
                     return False
-                with _importing:  # the transport, the resource, the encoder: at first use
-                    self._prepare()
+                self._prepare()  # the transport, the resource, the encoder: at first use
             if kind is PROFILES:
                 return self._export_profiles(items, deadline)
             from .encode import encoded_items
@@ -607,9 +574,9 @@ class Reporter:
     def _endpoint_refuses(self) -> bool:
         """At exit, before anything was ever sent: whether the endpoint refuses a TCP
         connection, asked without importing httpx (a tenth of a second here) for nothing."""
-        with _importing:
-            import socket
-            from urllib.parse import urlsplit
+        import socket
+        from urllib.parse import urlsplit
+
         try:
             url = urlsplit(self.config.endpoint)
             port = url.port or (443 if url.scheme == "https" else 80)
@@ -623,7 +590,7 @@ class Reporter:
         from .transport import Transport  # httpx: imported here, off the app's path
 
         # The first request imports too: socket.getaddrinfo looks up the idna codec for the
-        # host name. Import it now, under _importing, rather than during a send.
+        # host name. Import it now, with the rest, rather than during a send.
         "localhost".encode("idna")
         return Transport(self.config.endpoint, self.config.headers, self.config.timeout)
 

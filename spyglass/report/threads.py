@@ -1,5 +1,6 @@
-"""spyglass's own threads (the reporter, the SIGTERM watch): daemon threads with the
-asynchronous signals blocked, which go on running whatever the app does, under gevent too.
+"""spyglass's own threads (the reporter, the profiler, the SIGTERM watch): daemon threads with
+the asynchronous signals blocked, which go on running whatever the app does, under gevent too,
+and which a fork never waits for.
 
 Our threads block the asynchronous signals: the kernel hands a process-directed signal to
 any thread that does not block it, and one taken by our thread sets Python's flag while the
@@ -13,8 +14,18 @@ what it waits on is gevent's own (a reporter made after the patching, by
 ``spyglass.init()`` after ``patch_all()`` or in a child forked since): gevent's primitives
 cannot be shared with another OS thread, so that one is a greenlet like the app's, and waits
 as they do.
+
+A thread of ours imports on first use (the reporter: httpx, when it first exports), and
+``os.fork`` may come at any moment of that import: a gunicorn or Celery master forking a
+worker. The thread is not in the child, so the import never finishes there, and the module
+locks it held would hang the child's first import of those modules. Rather than make the
+fork wait for the import (seconds, when the app's threads share the GIL with it), the child
+forgets what did not finish (``forget_unfinished_imports``): it is imported afresh there
+when next needed.
 """
+import _thread
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,6 +34,10 @@ import time
 # Faults must stay deliverable to the thread that caused them; the rest are blocked.
 _SYNCHRONOUS = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
                 "SIGSYS", "SIGABRT"}
+
+
+# Our OS threads now running, by the id the import system's module locks know them by.
+_running = set()
 
 
 def new(target, name, cooperative=False):
@@ -44,6 +59,9 @@ class MaskedThread(threading.Thread):
         with _async_signals_blocked():
             threading.Thread.start(self)
 
+    def run(self):
+        _run_as_ours(super().run)
+
     def _delete(self):
         # As threading's, by this thread's own id: once gevent has patched threading (a
         # gunicorn gevent worker patches after our threads start), threading.get_ident
@@ -51,6 +69,47 @@ class MaskedThread(threading.Thread):
         # would print a KeyError on stderr.
         with threading._active_limbo_lock:
             threading._active.pop(self.ident, None)
+
+
+def _run_as_ours(target):
+    ident = _thread.get_ident()  # as importlib's module locks ask (gevent's, if patched)
+    _running.add(ident)
+    try:
+        target()
+    finally:
+        _running.discard(ident)
+
+
+def forget_unfinished_imports():
+    """In a forked child: drop the module locks our threads held at the fork, and the
+    modules whose import they had begun (with the submodules loaded under them so far), so
+    that the next import of them runs afresh instead of waiting for a thread that is not
+    here. A greenlet of ours is not among them: it is in the child, and goes on."""
+    lost = set(_running)
+    _running.clear()
+    if not lost:
+        return
+    try:
+        from importlib import _bootstrap
+
+        locks = _bootstrap._module_locks
+        unfinished = []
+        for name, ref in list(locks.items()):
+            lock = ref()
+            if lock is not None and getattr(lock, "owner", None) in lost:
+                del locks[name]
+                unfinished.append(name)
+        for name in unfinished:
+            below = name + "."
+            for loaded in [loaded for loaded in sys.modules
+                           if loaded == name or loaded.startswith(below)]:
+                del sys.modules[loaded]
+    except Exception:  # another interpreter's importlib: the child may hang on that import
+        logging.getLogger("spyglass").warning(
+            "spyglass: could not undo an import under way at a fork", exc_info=True)
+
+
+os.register_at_fork(after_in_child=forget_unfinished_imports)
 
 
 def is_current(thread):
@@ -95,7 +154,7 @@ class OSThread:
     def _bootstrap(self, get_ident):
         self.ident = get_ident()
         try:
-            self._target()
+            _run_as_ours(self._target)
         except BaseException:
             logging.getLogger("spyglass").exception("spyglass: the %s thread ended", self.name)
         finally:
