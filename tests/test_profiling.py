@@ -184,7 +184,8 @@ def test_off_by_default_and_lazy_when_on(receiver):
         print("imported at start:", "spyglass.profile.sampler" in sys.modules)
         deadline = time.monotonic() + 10  # a second after start, later on a loaded machine
         while True:
-            sampler = [t for t in threading.enumerate() if t.name == "spyglass-profiler"]
+            sampler = [t for t in threading.enumerate()  # running: its native id known
+                       if t.name == "spyglass-profiler" and t.native_id is not None]
             if sampler or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
