@@ -32,8 +32,6 @@ import os
 import sys
 import time
 
-from ..errors.event import in_app
-from ..redact.scrub import mask_string_literals
 from .. import process
 from ..process import _getrandbits
 from ..trace.span import CLIENT, RootSpan, new_root_span, new_span
@@ -203,6 +201,11 @@ def in_app_stack(include=(), exclude=(), limit=MAX_STACK_FRAMES):
     Only called for slow calls: walking the stack costs a few microseconds. The string
     literals of its source lines are masked (``redact.scrub.mask_string_literals``).
     """
+    # Imported here, at the first slow call: errors and redact cost a library's
+    # instrumentation 2 ms at the app's import of it, for what most calls never need.
+    from ..errors.event import in_app
+    from ..redact.scrub import mask_string_literals
+
     frame = sys._getframe(1)
     lines = []
     while frame is not None and len(lines) < limit:

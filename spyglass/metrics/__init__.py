@@ -53,7 +53,10 @@ _registry = None
 _REQUEST, _DB_CALL = "request", "db_call"
 _HTTP_CLIENT, _TEMPLATE = "http_client", "template"
 
-_STATUS_CLASS = {code: f"{code // 100}xx" for code in range(100, 600)}
+# Each status class's text made once, not once per code: this runs at every startup.
+_STATUS_CLASS = {code: status_class
+                 for hundreds, status_class in enumerate(("1xx", "2xx", "3xx", "4xx", "5xx"), 1)
+                 for code in range(hundreds * 100, hundreds * 100 + 100)}
 
 
 # record_request and record_db_call are twins written out, not one function called by both:

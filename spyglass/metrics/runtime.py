@@ -2,9 +2,10 @@
 
 OpenTelemetry's process and CPython semantic-convention names. The stdlib gives CPU time,
 context switches and page faults (``getrusage``), threads and GC statistics; psutil adds
-memory, open file descriptors and OS threads (imported here, on the reporter thread, never
-at startup). GC pause time comes from a ``gc.callbacks`` hook, the only thing that runs
-outside the reporter thread: two ``perf_counter`` calls per collection.
+memory, open file descriptors and OS threads (``resource`` and psutil are both imported
+here, on the reporter thread, never at startup). GC pause time comes from a
+``gc.callbacks`` hook, the only thing that runs outside the reporter thread: two
+``perf_counter`` calls per collection.
 """
 import gc
 import logging
@@ -14,11 +15,6 @@ import time
 
 from ..report import otlp
 from . import aggregate
-
-try:
-    import resource
-except ImportError:  # not POSIX
-    resource = None
 
 log = logging.getLogger("spyglass")
 
@@ -73,7 +69,9 @@ class RuntimeMetrics:
     # -- sources ------------------------------------------------------------------------
 
     def _rusage(self, now):
-        if resource is None:
+        try:
+            import resource  # here, on the reporter thread, rather than at every startup
+        except ImportError:  # not POSIX
             return []
         usage = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.monotonic()
