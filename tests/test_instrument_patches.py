@@ -214,7 +214,8 @@ def test_a_library_outside_the_supported_versions_is_left_alone_with_one_line():
         redis.asyncio.client  # a second module of the same library: no second line
         print("patched:", [a.name for a in _patch.applied("spyglass.instrument.redis")])
     """)
-    lines = result.stdout.splitlines()
+    # Past a second (a loaded machine), the first export's failure says so too: not ours here.
+    lines = [line for line in result.stdout.splitlines() if "cannot export" not in line]
     assert len(lines) == 2, result.stdout
     assert "is not a version spyglass supports (redis >= 99.0)" in lines[0]
     assert lines[1] == "patched: []"
