@@ -2,10 +2,12 @@
 
     python benchmarks/bench_startup.py
 
-- `python -c pass` under AUTOWRAPT_BOOTSTRAP=runtime vs no variable (bar: <= 100 ms added;
-  about 87 ms of that is autowrapt's own floor: importing wrapt 2.x and scanning entry points).
-- `python -c 'import flask'` under AUTOWRAPT_BOOTSTRAP=flask vs none (bar: <= 40 ms).
-- RSS after startup with the sensor vs without (bar: <= 5 MiB).
+- `python -c pass` under AUTOWRAPT_BOOTSTRAP=runtime, against the same under a group nobody
+  defines (autowrapt's own floor: importing wrapt 2.x and scanning entry points, which any
+  autowrapt-based sensor pays): spyglass's own share (bar: <= 10 ms). What the variable adds
+  over no variable at all is printed too.
+- `python -c 'import flask'` under AUTOWRAPT_BOOTSTRAP=flask, the same way (bar: <= 15 ms).
+- RSS after startup with the sensor vs the floor (bar: <= 5 MiB).
 
 Run from outside the source tree so the installed package (with its byte-code) is used.
 Times are the best of BENCH_RUNS runs (default 20) of each variant, interleaved.
@@ -69,8 +71,8 @@ def main():
     base, floor, ours = walls("pass", (None, FLOOR, "runtime"))
     print(f"python -c pass: {base * 1e3:.1f} ms plain, {floor * 1e3:.1f} ms autowrapt floor, "
           f"{ours * 1e3:.1f} ms under runtime")
-    report("added by AUTOWRAPT_BOOTSTRAP=runtime", ours - base, 0.100)
-    print(f"  of which spyglass's own (above autowrapt's floor): +{(ours - floor) * 1e3:.1f} ms")
+    print(f"  added by AUTOWRAPT_BOOTSTRAP=runtime: +{(ours - base) * 1e3:.1f} ms")
+    report("  of which spyglass's own (above autowrapt's floor)", ours - floor, 0.010)
     try:
         import flask  # noqa: F401
     except ImportError:
@@ -79,8 +81,8 @@ def main():
         base, floor, ours = walls("import flask", (None, FLOOR, "flask"))
         print(f"python -c 'import flask': {base * 1e3:.1f} ms plain, {floor * 1e3:.1f} ms "
               f"autowrapt floor, {ours * 1e3:.1f} ms under flask")
-        report("added by AUTOWRAPT_BOOTSTRAP=flask", ours - base, 0.040)
-        print(f"  of which spyglass's own (above autowrapt's floor): +{(ours - floor) * 1e3:.1f} ms")
+        print(f"  added by AUTOWRAPT_BOOTSTRAP=flask: +{(ours - base) * 1e3:.1f} ms")
+        report("  of which spyglass's own (above autowrapt's floor)", ours - floor, 0.015)
     # RSS: what the sensor adds over what autowrapt/wrapt themselves cost is the honest
     # figure; both are printed.
     plain = rss(RSS)
