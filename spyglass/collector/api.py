@@ -12,6 +12,7 @@ from .durations import parse_duration, parse_instant
 from .error_event import clean_event
 from .error_states import STATES
 from .model import INT64_MAX
+from .rollup import MINUTE_NS, aligned_buckets
 from .openapi import openapi_document
 from .series import ServiceSeries
 from .search import LEVELS
@@ -210,7 +211,9 @@ class Api:
                                       limit=_limit(query, 50), slow_only=slow_only)
         until_ns = until_ns or time.time_ns()
         step_ns = _step(since_ns, until_ns, SPARKLINE_POINTS)
-        series = self.store.slow_call_p95_series(since_ns, until_ns, step_ns,
+        # Buckets of whole minutes are whole blocks of the call rollup, read from it.
+        origin_ns = aligned_buckets(since_ns, until_ns, step_ns)[0] if step_ns % MINUTE_NS == 0 else since_ns
+        series = self.store.slow_call_p95_series(origin_ns, until_ns, step_ns,
                                                  [(call["service"], call["key"]) for call in calls], slow_only)
         for call in calls:
             call["p95_series"] = series.get((call["service"], call["key"]), [])
