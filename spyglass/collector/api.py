@@ -165,7 +165,9 @@ class Api:
 
     def health(self, query):
         store = self.store.describe()
-        return {"status": "ok", "schema_version": store["schema_version"], "store": store}
+        # Summaries read the rollup before this, the spans after (rollup.py): how far behind it is.
+        return {"status": "ok", "schema_version": store["schema_version"], "store": store,
+                "rolled_up_until_ns": self.store.rollup.rolled_until()}
 
     def services(self, query):
         since_ns, _ = _window(query)

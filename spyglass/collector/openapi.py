@@ -273,7 +273,12 @@ def openapi_document():
                 "status": {"type": "string"}, "schema_version": NULLABLE_INTEGER,
                 "store": {"type": "object", "properties": {
                     "backend": {"type": "string"}, "location": {"type": "string"},
-                    "schema_version": NULLABLE_INTEGER}}}, required=("status",))),
+                    "schema_version": NULLABLE_INTEGER}},
+                "rolled_up_until_ns": {"type": "integer", "description": (
+                    "The summaries' rollup is complete up to here (0: not begun): the minutes after it "
+                    "are read from the spans. Minutes end a couple of minutes before they are rolled up; "
+                    "after a backfill (spans sent late) this stays behind until they are.")}},
+                required=("status",))),
             "/api/services": _get("Services: requests, error rate, latency percentiles, instances",
                                   _WINDOW, _list_of("services", _SERVICE_ROW)),
             "/api/routes": _get("Per service and route: requests, error rate, p50/p95/p99; slowest p95 first",
