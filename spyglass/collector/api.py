@@ -12,8 +12,8 @@ from .durations import parse_duration, parse_instant
 from .error_event import clean_event
 from .error_states import STATES
 from .model import INT64_MAX
-from .rollup import MINUTE_NS, aligned_buckets
 from .openapi import openapi_document
+from .rollup import MINUTE_NS, aligned_buckets
 from .series import ServiceSeries
 from .search import LEVELS
 
