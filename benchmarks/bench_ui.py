@@ -5,8 +5,9 @@ Starts a real ``spyglass serve`` (SQLite in a temporary directory; then PostgreS
 database it creates and drops, when the server is reachable), fills it through its OTLP
 receiver with ``--spans`` spans (default 1,000,000) of the last 50 minutes: several
 services, each with routes, releases (``service.version``), processes, errors (error events
-and 5xx), logs, attributes, calls and runtime metrics. Then times every GET route of
-``/api/openapi.json`` (so that routes added later are covered too), with only its required
+and 5xx), logs, attributes, calls and runtime metrics. Once its rollup has caught up (it
+prints how long that took after the fill: meanwhile the summaries read the spans), times
+every GET route of ``/api/openapi.json`` (so that routes added later are covered too), with only its required
 parameters and with sample values for all of them, and every page (``PAGES``, and the page
 of each API route that has one), and prints ms per route against the bar.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from bench_ingest import send_all
+from spyglass.collector.rollup import LAG_NS, MINUTE_NS
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("SPYGLASS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -237,6 +239,19 @@ def fill(collector, total_spans, threads=3):
                     {"Content-Type": "application/json"}, threads)
 
 
+def wait_for_rollup(collector, timeout_s=600):
+    """Seconds until the collector has rolled up every minute that ended ``rollup.LAG_NS``
+    ago (and those its spans reached late: a fill sends them in random time order), so that
+    the routes are timed as they answer at rest; that state, right after a bulk load, lasts
+    this long."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if _api(collector, "/health").get("rolled_up_until_ns", 0) >= time.time_ns() - LAG_NS - 2 * MINUTE_NS:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def _api(collector, path, **params):
     status, _, body = collector.get(f"/api{path}?{urlencode(params)}")
     return json.loads(body) if status == 200 else {}
@@ -304,6 +319,7 @@ def run(db, args, fill_store=True):
             print(f"  {args.spans / seconds:,.0f} spans/s, {seconds:.0f} s", flush=True)
         health = _api(collector, "/health")
         print(f"store: {health.get('store')}", flush=True)
+        print(f"  the rollup caught up {wait_for_rollup(collector):.0f} s after", flush=True)
         return measure(collector, targets(collector), args.repeat, args.bar)
     finally:
         collector.stop()

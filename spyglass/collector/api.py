@@ -13,6 +13,7 @@ from .error_event import clean_event
 from .error_states import STATES
 from .model import INT64_MAX
 from .openapi import openapi_document
+from .rollup import MINUTE_NS, aligned_buckets
 from .series import ServiceSeries
 from .search import LEVELS
 
@@ -164,7 +165,9 @@ class Api:
 
     def health(self, query):
         store = self.store.describe()
-        return {"status": "ok", "schema_version": store["schema_version"], "store": store}
+        # Summaries read the rollup before this, the spans after (rollup.py): how far behind it is.
+        return {"status": "ok", "schema_version": store["schema_version"], "store": store,
+                "rolled_up_until_ns": self.store.rollup.rolled_until()}
 
     def services(self, query):
         since_ns, _ = _window(query)
@@ -210,7 +213,9 @@ class Api:
                                       limit=_limit(query, 50), slow_only=slow_only)
         until_ns = until_ns or time.time_ns()
         step_ns = _step(since_ns, until_ns, SPARKLINE_POINTS)
-        series = self.store.slow_call_p95_series(since_ns, until_ns, step_ns,
+        # Buckets of whole minutes are whole blocks of the call rollup, read from it.
+        origin_ns = aligned_buckets(since_ns, until_ns, step_ns)[0] if step_ns % MINUTE_NS == 0 else since_ns
+        series = self.store.slow_call_p95_series(origin_ns, until_ns, step_ns,
                                                  [(call["service"], call["key"]) for call in calls], slow_only)
         for call in calls:
             call["p95_series"] = series.get((call["service"], call["key"]), [])

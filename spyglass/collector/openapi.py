@@ -90,9 +90,11 @@ _CALL_ROW = _object({
     "avg_ms": {"type": "number"}, "p95_ms": NULLABLE_NUMBER, "max_ms": NULLABLE_NUMBER,
     "slowest_trace_id": {"type": "string"}, "slowest_span_id": {"type": "string"},
     "p95_series": {"type": "array", "description": "[unix seconds (a bucket's start), p95 ms or null], "
-                                                   "every bucket of the window; each p95 is the longest call "
-                                                   "of the duration bucket (9 % wide) that holds it: exact, "
-                                                   "or at most 9 % above", "items": {
+                                                   "every bucket of the window (buckets of whole minutes "
+                                                   "end with the rollup's block the window ends in: the "
+                                                   "first may start before the window); each p95 is the "
+                                                   "longest call of the duration bucket (9 % wide) that "
+                                                   "holds it: exact, or at most 9 % above", "items": {
         "type": "array", "items": NULLABLE_NUMBER, "minItems": 2, "maxItems": 2}},
 }, required=("service", "key", "count", "total_ms", "p95_series"))
 _STATE = {
@@ -271,7 +273,12 @@ def openapi_document():
                 "status": {"type": "string"}, "schema_version": NULLABLE_INTEGER,
                 "store": {"type": "object", "properties": {
                     "backend": {"type": "string"}, "location": {"type": "string"},
-                    "schema_version": NULLABLE_INTEGER}}}, required=("status",))),
+                    "schema_version": NULLABLE_INTEGER}},
+                "rolled_up_until_ns": {"type": "integer", "description": (
+                    "The summaries' rollup is complete up to here (0: not begun): the minutes after it "
+                    "are read from the spans. Minutes end a couple of minutes before they are rolled up; "
+                    "after a backfill (spans sent late) this stays behind until they are.")}},
+                required=("status",))),
             "/api/services": _get("Services: requests, error rate, latency percentiles, instances",
                                   _WINDOW, _list_of("services", _SERVICE_ROW)),
             "/api/routes": _get("Per service and route: requests, error rate, p50/p95/p99; slowest p95 first",

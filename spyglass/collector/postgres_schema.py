@@ -68,4 +68,5 @@ MIGRATIONS = [
     """,
     typed(schema.REQUEST_ROLLUP, DIALECT),  # 6: requests per minute, ten minutes and hour (rollup.py)
     typed(schema.TRACES_BY_TAG, DIALECT),  # 7: the tag index, a row per pair and request
+    typed(schema.CALL_ROLLUP, DIALECT),  # 8: calls per minute, ten minutes and hour (rollup.py)
 ]

@@ -52,7 +52,7 @@ from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, re
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .postgres_schema import MIGRATIONS, PARTITIONED
 from .queries import Queries
-from .rollup import LOG_RATIO, MINUTE_NS, Rollup
+from .rollup import LOG_RATIO, MINUTE_NS, TABLES as ROLLUP_TABLES, Rollup, Table
 from .search import TAG_COLUMNS, tag_rows
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
 
@@ -70,17 +70,21 @@ MAX_RESOURCES_REMEMBERED = 10_000
 DDL_LOCK_TIMEOUT = "5s"
 POOL_SIZE = 4
 POOL_TIMEOUT = 3.0  # seconds a request waits for a connection before answering 503
+#: Rollup rows written (rows deleted and inserted) between VACUUMs of the rollup tables.
+ROLLUP_VACUUM_ROWS = 50_000
+#: Memory each sort or hash of a roll-up may take.
+ROLLUP_WORK_MEM = "64MB"
 #: Seconds between the maintainer's measures past SIZE_HIGH_WATER while rows arrive (fast
 #: ingest fills the rest of the limit in a fraction of a second).
 FAST_POLL = 0.02
 #: Tables outside the time partitions, that retention deletes rows from.
 UNPARTITIONED = ("resources", "error_groups", "error_events", "profile_samples", "traces_by_tag",
-                 "request_rollup")
+                 "request_rollup", "call_rollup")
 #: The time column of each unpartitioned table retention deletes by time.
 _TIME_COLUMNS = {"error_events": "time_ns", "profile_samples": "time_ns", "traces_by_tag": "time_ns",
-                 "resources": "last_seen_ns", "request_rollup": "start_ns"}
+                 "resources": "last_seen_ns", "request_rollup": "start_ns", "call_rollup": "start_ns"}
 
-_ROOT_AT, _START_AT = SPAN_COLUMNS.index("is_root"), SPAN_COLUMNS.index("start_ns")
+_ROOT_AT, _CALL_KEY_AT, _START_AT = (SPAN_COLUMNS.index(name) for name in ("is_root", "call_key", "start_ns"))
 _start_of = itemgetter(_START_AT)
 _TIME_INDEX = {"spans": SPAN_COLUMNS.index("start_ns"), "logs": LOG_COLUMNS.index("time_ns"),
                "metric_points": METRIC_COLUMNS.index("time_ns")}
@@ -218,7 +222,9 @@ class PostgresStore(Queries):
         self.room = threading.Event()  # cleared while the maintainer shrinks a store past its limit
         self.room.set()
         self._rolling_to = 0  # the minutes before it are rolled up, or being
-        self._late = {}  # minute -> writes of requests behind _rolling_to, since it was rolled up
+        self._late = {}  # minute -> writes of requests and calls behind _rolling_to, since it was rolled up
+        # What an earlier process left of the rollup tables is not known: vacuumed after the first roll-up.
+        self._rollup_rows_written = ROLLUP_VACUUM_ROWS
         with _store_errors():
             with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
                 self.schema_version = self._migrate(connection)
@@ -367,7 +373,8 @@ class PostgresStore(Queries):
     # -- the rollup (rollup.py) ------------------------------------------------------------
 
     def _note_late(self, batch):
-        """Remember the minutes of the requests just written that the rollup has passed."""
+        """Remember the minutes of the requests and calls just written that the rollup has passed
+        (``rollup.ROLLED_SPANS``)."""
         behind = self._rolling_to
         try:  # nearly every batch is newer than the rollup: one pass in C tells
             if not behind or not batch.spans or min(map(_start_of, batch.spans)) >= behind:
@@ -376,7 +383,7 @@ class PostgresStore(Queries):
             pass
         for row in batch.spans:
             start_ns = row[_START_AT]
-            if row[_ROOT_AT] and type(start_ns) is int and start_ns < behind:
+            if (row[_ROOT_AT] or row[_CALL_KEY_AT] is not None) and type(start_ns) is int and start_ns < behind:
                 minute = start_ns // MINUTE_NS
                 self._late[minute] = self._late.get(minute, 0) + 1
 
@@ -389,8 +396,8 @@ class PostgresStore(Queries):
         return 0
 
     def _late_minutes(self, mark, watermark_ns, until_mark=None):
-        """The minutes before ``watermark_ns`` this process wrote requests for after they
-        were rolled up, with how many writes (``_rolled_up`` forgets those)."""
+        """The minutes before ``watermark_ns`` this process wrote requests or calls for after
+        they were rolled up, with how many writes (``_rolled_up`` forgets those)."""
         return {minute: writes for minute, writes in list(self._late.items()) if minute * MINUTE_NS < watermark_ns}
 
     def _rolled_up(self, late):
@@ -400,13 +407,28 @@ class PostgresStore(Queries):
                 self._late.pop(minute, None)
 
     def _write_rollup(self, statements):
-        """Run each ``(sql, rows)`` of ``statements`` over its rows, in one transaction, one
-        collector at a time (each replaces what it rolls up: a second one's is the same)."""
+        """Run each ``(sql, rows)`` of ``statements`` over its rows (a ``rollup.Table`` for
+        ``sql``: COPY them into it), in one transaction, one collector at a time (each
+        replaces what it rolls up: a second one's is the same).
+        Every ``ROLLUP_VACUUM_ROWS`` rows written, VACUUM ANALYZE the rollup tables: minutes
+        rolled up again (late spans, a backfill) leave their old rows dead, and a summary
+        that reads through a million dead rows takes a second (autovacuum may be off)."""
         with self._connection() as connection, connection.transaction(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK,))
+            # Rolling up an hour groups a million spans: in memory, not in sorts spilled to disk.
+            cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
             for sql, rows in statements:
-                if rows:
+                if isinstance(sql, Table):
+                    with cursor.copy(f"COPY {sql.name} ({', '.join(sql.columns)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    self._rollup_rows_written += len(rows)
+                elif rows:
                     cursor.executemany(_dialect(sql), rows)
+                    self._rollup_rows_written += max(cursor.rowcount, 0)
+        if self._rollup_rows_written >= ROLLUP_VACUUM_ROWS:
+            self._rollup_rows_written = 0
+            self._vacuum([table.name for table in ROLLUP_TABLES], analyze=True)
 
     # -- partitions ----------------------------------------------------------------------
 
@@ -566,12 +588,12 @@ class PostgresStore(Queries):
         emptied.update(table for table in UNPARTITIONED if deleted[table])
         return dict(deleted), sorted(emptied)
 
-    def _vacuum(self, tables):
+    def _vacuum(self, tables, analyze=False):
         """VACUUM ``tables``, so that new rows reuse the space of those deleted (autovacuum
-        may be off, or come much later)."""
+        may be off, or come much later); with ``analyze``, their statistics renewed too."""
         if tables:
             with self._connection() as connection:  # autocommit: VACUUM runs outside a transaction
-                connection.execute(f"VACUUM {', '.join(tables)}")
+                connection.execute(f"VACUUM {'ANALYZE ' if analyze else ''}{', '.join(tables)}")
 
     # -- reading -------------------------------------------------------------------------
 

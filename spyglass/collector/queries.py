@@ -4,9 +4,8 @@ Percentiles, rankings and route grouping happen in the database, not in Python: 
 query groups and ranks the rows it reads, and only the answer crosses the connection.
 Requests (services, routes) are counted from the per-minute rollup (``rollup``), whose
 duration buckets say where each percentile lies: one seek in an index in duration order
-reads that bucket only. Slow calls are counted per group, then each percentile is one seek
-in an index in duration order (``_nearest_rank``): sorting the window's rows with window
-functions took seconds with a million spans.
+reads that bucket only; slow calls are counted from the call rollup the same way.
+Sorting the window's rows with window functions took seconds with a million spans.
 The SQL keeps to what both dialects share: window functions, ``count(*) FILTER``,
 ``CASE``, ``?`` placeholders (the PostgreSQL store rewrites them to ``%s``), and boolean
 columns used as predicates (``WHERE is_root``: an integer in SQLite, a boolean in
@@ -23,7 +22,7 @@ import re
 
 from .error_states import group_state
 
-from .rollup import Group
+from .rollup import CALLS
 from .search import SearchQueries
 
 NS = 1_000_000_000
@@ -44,23 +43,11 @@ SERVICE_INSTANCES = """
     SELECT service, count(*) AS instances, max(last_seen_ns) AS last_seen_ns FROM resources
     WHERE last_seen_ns >= ? GROUP BY service
 """
-#: Calls since ``?`` per service and call key; their p95 and slowest call are found per call
-#: (``Queries.slow_calls``) from the calls-by-duration index.
-SLOW_CALLS = """
-    SELECT {service} AS service, {key} AS key, sum(coalesce(call_count, 1)) AS count, count(*) AS n,
-           sum(duration_ns) AS total_ns, max(duration_ns) AS max_ns
-    FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? {service_clause} {slow_clause}
-    GROUP BY {service}, {key}
-"""
-#: Slow calls only are grouped by expressions, not columns: grouped by the columns, SQLite
-#: would scan every call in the calls-by-duration index (in their order) rather than the
-#: few slow ones of the window in the slow calls' index.
-SLOW_CALL_GROUPS = {False: {"service": "service", "key": "call_key"},
-                    True: {"service": "service || ''", "key": "call_key || ''"}}
+#: A group's slowest call since ``?``, from the slowest it can be: a seek in the calls-by-duration index.
 SLOWEST_CALL = """
     SELECT call_label AS label, call_category AS category, trace_id AS slowest_trace_id,
            span_id AS slowest_span_id
-    FROM spans WHERE {where} ORDER BY duration_ns DESC LIMIT 1
+    FROM spans WHERE {where} AND duration_ns <= ? ORDER BY duration_ns DESC LIMIT 1
 """
 SLOW_CALL_ORDER = {"total": "total_ns", "count": "count", "p95": "p95_ns"}
 LATEST_METRICS = """
@@ -213,17 +200,6 @@ ERROR_BREAKDOWN = """
     WHERE group_id = ? AND time_ns >= ? AND time_ns < ?
     GROUP BY {column} ORDER BY events DESC, {column} IS NULL, {column} LIMIT ?
 """
-#: The calls of some keys per time bucket and duration bucket (``rollup.bucket_of``, as the
-#: store's ``BUCKET_SQL``): counted in the database, never sorted.
-SLOW_CALL_HISTOGRAMS = """
-    SELECT service, call_key, (start_ns - ?) / ? AS bucket, {bucket} AS duration_bucket, count(*) AS n,
-           min(duration_ns) AS min_ns, max(duration_ns) AS max_ns
-    FROM spans WHERE call_key IS NOT NULL AND start_ns >= ? AND start_ns < ? {services_clause} {keys_clause}
-                     {slow_clause}
-    GROUP BY service, call_key, bucket, {bucket}
-"""
-
-
 #: The most buckets a series over time may have (the API asks for tens).
 MAX_BUCKETS = 10_000
 
@@ -241,24 +217,6 @@ class Queries(SearchQueries):
 
     def _rows(self, sql, parameters=()):
         raise NotImplementedError
-
-    def _nearest_ranks(self, where, parameters, count, percents):
-        """``{"pNN_ns": duration}``: the durations of nearest rank ``percents`` among the
-        ``count`` spans of ``where``, in one statement. With an index in duration order after
-        ``where``'s equalities each is a walk of the index from its nearer end, not a sort of
-        the spans. ``None`` where fewer spans are there now (retention deleted some since they
-        were counted)."""
-        seeks, arguments = [], []
-        for percent in percents:
-            rank = (count * percent + 99) // 100
-            order, offset = ("", rank - 1) if rank <= count - rank else (" DESC", count - rank)
-            seeks.append(f"(SELECT duration_ns FROM spans WHERE {where} ORDER BY duration_ns{order} "
-                         f"LIMIT 1 OFFSET ?) AS p{percent}_ns")
-            arguments += [*parameters, offset]
-        return self._rows(f"SELECT {', '.join(seeks)}", arguments)[0]
-
-    def _nearest_rank(self, where, parameters, count, percent):
-        return self._nearest_ranks(where, parameters, count, [percent])[f"p{percent}_ns"]
 
     def request_stats(self, since_ns, until_ns=None, by=(), **columns):
         """``{key: row}``: the requests from ``since_ns`` to ``until_ns`` (open: ``None``) whose
@@ -383,31 +341,39 @@ class Queries(SearchQueries):
                            for row in rows]}
 
     def slow_calls(self, since_ns, service=None, sort="total", limit=50, slow_only=False):
-        parameters = [since_ns]
-        sql = SLOW_CALLS.format(service_clause=_service_clause(service, parameters),
-                                slow_clause="AND is_slow" if slow_only else "", **SLOW_CALL_GROUPS[bool(slow_only)])
-        calls = self._rows(sql, parameters)
-        for row in calls:
-            row["parameters"] = []
-            row["where"] = _group_where("call_key IS NOT NULL", since_ns, row["parameters"], service=row["service"],
-                                        call_key=row["key"]) + (" AND is_slow" if slow_only else "")
+        """Calls since ``since_ns`` per service and call key, from the call rollup
+        (``rollup.CALLS``): executions, total, longest, exact p95 (a seek in the calls-by-duration
+        index each) and the slowest call; ranked by ``sort``."""
+        equal = {**({"service": service} if service else {}), **({"is_slow": True} if slow_only else {})}
+        groups = self.rollup.groups(since_ns, by=("service", "call_key"), table=CALLS, **equal)
+        calls = []
+        for (service_name, key), group in groups.items():
+            parameters = []
+            where = _group_where("call_key IS NOT NULL", since_ns, parameters, service=service_name,
+                                 call_key=key) + (" AND is_slow" if slow_only else "")
+            calls.append({"service": service_name, "key": key, "count": group.executions, "total_ns": group.total_ns,
+                          "max_ns": group.max_ns, "group": group, "where": where, "parameters": parameters})
         order = SLOW_CALL_ORDER[sort]
         # Ranked by p95: every call's is needed; else only the listed ones'.
         for row in calls if sort == "p95" else ():
-            row["p95_ns"] = self._nearest_rank(row["where"], row["parameters"], row["n"], 95)
+            row["p95_ns"] = self._call_p95(row)
         calls.sort(key=lambda row: (-(row[order] or 0), row["service"], row["key"]))
         result = []
         for row in calls[:int(limit)]:
-            where, parameters, n = row.pop("where"), row.pop("parameters"), row.pop("n")
             if "p95_ns" not in row:
-                row["p95_ns"] = self._nearest_rank(where, parameters, n, 95)
-            slowest = self._rows(SLOWEST_CALL.format(where=where), parameters)
+                row["p95_ns"] = self._call_p95(row)
+            where, parameters = row.pop("where"), row.pop("parameters")
+            del row["group"]
+            slowest = self._rows(SLOWEST_CALL.format(where=where), [*parameters, row["max_ns"]])
             row.update(slowest[0] if slowest else dict.fromkeys(
                 ("label", "category", "slowest_trace_id", "slowest_span_id")))
             total_ms, p95_ms, max_ms = (_ms(row.pop(column)) for column in ("total_ns", "p95_ns", "max_ns"))
-            count = row["count"] = int(row["count"])
+            count = row["count"]
             result.append({**row, "total_ms": total_ms, "avg_ms": total_ms / count, "p95_ms": p95_ms, "max_ms": max_ms})
         return result
+
+    def _call_p95(self, row):
+        return self.rollup.exact_percentiles(row["group"], row["where"], row["parameters"], [95])["p95_ns"]
 
     def error_groups(self, since_ns, service=None, limit=100, states=None):
         parameters = [since_ns, since_ns]
@@ -455,26 +421,19 @@ class Queries(SearchQueries):
         """The p95 of each of ``calls`` (``(service, key)`` pairs) per bucket of ``step_ns``:
         ``{(service, key): [[seconds, p95_ms or None], ...]}``, every bucket of the window. Each
         p95 is the longest call of the duration bucket (``rollup.BUCKET_RATIO``) that holds it:
-        exact when that bucket holds one duration, otherwise at most 9 % above."""
+        exact when that bucket holds one duration, otherwise at most 9 % above. Read from the
+        call rollup where ``since_ns`` and ``step_ns`` are whole blocks of it
+        (``rollup.aligned_buckets``), else from the spans."""
         wanted = {(service, key) for service, key in calls}
         if not wanted:
             return {}
         starts = _buckets(since_ns, until_ns, step_ns)
-        parameters = [since_ns, step_ns, since_ns, until_ns]
-        sql = SLOW_CALL_HISTOGRAMS.format(
-            bucket=self.BUCKET_SQL,
-            # Slow calls are few, found by their own index: a filter on services would lead the
-            # planner to the index of every call.
-            services_clause="" if slow_only else _in_clause("service", sorted({s for s, _ in wanted}), parameters),
-            keys_clause=_in_clause("call_key", sorted({key for _, key in wanted}), parameters),
-            slow_clause="AND is_slow" if slow_only else "")
-        histograms = {}
-        for row in self._rows(sql, parameters):
-            if (row["service"], row["call_key"]) in wanted:
-                histograms.setdefault((row["service"], row["call_key"], row["bucket"]), Group()).add(
-                    row["duration_bucket"], row["n"], 0, 0, row["min_ns"], row["max_ns"])
-        return {call: [[start, _ms(histograms[(*call, index)].percentile(95)) if (*call, index) in histograms
-                        else None] for index, start in enumerate(starts)] for call in wanted}
+        groups = self.rollup.groups(since_ns, until_ns, by=("service", "call_key"), step=(since_ns, step_ns),
+                                    table=CALLS, service=tuple(sorted({service for service, _ in wanted})),
+                                    call_key=tuple(sorted({key for _, key in wanted})),
+                                    **({"is_slow": True} if slow_only else {}))
+        return {call: [[start, _ms(groups[(index, *call)].percentile(95)) if (index, *call) in groups else None]
+                       for index, start in enumerate(starts)] for call in wanted}
 
     def latest_metrics(self, since_ns, service=None):
         parameters = [since_ns]

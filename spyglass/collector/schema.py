@@ -157,3 +157,19 @@ TRACES_BY_TAG = """
     CREATE INDEX IF NOT EXISTS traces_by_tag_lookup ON traces_by_tag (tag, time_ns);
     CREATE INDEX IF NOT EXISTS traces_by_tag_by_time ON traces_by_tag (time_ns);
 """
+
+
+# Migration 8: calls per minute, ten minutes and hour (collector/rollup.py), which slow calls
+# read instead of the spans: per block, service, call key, slow flag and duration bucket. Both
+# rollups share the watermark, which starts again so that the calls stored so far are rolled
+# up too (the requests' rows are replaced by the same).
+CALL_ROLLUP = """
+    CREATE TABLE IF NOT EXISTS call_rollup (
+        grain_ns {int} NOT NULL, start_ns {int} NOT NULL, service TEXT NOT NULL, call_key TEXT NOT NULL,
+        is_slow {bool} NOT NULL, bucket INTEGER NOT NULL, calls {int} NOT NULL, executions {int} NOT NULL,
+        total_ns {int} NOT NULL, min_ns {int} NOT NULL, max_ns {int} NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS call_rollup_by_service ON call_rollup (grain_ns, service, start_ns);
+    CREATE INDEX IF NOT EXISTS call_rollup_by_time ON call_rollup (grain_ns, start_ns);
+    UPDATE rollup_state SET watermark_ns = 0, mark = 0
+"""

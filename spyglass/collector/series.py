@@ -11,7 +11,7 @@ import json
 import math
 
 from .queries import PERCENTILES, _percentile_column, route_name
-from .rollup import LEVELS, MINUTE_NS, ceil_minute
+from .rollup import MINUTE_NS, aligned_buckets
 
 NS = 1_000_000_000
 #: Buckets per chart at most: a step that would make more is widened.
@@ -171,9 +171,7 @@ class ServiceSeries:
         holds steps, the last one ending where the longest block of the rollup that divides
         the step (a minute, ten, an hour) that ``until_ns`` is in ends."""
         step_ns = step * NS
-        count = math.ceil((until_ns - since_ns) / step_ns)
-        block = next(grain for grain in LEVELS if step_ns % grain == 0)
-        origin = ceil_minute(until_ns, block) - count * step_ns
+        origin, count = aligned_buckets(since_ns, until_ns, step_ns)
         equal = {"service": service, **({"route_or_name": route} if route else {}),
                  **({"http_method": method} if method else {})}
         rows = {}

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from .error_states import RELEASE_FIRST_SEEN, REOPEN, SET_STATE, group_state, reopens, state_parameters
 from .model import INT64_MAX, LOG_COLUMNS, METRIC_COLUMNS, PROFILE_COLUMNS, SPAN_COLUMNS
 from .queries import Queries
-from .rollup import LOG_RATIO, MINUTE_NS, Rollup
+from .rollup import LOG_RATIO, MINUTE_NS, ROLLED_SPANS, Rollup, Table
 from .search import TAG_COLUMNS, tag_rows
 from .sqlite_schema import MIGRATIONS
 from .store import SIZE_LOW_WATER, Maintainer, SchemaTooNew, StoreError, StoreRejected, StoreUnavailable
@@ -40,7 +40,7 @@ _BUSY_TIMEOUT_MS = 10_000
 _CHECKPOINT_BUSY_TIMEOUT_MS = 1_000
 _TIMED_TABLES = (("spans", "start_ns"), ("logs", "time_ns"), ("metric_points", "time_ns"),
                  ("error_events", "time_ns"), ("profile_samples", "time_ns"), ("traces_by_tag", "time_ns"),
-                 ("request_rollup", "start_ns"))
+                 ("request_rollup", "start_ns"), ("call_rollup", "start_ns"))
 #: The WAL is checkpointed and truncated before it passes this share of the size limit.
 WAL_SHARE = 1 / 8
 MAX_WAL_BYTES = 64 << 20
@@ -295,24 +295,25 @@ class SQLiteStore(Queries):
         return self._rows("SELECT coalesce(max(rowid), 0) AS mark FROM spans")[0]["mark"]
 
     def _late_minutes(self, mark, watermark_ns, until_mark=None):
-        """The minutes before ``watermark_ns`` of the requests written after ``mark`` (up to
-        ``until_mark``): late for the rollup."""
+        """The minutes before ``watermark_ns`` of the spans the rollup counts written after
+        ``mark`` (up to ``until_mark``): late for the rollup; with how many."""
         newest = self._rollup_mark(None)
         if newest < mark:  # every span was deleted since, and rowids began again
             mark = 0
-        return {row["minute"] for row in self._rows(
-            f"SELECT DISTINCT start_ns / {MINUTE_NS} AS minute FROM spans "
-            f"WHERE rowid > ? AND rowid <= ? AND is_root AND start_ns < ?",
+        return {row["minute"]: row["writes"] for row in self._rows(
+            f"SELECT start_ns / {MINUTE_NS} AS minute, count(*) AS writes FROM spans "
+            f"WHERE rowid > ? AND rowid <= ? AND ({ROLLED_SPANS}) AND start_ns < ? GROUP BY start_ns / {MINUTE_NS}",
             [mark, newest if until_mark is None else until_mark, watermark_ns])}
 
     def _rolled_up(self, late):
         """Nothing to forget: the mark written with the rollup moved past the late spans."""
 
     def _write_rollup(self, statements):
-        """Run each ``(sql, rows)`` of ``statements`` over its rows, in one transaction."""
+        """Run each ``(sql, rows)`` of ``statements`` over its rows (a ``rollup.Table`` for
+        ``sql``: insert them into it), in one transaction."""
         with self._transaction() as connection:
             for sql, rows in statements:
-                connection.executemany(sql, rows)
+                connection.executemany(sql.insert() if isinstance(sql, Table) else sql, rows)
 
     # -- retention -----------------------------------------------------------------------
 
