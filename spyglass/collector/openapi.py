@@ -248,7 +248,10 @@ _TRACE_SEARCH = [
     _param("attribute", "`key=value`: only traces with a span (the request's or any call's) whose attribute "
                         "`key` is `value`, e.g. `db.system=postgresql`; a value like 42 or true also matches "
                         "a number or boolean attribute.",
-           {"type": "string", "pattern": "^\\s*[^=\\s\\u0000][^=\\u0000]{0,255}=[^\\u0000]{0,1000}$"}),
+           # The key's first character is none that str.strip() takes away: \s leaves out
+           # the separators U+001C-U+001F and U+0085, which Python counts as white space.
+           {"type": "string",
+            "pattern": "^\\s*[^=\\s\\u0000\\u001c-\\u001f\\u0085][^=\\u0000]{0,255}=[^\\u0000]{0,1000}$"}),
     _param("trace_id", "Only the trace with this id, or the traces whose id starts so.", _HEX_PREFIX),
 ]
 _LOG_ROW = _object({
