@@ -269,7 +269,11 @@ class Profiler:
         """Wait ``seconds`` unless a trace begins first: whether one did."""
         alarm = self._alarm
         registry.alarm = alarm
-        woken = alarm.acquire(timeout=seconds)
+        # A trace begun since the tick, before the alarm was there to wake us.
+        if any(not root.end_ns for root in list(registry.roots.values())):
+            woken = True
+        else:
+            woken = alarm.acquire(timeout=seconds)
         registry.alarm = None
         return woken
 
