@@ -15,12 +15,13 @@ fill it). An idle thread outside a trace costs a tick a few lookups: its stack i
 
 A tick that finds no thread in a trace and no stack changed since the one before (an idle
 app, or one waiting in a sleep) lets the sampler doze: the next tick comes two periods
-later, then four, up to MAX_DOZE_PERIODS, and each of its samples counts in the
-process-wide profile for the periods it stands for. Most of what a tick costs is its
-wake-up (the kernel's timer, the GIL taken back, caches gone cold), not its work, so
-waking less often is what makes an idle process's sampler cheap. A trace that begins
-ends the doze at once (``registry.wake_sampler``): its first samples are not late; a
-stack that changes ends it at the next tick.
+later, then four, up to MAX_DOZE_PERIODS. A stack seen at both ends of a doze counts in
+the process-wide profile for all its periods; one that changed, for one (when it began is
+not known). Most of what a tick costs is its wake-up (the kernel's timer, the GIL taken
+back, caches gone cold), not its work, so waking less often is what makes an idle
+process's sampler cheap. A trace that begins ends the doze at once
+(``registry.wake_sampler``): its first samples are not late; a stack that changes ends it
+at the next tick.
 
 What a tick costs (benchmarks/bench_profiling.py counts it): no code object is hashed on
 this thread, as CPython hashes one anew each time, from its constants (nested functions'
@@ -164,7 +165,6 @@ class Profiler:
         self._hand_over_due = False
         self._interned = {}
         self._last_stacks = {}  # thread id -> its stack at its last sample
-        self._changed = False  # whether a stack changed this tick
         self._alarm = threads.os_lock()  # held; a doze waits on it (see registry.alarm)
         self._alarm.acquire()
         self._buffered = 0
@@ -293,7 +293,8 @@ class Profiler:
         own, idle_ids, roots_get = self._own, self._idle_ids, registry.roots.get
         buffers = registry.buffers
         counts = self._counts
-        in_traces = self._changed = False
+        last_stacks = self._last_stacks
+        in_traces = changed = False
         frame = None
         frames = sys._current_frames()
         try:
@@ -305,14 +306,21 @@ class Profiler:
                 in_trace = root is not None and not root.end_ns
                 if idle and not in_trace:
                     continue
-                stack = self._stack(thread_id, frame)
+                last = last_stacks.get(thread_id)
+                stack = self._stack(frame, last)
+                if stack is not last:
+                    last_stacks[thread_id] = stack
+                    changed = True
                 if not idle:
+                    # A stack seen at both ends of a doze stands for all of it; one new
+                    # since the last tick, for a period (when it began is not known).
+                    weight = periods if stack is last else 1
                     if stack in counts:
-                        counts[stack] += periods
+                        counts[stack] += weight
                     elif len(counts) < MAX_STACKS:
-                        counts[stack] = periods
+                        counts[stack] = weight
                     else:
-                        counts[OVERFLOW] = counts.get(OVERFLOW, 0) + periods
+                        counts[OVERFLOW] = counts.get(OVERFLOW, 0) + weight
                 if not in_trace:
                     continue
                 in_traces = True
@@ -331,18 +339,17 @@ class Profiler:
         if now - self._last_sweep_ns >= UNEXPORTED_GRACE_NS:
             self._last_sweep_ns = now
             self._sweep(now)
-        return not (in_traces or self._changed)
+        return not (in_traces or changed)
 
-    def _stack(self, thread_id, frame):
+    def _stack(self, frame, last):
         """The code objects of ``frame`` and its callers, innermost first: one ``Stack``
-        shared by every sample of the same stack."""
+        shared by every sample of the same stack (``last``, the thread's at its last
+        sample, when it is still that)."""
         # Walked in C: accumulate asks each frame for its f_back, until one has none (a loop
         # in Python costs about a thousand instructions a frame).
         stack = tuple(map(CODE, takewhile(bool, accumulate(CALLERS, getattr, initial=frame))))
-        last_stacks = self._last_stacks
-        found = last_stacks.get(thread_id)
-        if found == stack:  # as at its last sample (compared code by code, by identity)
-            return found
+        if last == stack:  # as at its last sample (compared code by code, by identity)
+            return last
         # Interned by the hash of its codes' ids: an entry's own codes keep those ids theirs,
         # and the entry is compared by identity, code by code, before it is shared.
         key = hash(tuple(map(id, stack)))
@@ -352,8 +359,6 @@ class Profiler:
             if len(interned) >= MAX_INTERNED:
                 interned.clear()
             interned[key] = found = Stack(stack)
-        last_stacks[thread_id] = found
-        self._changed = True
         return found
 
     def _take_exported(self):
