@@ -278,8 +278,8 @@ class Profiler:
         return woken
 
     def _tick(self, me, periods=1):
-        """A sample of every thread, each counting ``periods`` in the process-wide profile;
-        whether nothing changed (no thread in a trace, every stack as at the last tick)."""
+        """A sample of every thread, ``periods`` after the last tick; whether nothing
+        changed (no thread in a trace, every stack as at the last tick)."""
         steady = self._sample(me, periods)
         if registry.exported:
             self._take_exported()
