@@ -3,7 +3,8 @@ plain) with profiling on at the default ``profiling_hz``, against off; and the s
 own CPU with 8 idle threads.
 
 Bars (issue 19): the request ratio rises by at most 0.03; the sampler takes under 1% of
-one core with 8 idle threads.
+one core with 8 idle threads. There the sampler dozes (nothing changes from one tick to the
+next); what it takes awake, ticking at the full rate, is printed beside it.
 
 Each framework runs in a process of its own where plain requests, spyglass with profiling
 off (the plain tracer, no sampler thread) and spyglass with profiling on (the profiling
@@ -21,8 +22,9 @@ two runs of different request counts, so start-up cancels out), and per sampler 
 its thread runs one: with 8 idle threads and one inside a traced request, 30 frames deep
 (the heap frozen out of the collector's sight: where a full collection falls would vary
 from run to run). The sampler's share of a core at the default rate is its thread's own
-CPU time over a few seconds (the scheduler's count for that thread, not the wall clock;
-other processes' load still moves it, by the cold caches each wake-up finds), or, with
+CPU time over a few seconds, kept from dozing as while a request runs (the scheduler's
+count for that thread, not the wall clock; other processes' load still moves it, by the
+cold caches each wake-up finds), or, with
 ``--core-ips N``, its instructions per second over N; the request ratio's rise is
 on x (1 + that share) - off, against plain.
 """
@@ -140,9 +142,9 @@ def instructions_main(core_ips):
     hz = load(environ={}).profiling_hz
     per_request = {mode: per_unit("instr-flask", mode) for mode in ("plain", "off", "on")}
     per_tick = per_unit("instr-tick", small=200, large=2200)
-    if core_ips is None:
-        percent, _ = in_a_process_of_its_own("cpu")
-        share, how = percent / 100, "its thread's CPU time, measured"
+    if core_ips is None:  # awake, as while a request runs: no doze
+        percent, _ = in_a_process_of_its_own("cpu-awake")
+        share, how = percent / 100, "its thread's CPU time awake, measured"
     else:
         share, how = per_tick * hz / core_ips, f"at {core_ips:.1e} instructions/s"
     off, on = per_request["off"] / per_request["plain"], per_request["on"] / per_request["plain"]
@@ -207,13 +209,17 @@ def django_figures():
     return turns(plain, bench_django.request_loop(), switch, bench_django.N // 4)
 
 
-def sampler_cpu():
+def sampler_cpu(awake=False):
     """Percent of one core the sampler thread used over CPU_SECONDS, with IDLE_THREADS
-    threads waiting and the main thread asleep."""
+    threads waiting and the main thread asleep; ``awake``: kept from dozing."""
     import threading
 
     import psutil
 
+    from spyglass.profile import sampler as sampler_module
+
+    if awake:
+        sampler_module.MAX_DOZE_PERIODS = 1
     agent, switch = start_spyglass()
     release = threading.Event()
     waiting = [threading.Thread(target=release.wait, daemon=True) for _ in range(IDLE_THREADS)]
@@ -259,8 +265,10 @@ def main():
               f"(ratio {on:.3f}); the ratio's rise, median of the rounds: "
               f"{best['rise']:+.3f} (bar <= +{RATIO_BAR}) {verdict(best['rise'], RATIO_BAR)}")
     percent, hz = in_a_process_of_its_own("cpu")
+    awake, _ = in_a_process_of_its_own("cpu-awake")
     print(f"sampler at {hz:g} Hz with {IDLE_THREADS} idle threads: {percent:.2f}% of one core "
-          f"(bar < {CPU_BAR}%) {verdict(percent, CPU_BAR)}")
+          f"(bar < {CPU_BAR}%) {verdict(percent, CPU_BAR)}; kept awake (a tick every period, "
+          f"as when a stack changes): {awake:.2f}%")
 
 
 if __name__ == "__main__":
@@ -268,9 +276,9 @@ if __name__ == "__main__":
         instructions_flask(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1:2] == ["instr-tick"]:
         instructions_tick(int(sys.argv[2]))
-    elif sys.argv[1:2] in (["flask"], ["django"], ["cpu"]):
-        print(repr({"flask": flask_figures, "django": django_figures,
-                    "cpu": sampler_cpu}[sys.argv[1]]()))
+    elif sys.argv[1:2] in (["flask"], ["django"], ["cpu"], ["cpu-awake"]):
+        print(repr({"flask": flask_figures, "django": django_figures, "cpu": sampler_cpu,
+                    "cpu-awake": lambda: sampler_cpu(awake=True)}[sys.argv[1]]()))
     else:
         parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
         parser.add_argument("--instructions", action="store_true",

@@ -303,9 +303,10 @@ KEYS: Tuple[Key, ...] = (
          "the trace begun last on it, and so is a gevent-patched app's (its greenlets take "
          "turns on one OS thread). A receiver answering 404 there turns it off."),
     _key("profiling_hz", parse_float, 49.0, "Stack samples per second (wall clock), 1 to "
-         "1000. Sentry and py-spy take 100, where the sampler took about 1% of a core with 8 "
-         "idle threads and added 0.03 to a hello-world request's ratio here "
-         "(benchmarks/bench_profiling.py): 49 halves that."),
+         "1000. Sentry and py-spy take 100. A sample costs mostly its thread's wake-up, which "
+         "takes the GIL from the busy thread: at 100 a hello-world request's ratio rose by "
+         "0.04-0.06 here, at 49 by 0.02-0.05 (benchmarks/bench_profiling.py; the bar is 0.03). "
+         "An idle process's sampler dozes at either rate (about 0.1% of a core)."),
     _key("profiling_interval", parse_float, 60.0, "Seconds between exports of the "
          "process-wide profile (threads not idle, aggregated by stack)."),
     # -- metrics --------------------------------------------------------------------------

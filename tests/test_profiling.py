@@ -170,6 +170,31 @@ def test_process_profile_counts_busy_threads_and_leaves_idle_ones_out(receiver):
     assert receiver.schema_errors == [], result.stderr
 
 
+def test_a_dozing_sampler_wakes_when_a_trace_begins_and_counts_the_periods_it_slept(receiver):
+    # A wait (a stack unchanged tick after tick) lets the sampler doze, up to 16 periods apart
+    # (1.6 s at 10 Hz): the trace that begins after it is sampled from its start all the same.
+    result = run_python(app("""
+        wait_for_the_sampler()
+        def wait_in_a_sleep():
+            time.sleep(3.0)
+        wait_in_a_sleep()
+        with opentracing.tracer.start_active_span("after-a-doze"):
+            spin_in_pure_python(0.5)
+    """), SPYGLASS_ENDPOINT=receiver.url, **dict(PROFILING, SPYGLASS_PROFILING_HZ="10"))
+    assert receiver.wait_for(lambda r: trace_profiles(r) and any(
+        p["kind"] == "process" for p in read_profiles(r))), result.stderr
+    assert receiver.schema_errors == []
+    span = span_by_name(receiver)["after-a-doze"]
+    profile, = trace_profiles(receiver)
+    first = min(when for sample in profile["samples"] for when in sample["times"])
+    assert first - int(span["startTimeUnixNano"]) < 150_000_000  # not a doze later
+    # 3 s at 10 Hz: 30 periods, a handful of ticks; the periods of the doze the trace cut
+    # short went to no stack (the wait's ended somewhere in it).
+    waited = sum(leaf_counts(p).get("wait_in_a_sleep", 0) for p in read_profiles(receiver)
+                 if p["kind"] == "process")
+    assert 14 <= waited <= 31, waited
+
+
 def test_off_by_default_and_lazy_when_on(receiver):
     result = run_python("""
         import sys, threading, time

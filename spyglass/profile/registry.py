@@ -30,6 +30,20 @@ buffers = {}
 # (root, its spans or None for a lone root), exported with samples held: the sampler
 # takes them within a tick. Bounded for a process where no sampler runs.
 exported = collections.deque(maxlen=1024)
+# The lock the sampler waits on while it dozes (no thread in a trace, no stack changed: it
+# wakes less often), else None: a trace that begins releases it, for its first samples.
+alarm = None
+
+
+def wake_sampler():
+    """End the sampler's doze now (a trace begins)."""
+    global alarm
+    lock, alarm = alarm, None
+    if lock is not None:
+        try:
+            lock.release()
+        except RuntimeError:  # another thread's trace woke it first
+            pass
 
 
 
@@ -56,11 +70,15 @@ class ProfilingTracer(Tracer):
         span = scope.span
         if span.__class__ is RootSpan:
             roots[_get_ident()] = span
+            if alarm is not None:
+                wake_sampler()
         return scope
 
     def _new_local_root(self, name, parent, start_ns, kind):
         span = Tracer._new_local_root(self, name, parent, start_ns, kind)
         roots[_get_ident()] = span
+        if alarm is not None:
+            wake_sampler()
         return span
 
 
@@ -89,10 +107,11 @@ generation = process.generation
 def forget_all():
     """In a forked child: the parent's threads and traces are not ours (a thread of the
     parent's that was inside a request has the child's main thread's id)."""
-    global generation
+    global generation, alarm
     roots.clear()
     buffers.clear()
     exported.clear()
+    alarm = None
     generation = process.generation
 
 

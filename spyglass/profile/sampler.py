@@ -13,6 +13,16 @@ state from /proc would cost a file read per thread per tick. A trace's samples k
 state; the process-wide profile leaves idle threads out (a pool of waiting workers would
 fill it). An idle thread outside a trace costs a tick a few lookups: its stack is not walked.
 
+A tick that finds no thread in a trace and no stack changed since the one before (an idle
+app, or one waiting in a sleep) lets the sampler doze: the next tick comes two periods
+later, then four, up to MAX_DOZE_PERIODS. A stack seen at both ends of a doze counts in
+the process-wide profile for all its periods; one that changed, for one (when it began is
+not known). Most of what a tick costs is its wake-up (the kernel's timer, the GIL taken
+back, caches gone cold), not its work, so waking less often is what makes an idle
+process's sampler cheap. A trace that begins ends the doze at once
+(``registry.wake_sampler``): its first samples are not late; a stack that changes ends it
+at the next tick.
+
 What a tick costs (benchmarks/bench_profiling.py counts it): no code object is hashed on
 this thread, as CPython hashes one anew each time, from its constants (nested functions'
 code included), names and line table, tens of thousands of instructions for a module's.
@@ -50,6 +60,7 @@ MAX_BUFFERED_SAMPLES = 1 << 16   # all traces' buffers together
 MAX_STACKS = 2000                # distinct stacks in the process-wide profile
 MAX_INTERNED = 1 << 14           # stacks shared between samples before the table is reset
 UNEXPORTED_GRACE_NS = 10 ** 9    # a trace not exported this long after its end is freed
+MAX_DOZE_PERIODS = 16            # the longest wait between ticks while nothing changes
 
 
 
@@ -154,6 +165,8 @@ class Profiler:
         self._hand_over_due = False
         self._interned = {}
         self._last_stacks = {}  # thread id -> its stack at its last sample
+        self._alarm = threads.os_lock()  # held; a doze waits on it (see registry.alarm)
+        self._alarm.acquire()
         self._buffered = 0
         self._last_sweep_ns = 0
         self.dropped_trace_full = self.dropped_buffers_full = 0  # samples refused by a bound
@@ -197,6 +210,7 @@ class Profiler:
     def stop(self):
         """Stop sampling; the thread ends within a tick."""
         thread, self._thread = self._thread, None
+        registry.wake_sampler()  # from a doze
         if thread is not None and not threads.is_current(thread):
             deadline = time.monotonic() + 0.5  # (an OS thread under gevent has no join)
             while thread.is_alive() and time.monotonic() < deadline:
@@ -230,32 +244,57 @@ class Profiler:
         this = self._thread  # set before it started; another (or None) once stopped
         period = 1.0 / self.hz
         sleep, monotonic = threads.sleep, time.monotonic
+        periods = 1  # since the last tick: what its samples count for
         due = monotonic()
         while self._thread is this:
             try:
-                self._tick(me)
+                steady = self._tick(me, periods)
             except Exception:
                 log.exception("spyglass: the profiler failed; profiling stops")
                 return
-            due += period
+            periods = min(2 * periods, MAX_DOZE_PERIODS) if steady else 1
+            due += period * periods
             delay = due - monotonic()
             if delay < 0:  # late (a long GIL hold): skip the ticks missed, do not catch up
                 due = monotonic()
                 delay = 0
-            sleep(delay)
+            if periods == 1:
+                sleep(delay)
+            elif self._doze(delay):  # a trace began: it is sampled now
+                since = monotonic() - (due - period * periods)
+                periods = min(max(round(since / period), 1), periods)
+                due = monotonic()
 
-    def _tick(self, me):
-        self._sample(me)
-        self._take_exported()
+    def _doze(self, seconds):
+        """Wait ``seconds`` unless a trace begins first: whether one did."""
+        alarm = self._alarm
+        registry.alarm = alarm
+        # A trace begun since the tick, before the alarm was there to wake us.
+        if any(not root.end_ns for root in list(registry.roots.values())):
+            woken = True
+        else:
+            woken = alarm.acquire(timeout=seconds)
+        registry.alarm = None
+        return woken
+
+    def _tick(self, me, periods=1):
+        """A sample of every thread, ``periods`` after the last tick; whether nothing
+        changed (no thread in a trace, every stack as at the last tick)."""
+        steady = self._sample(me, periods)
+        if registry.exported:
+            self._take_exported()
         if self._hand_over_due:
             self._hand_over_due = False
             self._hand_over_process_profile()
+        return steady
 
-    def _sample(self, me):
+    def _sample(self, me, periods):
         now = time.time_ns()
         own, idle_ids, roots_get = self._own, self._idle_ids, registry.roots.get
         buffers = registry.buffers
         counts = self._counts
+        last_stacks = self._last_stacks
+        in_traces = changed = False
         frame = None
         frames = sys._current_frames()
         try:
@@ -267,16 +306,24 @@ class Profiler:
                 in_trace = root is not None and not root.end_ns
                 if idle and not in_trace:
                     continue
-                stack = self._stack(thread_id, frame)
+                last = last_stacks.get(thread_id)
+                stack = self._stack(frame, last)
+                if stack is not last:
+                    last_stacks[thread_id] = stack
+                    changed = True
                 if not idle:
+                    # A stack seen at both ends of a doze stands for all of it; one new
+                    # since the last tick, for a period (when it began is not known).
+                    weight = periods if stack is last else 1
                     if stack in counts:
-                        counts[stack] += 1
+                        counts[stack] += weight
                     elif len(counts) < MAX_STACKS:
-                        counts[stack] = 1
+                        counts[stack] = weight
                     else:
-                        counts[OVERFLOW] = counts.get(OVERFLOW, 0) + 1
+                        counts[OVERFLOW] = counts.get(OVERFLOW, 0) + weight
                 if not in_trace:
                     continue
+                in_traces = True
                 buffer = buffers.get(root)
                 if buffer is None:
                     buffer = buffers[root] = _Buffer(thread_id)
@@ -292,17 +339,17 @@ class Profiler:
         if now - self._last_sweep_ns >= UNEXPORTED_GRACE_NS:
             self._last_sweep_ns = now
             self._sweep(now)
+        return not (in_traces or changed)
 
-    def _stack(self, thread_id, frame):
+    def _stack(self, frame, last):
         """The code objects of ``frame`` and its callers, innermost first: one ``Stack``
-        shared by every sample of the same stack."""
+        shared by every sample of the same stack (``last``, the thread's at its last
+        sample, when it is still that)."""
         # Walked in C: accumulate asks each frame for its f_back, until one has none (a loop
         # in Python costs about a thousand instructions a frame).
         stack = tuple(map(CODE, takewhile(bool, accumulate(CALLERS, getattr, initial=frame))))
-        last_stacks = self._last_stacks
-        found = last_stacks.get(thread_id)
-        if found == stack:  # as at its last sample (compared code by code, by identity)
-            return found
+        if last == stack:  # as at its last sample (compared code by code, by identity)
+            return last
         # Interned by the hash of its codes' ids: an entry's own codes keep those ids theirs,
         # and the entry is compared by identity, code by code, before it is shared.
         key = hash(tuple(map(id, stack)))
@@ -312,7 +359,6 @@ class Profiler:
             if len(interned) >= MAX_INTERNED:
                 interned.clear()
             interned[key] = found = Stack(stack)
-        last_stacks[thread_id] = found
         return found
 
     def _take_exported(self):

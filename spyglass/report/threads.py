@@ -135,6 +135,15 @@ def sleep(seconds):
         monkey.get_original("time", "sleep")(seconds)
 
 
+def os_lock():
+    """A lock of the interpreter's own, which an OS thread of ours can wait on (gevent's,
+    once it patched threading, would wait as a greenlet does)."""
+    monkey = gevent_patched()
+    if monkey is None:
+        return threading.Lock()
+    return monkey.get_original("_thread", "allocate_lock")()
+
+
 def is_gevents(primitive):
     """Whether ``primitive`` (a lock, an event) is one of gevent's."""
     return type(primitive).__module__.startswith("gevent")
