@@ -87,10 +87,11 @@ def test_the_trace_page_draws_the_slow_request_flame_graph(tmp_path, browser):
             page.screenshot(path=str(SCREENSHOTS / "trace_profile.png"), full_page=True)
         finally:
             page.close()
-        deepest = max(box["depth"] for box in boxes)
-        leaf = max((box for box in boxes if box["depth"] == deepest), key=lambda box: box["width"])
+        # The widest leaf: the deepest of the boxes that hold most of the time (a sample or
+        # two of the response's own code may sit deeper, narrow).
+        wide = [box for box in boxes if box["width"] > 0.8 * flame_width]
+        leaf = max(wide, key=lambda box: box["depth"])
         assert leaf["label"].startswith("render_report (profiled_app.py:"), boxes
-        assert leaf["width"] > 0.8 * flame_width
         report = subprocess.run([sys.executable, "-m", "spyglass.cli", "report", "--url",
                                  collector.url, "--profile", "GET /slow", "--width", "120"],
                                 capture_output=True, text=True, timeout=60)
